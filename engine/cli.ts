@@ -1,0 +1,209 @@
+// `wabridge` command line: lint, test and dry-run mappings. Exit codes: 0 ok, 1 problems found,
+// 2 usage or input error. Documented in docs/cli.md.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { parse as parseYaml } from 'yaml';
+import { WabError } from './errors.js';
+import { runGolden, runFixture, stableJson, DEFAULT_WEBHOOK_URL, type Fixture, type FixtureInputs } from './golden.js';
+import { loadMapping, mappingDirs, type Mapping } from './mapping-loader.js';
+import { checkSettings, resolveEnvRefs, secretNames } from './settings.js';
+
+const USAGE = `wabridge — CleverTap ⇄ WhatsApp BSP bridge
+
+Usage:
+  wabridge lint [mappings-dir] [--json]
+      Validate every mapping against schemas/mapping.schema.json and compile every expression.
+  wabridge test [mappings-dir] [--update] [--filter text] [--json]
+      Run every golden fixture; --update rewrites expected.json from current output (review in git).
+  wabridge map <bsp> <send|response|transport|webhook|handshake> [file|-] [options]
+  wabridge map <bsp> media <media-id> [--lookup body.json]
+      Dry run: print what the mapping produces for one input.
+        --mappings dir      where mappings live (default: ./mappings)
+        --settings f.yaml   tenant settings (default: mappings/<bsp>/fixtures/settings.yaml)
+        --status 400        response: the BSP's HTTP status (default 200)
+        --header k:v        response/webhook/handshake: a header (repeatable)
+        --query k=v         webhook/handshake: a query parameter (repeatable)
+        --message f.json    response/transport: the CleverTap payload that was sent
+        --error kind:text   transport: timeout|connect|network and a message
+        --lookup f.json     media: the BSP's answer to the look-up request
+        --show-secrets      do not mask secret settings in the output
+
+Exit codes: 0 ok, 1 problems found (lint errors, failing fixtures, mapping errors), 2 usage or input error.
+`;
+
+class UsageError extends Error {}
+
+function out(line: string): void {
+  process.stdout.write(`${line}\n`);
+}
+
+async function lint(dir: string, json: boolean): Promise<number> {
+  const dirs = mappingDirs(dir);
+  if (dirs.length === 0) throw new UsageError(`no mapping.yaml found under ${dir}`);
+  const results = dirs.map((d) => ({ dir: d, result: loadMapping(d) }));
+  const problems = results.flatMap((r) => (r.result.ok ? [] : r.result.errors));
+  if (json) {
+    out(JSON.stringify({ ok: problems.length === 0, mappings: results.map((r) => ({ dir: r.dir, ok: r.result.ok, ...(r.result.ok ? { name: r.result.mapping.name, version: r.result.mapping.version, expressions: r.result.mapping.expressions.length, functions: r.result.mapping.functions } : {}) })), problems: problems.map((p) => p.toJSON()) }));
+  } else {
+    for (const p of problems) out(p.message);
+    for (const r of results) if (r.result.ok) out(`ok ${r.result.mapping.file} (${r.result.mapping.expressions.length} expressions, ${r.result.mapping.functions} functions, version ${r.result.mapping.version})`);
+    out(`${results.length} mapping(s), ${problems.length} problem(s)`);
+  }
+  return problems.length === 0 ? 0 : 1;
+}
+
+async function test(dir: string, opts: { update: boolean; filter?: string; json: boolean }): Promise<number> {
+  if (mappingDirs(dir).length === 0) throw new UsageError(`no mapping.yaml found under ${dir}`);
+  const report = await runGolden(dir, opts);
+  const count = (o: string) => report.cases.filter((c) => c.outcome === o).length;
+  const failed = count('fail') + count('error') + report.loadErrors.length;
+  if (opts.json) {
+    out(JSON.stringify({ ok: failed === 0, passed: count('pass'), failed: count('fail'), errors: count('error'), updated: count('updated'), loadErrors: report.loadErrors.map((e) => e.toJSON()), cases: report.cases }));
+  } else {
+    for (const e of report.loadErrors) out(e.message);
+    for (const c of report.cases) {
+      const mark = { pass: 'ok    ', fail: 'FAIL  ', updated: 'update', error: 'ERROR ' }[c.outcome];
+      out(`${mark} ${c.mapping}/${c.name} — ${c.description}`);
+      if (c.detail) out(c.detail.replace(/^/gm, '       '));
+    }
+    out(`${count('pass')} passed, ${count('fail') + count('error')} failed${count('updated') ? `, ${count('updated')} updated` : ''}`);
+  }
+  return failed === 0 ? 0 : 1;
+}
+
+function readInput(file: string | undefined): string {
+  if (file === undefined || file === '-') return readFileSync(0, 'utf8');
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new UsageError(`cannot read ${file}: ${(e as Error).message}`);
+  }
+}
+
+function pairs(list: string[] | undefined, sep: string, what: string): Record<string, string> {
+  const res: Record<string, string> = {};
+  for (const item of list ?? []) {
+    const i = item.indexOf(sep);
+    if (i <= 0) throw new UsageError(`${what} must look like name${sep}value, got '${item}'`);
+    res[item.slice(0, i).trim()] = item.slice(i + 1).trim();
+  }
+  return res;
+}
+
+function mask(text: string, mapping: Mapping, settings: Record<string, unknown>): string {
+  let masked = text;
+  for (const name of secretNames(mapping.settings)) {
+    const v = settings[name];
+    if (typeof v === 'string' && v.length >= 4) masked = masked.split(v).join(`«secret:${name}»`);
+  }
+  return masked;
+}
+
+async function map(positionals: string[], v: Record<string, unknown>): Promise<number> {
+  const [bsp, kind, file] = positionals;
+  const kinds = ['send', 'response', 'transport', 'webhook', 'handshake', 'media'];
+  if (!bsp || !kind || !kinds.includes(kind)) throw new UsageError(`map needs <bsp> and one of ${kinds.join('|')}`);
+  const root = (v.mappings as string | undefined) ?? 'mappings';
+  const loaded = loadMapping(join(root, bsp));
+  if (!loaded.ok) {
+    for (const e of loaded.errors) process.stderr.write(`${e.message}\n`);
+    return 1;
+  }
+  const mapping = loaded.mapping;
+  const settingsFile = (v.settings as string | undefined) ?? join(mapping.dir, 'fixtures', 'settings.yaml');
+  let rawSettings: Record<string, unknown>;
+  try {
+    rawSettings = resolveEnvRefs(parseYaml(readFileSync(settingsFile, 'utf8')) ?? {}, process.env) as Record<string, unknown>;
+  } catch (e) {
+    throw new UsageError(`cannot read settings ${settingsFile}: ${(e as Error).message}`);
+  }
+  const settings = checkSettings(mapping.settings, rawSettings, settingsFile);
+  const fixture: Fixture = { description: 'wabridge map', kind: kind as Fixture['kind'] };
+  if (v.status !== undefined) fixture.status = Number(v.status);
+  if (v.header) fixture.headers = pairs(v.header as string[], ':', '--header');
+  if (v.query) fixture.query = pairs(v.query as string[], '=', '--query');
+  if (v.error) {
+    const [k, ...rest] = String(v.error).split(':');
+    fixture.error = { kind: k as 'timeout', message: rest.join(':') || k! };
+  }
+  const inputs: FixtureInputs = {};
+  if (kind === 'media') {
+    if (!file) throw new UsageError('map <bsp> media needs the media id (and --lookup body.json for the look-up response)');
+    fixture.mediaId = file;
+    if (v.lookup) inputs.input = { text: readInput(v.lookup as string), contentType: 'application/json' };
+  } else if (kind !== 'transport' && kind !== 'handshake') {
+    const text = readInput(file);
+    const isForm = kind === 'webhook' && !/^\s*[[{]/.test(text);
+    inputs.input = { text, contentType: isForm ? 'application/x-www-form-urlencoded' : 'application/json' };
+  }
+  if (v.message) inputs.messageText = readInput(v.message as string);
+  const { actual, problem } = await runFixture(mapping, file ?? '-', { ...fixture, url: DEFAULT_WEBHOOK_URL }, inputs, settings);
+  const text = v.json ? JSON.stringify(actual) : stableJson(actual).trimEnd();
+  out(v['show-secrets'] ? text : mask(text, mapping, settings));
+  if (problem) process.stderr.write(`${problem}\n`);
+  const failedEval = typeof actual === 'object' && actual !== null && 'error' in actual;
+  return problem || failedEval ? 1 : 0;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean' },
+        json: { type: 'boolean' },
+        update: { type: 'boolean' },
+        filter: { type: 'string' },
+        mappings: { type: 'string' },
+        settings: { type: 'string' },
+        status: { type: 'string' },
+        header: { type: 'string', multiple: true },
+        query: { type: 'string', multiple: true },
+        message: { type: 'string' },
+        error: { type: 'string' },
+        lookup: { type: 'string' },
+        'show-secrets': { type: 'boolean' },
+      },
+    });
+  } catch (e) {
+    process.stderr.write(`${(e as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
+  const { values: v, positionals } = parsed;
+  const [cmd, ...rest] = positionals;
+  if (v.version) {
+    const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+    out(pkg.version);
+    return 0;
+  }
+  if (v.help || !cmd) {
+    out(USAGE);
+    return cmd || v.help ? 0 : 2;
+  }
+  try {
+    switch (cmd) {
+      case 'lint':
+        return await lint(rest[0] ?? 'mappings', Boolean(v.json));
+      case 'test':
+        return await test(rest[0] ?? 'mappings', { update: Boolean(v.update), filter: v.filter, json: Boolean(v.json) });
+      case 'map':
+        return await map(rest, v);
+      default:
+        throw new UsageError(`unknown command '${cmd}'`);
+    }
+  } catch (e) {
+    if (e instanceof UsageError) {
+      process.stderr.write(`wabridge: ${e.message}\n`);
+      return 2;
+    }
+    if (e instanceof WabError) {
+      process.stderr.write(`wabridge: ${e.code}: ${e.message}\n`);
+      return e.code === 'WAB_INPUT_INVALID' || e.code === 'WAB_SETTINGS_INVALID' ? 2 : 1;
+    }
+    throw e;
+  }
+}

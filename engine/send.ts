@@ -1,0 +1,199 @@
+// The send flow's mapping steps, free of I/O: CleverTap message → BSP HTTP request, and BSP HTTP
+// response (or transport failure) → CleverTap's answer. The host does the actual HTTP call.
+import { WabError } from './errors.js';
+import { Rejection, type Compiled } from './expression.js';
+import type { CompiledRequest, Mapping } from './mapping-loader.js';
+import type { CanonicalMessage } from './clevertap/model.js';
+
+export type AnswerCode = 2000 | 2001 | 2002 | 2003 | 2004;
+
+export type Answer = { status: 'success' } | { status: 'failure'; error: { code: AnswerCode; message: string } };
+
+export interface HttpRequest {
+  method: string;
+  url: string;
+  headers: Record<string, string>;
+  /** Serialized body as it goes on the wire. */
+  body?: string;
+}
+
+export type SendPlan = { kind: 'request'; request: HttpRequest } | { kind: 'answer'; answer: Answer };
+
+export interface BspResponse {
+  status: number;
+  headers: Record<string, string>;
+  /** Raw response text; parsed as JSON for the mapping when it is JSON. */
+  text: string;
+}
+
+export interface TransportFailure {
+  kind: 'timeout' | 'connect' | 'network';
+  message: string;
+}
+
+export interface MappedResponse {
+  answer: Answer;
+  providerMessageId?: string;
+}
+
+export const SUCCESS: Answer = Object.freeze({ status: 'success' }) as Answer;
+
+export function failure(code: AnswerCode, message: string): Answer {
+  return { status: 'failure', error: { code, message } };
+}
+
+const bindings = {
+  reject(code: unknown, message: unknown): never {
+    throw new Rejection(Number(code), message === undefined ? 'rejected by mapping' : String(message));
+  },
+};
+
+function isAnswerCode(c: unknown): c is AnswerCode {
+  return c === 2000 || c === 2001 || c === 2002 || c === 2003 || c === 2004;
+}
+
+/** A `{code, message}` value produced by a mapping, checked. */
+function toFailure(value: unknown, slot: string): Answer {
+  const v = value as { code?: unknown; message?: unknown } | null;
+  const code = typeof v?.code === 'string' ? Number(v.code) : v?.code;
+  if (!isAnswerCode(code)) {
+    throw new WabError('WAB_MAPPING_OUTPUT', `${slot}: must give {"code": 2000-2004, "message": ...}, got ${JSON.stringify(value)}`);
+  }
+  return failure(code, v?.message === undefined ? 'failure' : String(v.message));
+}
+
+function rejectionAnswer(r: Rejection, slot: string): Answer {
+  if (!isAnswerCode(r.answerCode)) throw new WabError('WAB_MAPPING_OUTPUT', `${slot}: $reject code must be 2000-2004, got ${r.answerCode}`);
+  return failure(r.answerCode, r.reason);
+}
+
+async function evalStr(c: Compiled, input: unknown, slot: string): Promise<string | undefined> {
+  const v = await c.evaluate(input, bindings);
+  if (v === undefined || v === null) return undefined;
+  if (typeof v === 'string') return v;
+  if (typeof v === 'number' || typeof v === 'boolean') return String(v);
+  throw new WabError('WAB_MAPPING_OUTPUT', `${slot}: must give a string, got ${JSON.stringify(v)}`);
+}
+
+/** application/x-www-form-urlencoded; arrays repeat the key, objects are sent as JSON text. */
+export function formEncode(body: unknown, slot: string): string {
+  if (!body || typeof body !== 'object' || Array.isArray(body)) {
+    throw new WabError('WAB_MAPPING_OUTPUT', `${slot}: a form-encoded body must be an object, got ${JSON.stringify(body)}`);
+  }
+  const params = new URLSearchParams();
+  for (const [k, v] of Object.entries(body)) {
+    for (const item of Array.isArray(v) ? v : [v]) {
+      if (item === undefined || item === null) continue;
+      params.append(k, typeof item === 'object' ? JSON.stringify(item) : String(item));
+    }
+  }
+  return params.toString();
+}
+
+/** Builds the HTTP request a request declaration describes (used for send and media look-ups). */
+export async function buildRequest(req: CompiledRequest, input: unknown, slot: string): Promise<HttpRequest> {
+  const [url, body, headerValues, queryValues] = await Promise.all([
+    evalStr(req.url, input, `${slot}.url`),
+    req.body ? req.body.evaluate(input, bindings) : undefined,
+    Promise.all(req.headers.map(([name, c]) => evalStr(c, input, `${slot}.headers.${name}`))),
+    Promise.all(req.query.map(([name, c]) => evalStr(c, input, `${slot}.query.${name}`))),
+  ]);
+  let parsed: URL;
+  try {
+    parsed = new URL(url ?? '');
+  } catch {
+    throw new WabError('WAB_MAPPING_OUTPUT', `${slot}.url: must give an absolute http(s) URL, got ${JSON.stringify(url)}`);
+  }
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
+    throw new WabError('WAB_MAPPING_OUTPUT', `${slot}.url: must be http or https, got ${parsed.protocol}`);
+  }
+  req.query.forEach(([name], i) => {
+    const v = queryValues[i];
+    if (v !== undefined) parsed.searchParams.append(name, v);
+  });
+  const headers: Record<string, string> = {};
+  req.headers.forEach(([name], i) => {
+    const v = headerValues[i];
+    if (v !== undefined) headers[name] = v;
+  });
+  const out: HttpRequest = { method: req.method, url: parsed.toString(), headers };
+  if (body !== undefined && body !== null) {
+    const hasType = Object.keys(headers).some((h) => h.toLowerCase() === 'content-type');
+    if (req.encoding === 'form') {
+      out.body = formEncode(body, `${slot}.body`);
+      if (!hasType) headers['Content-Type'] = 'application/x-www-form-urlencoded';
+    } else {
+      out.body = JSON.stringify(body);
+      if (!hasType) headers['Content-Type'] = 'application/json';
+    }
+  }
+  return out;
+}
+
+/** CleverTap message → BSP request, or an immediate answer (validation payload, refusals). */
+export async function planSend(mapping: Mapping, message: CanonicalMessage, settings: Record<string, unknown>): Promise<SendPlan> {
+  // CleverTap's endpoint check must succeed without touching the BSP: there is no real recipient.
+  if (message.isValidation) return { kind: 'answer', answer: SUCCESS };
+  const input = { message, settings };
+  try {
+    if (mapping.send.reject) {
+      const refused = await mapping.send.reject.evaluate(input, bindings);
+      if (refused !== undefined && refused !== null && refused !== false) {
+        return { kind: 'answer', answer: toFailure(refused, 'send.reject') };
+      }
+    }
+    return { kind: 'request', request: await buildRequest(mapping.send.request, input, 'send.request') };
+  } catch (e) {
+    if (e instanceof Rejection) return { kind: 'answer', answer: rejectionAnswer(e, 'send') };
+    throw e;
+  }
+}
+
+function parseBody(r: BspResponse): unknown {
+  const type = Object.entries(r.headers).find(([k]) => k.toLowerCase() === 'content-type')?.[1] ?? '';
+  const t = r.text.trim();
+  if (type.includes('json') || t.startsWith('{') || t.startsWith('[')) {
+    try {
+      return JSON.parse(t);
+    } catch {
+      return r.text;
+    }
+  }
+  if (type.includes('x-www-form-urlencoded')) return formDecode(r.text);
+  return r.text;
+}
+
+/** BSP HTTP response → CleverTap answer plus the BSP's message id. */
+export async function mapResponse(mapping: Mapping, message: CanonicalMessage, settings: Record<string, unknown>, response: BspResponse): Promise<MappedResponse> {
+  const headers = Object.fromEntries(Object.entries(response.headers).map(([k, v]) => [k.toLowerCase(), v]));
+  const input = { message, settings, status: response.status, headers, body: parseBody(response) };
+  const r = mapping.send.response;
+  try {
+    if (await r.success.evaluate(input, bindings)) {
+      const id = r.providerMessageId ? await evalStr(r.providerMessageId, input, 'send.response.providerMessageId') : undefined;
+      return id === undefined ? { answer: SUCCESS } : { answer: SUCCESS, providerMessageId: id };
+    }
+    return { answer: toFailure(await r.error.evaluate(input, bindings), 'send.response.error') };
+  } catch (e) {
+    if (e instanceof Rejection) return { answer: rejectionAnswer(e, 'send.response') };
+    throw e;
+  }
+}
+
+/** BSP unreachable or too slow → CleverTap answer (2004 unless the mapping says otherwise). */
+export async function mapTransportError(mapping: Mapping, message: CanonicalMessage, settings: Record<string, unknown>, error: TransportFailure): Promise<Answer> {
+  const fallback = failure(2004, `BSP ${error.kind === 'timeout' ? 'did not answer in time' : 'unreachable'}: ${error.message}`);
+  if (!mapping.send.transportError) return fallback;
+  const v = await mapping.send.transportError.evaluate({ message, settings, error }, bindings);
+  return v === undefined || v === null ? fallback : toFailure(v, 'send.transportError');
+}
+
+/** Decodes a form body; a repeated key becomes an array. */
+export function formDecode(text: string): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  for (const [k, v] of new URLSearchParams(text)) {
+    const prev = out[k];
+    out[k] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v];
+  }
+  return out;
+}

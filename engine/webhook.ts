@@ -1,0 +1,116 @@
+// The webhook flow's mapping steps, free of I/O: handshake answers, signature checks, and a BSP
+// webhook body → status and incoming events. The host resolves ids and delivers callbacks.
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import { WabError } from './errors.js';
+import type { Mapping } from './mapping-loader.js';
+import { describeError, pointerToPath, projectSchema, usefulErrors, validatorFor } from './schema-validator.js';
+import { formDecode } from './send.js';
+
+export interface WebhookRequest {
+  /** Full URL the BSP called (signature schemes such as Twilio's sign it). */
+  url: string;
+  headers: Record<string, string>;
+  query: Record<string, string | string[]>;
+  rawBody: string;
+}
+
+export interface StatusEvent {
+  event: 'status';
+  providerMessageId?: string;
+  msgId?: string;
+  status: 'sent' | 'delivered' | 'read' | 'failed' | 'clicked';
+  timestamp?: string;
+  recipient?: string;
+  error?: { code: number; title: string };
+  providerError?: Record<string, unknown>;
+  url?: string;
+  shortUrl?: string;
+  userAgent?: string;
+}
+
+export interface IncomingEvent {
+  event: 'incoming';
+  providerMessageId?: string;
+  replyTo?: string;
+  message: { from: string; wabaNumber?: string; timestamp: string; type: string } & Record<string, unknown>;
+}
+
+export type WebhookEvent = StatusEvent | IncomingEvent;
+
+function lowerHeaders(h: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(Object.entries(h).map(([k, v]) => [k.toLowerCase(), v]));
+}
+
+export function parseWebhookBody(rawBody: string, contentType: string | undefined): unknown {
+  const type = (contentType ?? '').toLowerCase();
+  if (type.includes('x-www-form-urlencoded')) return formDecode(rawBody);
+  if (rawBody.trim() === '') return undefined;
+  try {
+    return JSON.parse(rawBody);
+  } catch (e) {
+    throw new WabError('WAB_INPUT_INVALID', `webhook body is not valid JSON: ${(e as Error).message}`);
+  }
+}
+
+function inputFor(req: WebhookRequest, settings: Record<string, unknown>) {
+  const headers = lowerHeaders(req.headers);
+  return { body: parseWebhookBody(req.rawBody, headers['content-type']), rawBody: req.rawBody, headers, query: req.query, url: req.url, settings };
+}
+
+export type HandshakeResult = { status: 200; body: string } | { status: 403; body: string };
+
+/** Answers a GET verification request, or undefined when the request is not a handshake. */
+export async function handshake(mapping: Mapping, req: Pick<WebhookRequest, 'headers' | 'query'>, settings: Record<string, unknown>): Promise<HandshakeResult | undefined> {
+  const h = mapping.webhook?.handshake;
+  if (!h) return undefined;
+  const input = { query: req.query, headers: lowerHeaders(req.headers), settings };
+  if (!(await h.match.evaluate(input))) return undefined;
+  if (!(await h.accept.evaluate(input))) return { status: 403, body: 'verification token mismatch' };
+  const body = await h.respond.evaluate(input);
+  return { status: 200, body: body === undefined || body === null ? '' : String(body) };
+}
+
+export type SignatureResult = { ok: true } | { ok: false; reason: string };
+
+/** Checks the signature a mapping declares; mappings without a declaration accept everything. */
+export async function verifySignature(mapping: Mapping, req: WebhookRequest, settings: Record<string, unknown>): Promise<SignatureResult> {
+  const sig = mapping.webhook?.signature;
+  if (!sig) return { ok: true };
+  const headers = lowerHeaders(req.headers);
+  let given = headers[sig.header.toLowerCase()];
+  if (!given) return { ok: false, reason: `missing ${sig.header} header` };
+  if (sig.prefix) {
+    if (!given.startsWith(sig.prefix)) return { ok: false, reason: `${sig.header} does not start with ${sig.prefix}` };
+    given = given.slice(sig.prefix.length);
+  }
+  const secret = settings[sig.secret];
+  if (typeof secret !== 'string' || secret === '') return { ok: false, reason: `setting ${sig.secret} (the signing secret) is empty` };
+  const payload = sig.payload ? String(await sig.payload.evaluate(inputFor(req, settings))) : req.rawBody;
+  const expected = createHmac(sig.algorithm === 'hmac-sha1' ? 'sha1' : 'sha256', secret).update(payload, 'utf8').digest();
+  const actual = Buffer.from(given.trim(), sig.encoding);
+  if (actual.length !== expected.length || !timingSafeEqual(actual, expected)) return { ok: false, reason: `${sig.header} does not match the body` };
+  return { ok: true };
+}
+
+/** Computes the signature header value a BSP would send; used by tests and the BSP simulator. */
+export function sign(mapping: Mapping, payload: string, secret: string): string {
+  const sig = mapping.webhook?.signature;
+  if (!sig) throw new WabError('WAB_MAPPING_SCHEMA', `${mapping.name} declares no webhook.signature`);
+  const digest = createHmac(sig.algorithm === 'hmac-sha1' ? 'sha1' : 'sha256', secret).update(payload, 'utf8').digest(sig.encoding);
+  return `${sig.prefix ?? ''}${digest}`;
+}
+
+/** BSP webhook → events, checked against schemas/events.schema.json. */
+export async function mapWebhook(mapping: Mapping, req: WebhookRequest, settings: Record<string, unknown>): Promise<WebhookEvent[]> {
+  if (!mapping.webhook) throw new WabError('WAB_MAPPING_SCHEMA', `${mapping.name} declares no webhook`, mapping.file);
+  const out = await mapping.webhook.events.evaluate(inputFor(req, settings));
+  // JSONata yields a bare value for a one-item sequence and undefined for an empty one.
+  const events = (out === undefined || out === null ? [] : Array.isArray(out) ? [...out] : [out]) as unknown[];
+  const plain = JSON.parse(JSON.stringify(events)) as WebhookEvent[];
+  const validate = validatorFor(projectSchema('events.schema.json'));
+  if (!validate(plain)) {
+    const problems = usefulErrors(validate.errors ?? []).map((e) => `events${pointerToPath(e.instancePath).map((k) => (typeof k === 'number' ? `[${k}]` : `.${k}`)).join('')}: ${describeError(e)}`);
+    throw new WabError('WAB_MAPPING_OUTPUT', `webhook.events: ${[...new Set(problems)].join('; ')}`);
+  }
+  return plain;
+}
