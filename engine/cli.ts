@@ -12,6 +12,12 @@ import { checkSettings, resolveEnvRefs, secretNames } from './settings.js';
 const USAGE = `wabridge — CleverTap ⇄ WhatsApp BSP bridge
 
 Usage:
+  wabridge serve [--config wabridge.yaml]
+      Run the service (config also from WABRIDGE_CONFIG; PORT and LOG_LEVEL override it).
+  wabridge demo
+      The quickstart: wabridge on examples/wabridge.yaml with a simulated BSP and a CleverTap sink.
+  wabridge dlq list|replay [id...] [--config wabridge.yaml] [--json]
+      Show the callbacks CleverTap never accepted within the retry window, or put them back in the outbox.
   wabridge lint [mappings-dir] [--json]
       Validate every mapping against schemas/mapping.schema.json and compile every expression.
   wabridge test [mappings-dir] [--update] [--filter text] [--json]
@@ -166,6 +172,7 @@ export async function main(argv: string[]): Promise<number> {
         message: { type: 'string' },
         error: { type: 'string' },
         lookup: { type: 'string' },
+        config: { type: 'string' },
         'show-secrets': { type: 'boolean' },
       },
     });
@@ -192,6 +199,13 @@ export async function main(argv: string[]): Promise<number> {
         return await test(rest[0] ?? 'mappings', { update: Boolean(v.update), filter: v.filter, json: Boolean(v.json) });
       case 'map':
         return await map(rest, v);
+      // Loaded on demand: lint/test/map should not pay for starting fastify and SQLite.
+      case 'serve':
+        return await (await import('./cli-serve.js')).serve(v.config);
+      case 'demo':
+        return await (await import('./cli-serve.js')).demo(v.config);
+      case 'dlq':
+        return await (await import('./cli-serve.js')).dlq(rest[0], v.config, rest.slice(1), Boolean(v.json));
       default:
         throw new UsageError(`unknown command '${cmd}'`);
     }

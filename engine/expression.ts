@@ -16,12 +16,18 @@ export interface FunctionSource {
   ref: SourceRef;
 }
 
+/**
+ * Budgets per evaluation. Steps (evaluated nodes) are the real bound: they do not depend on machine
+ * load, whereas under 1500 concurrent messages wall-clock time mostly measures the others' work.
+ * The time limit is only a last resort far above any healthy evaluation.
+ */
 export interface Limits {
-  timeoutMs: number;
+  maxSteps: number;
   maxDepth: number;
+  timeoutMs: number;
 }
 
-export const DEFAULT_LIMITS: Limits = { timeoutMs: 250, maxDepth: 500 };
+export const DEFAULT_LIMITS: Limits = { maxSteps: 200_000, maxDepth: 500, timeoutMs: 5_000 };
 
 export interface Compiled {
   readonly name: string;
@@ -53,8 +59,14 @@ const EXIT = Symbol.for('jsonata.__evaluate_exit');
 
 interface Guard {
   deadline: number;
-  depth: number;
+  steps: number;
+  /** Positions of the nodes being evaluated, innermost last: on an error, the top is where it happened. */
+  stack: number[];
   limits: Limits;
+}
+
+interface Node {
+  position?: number;
 }
 
 interface Env {
@@ -133,34 +145,41 @@ export function compile(text: string, ref: SourceRef, allFunctions: readonly Fun
     throw new WabError('WAB_MAPPING_COMPILE', `${ref.name}: ${e.message}`, where(tokenStart(e)));
   }
 
-  expr.assign(ENTRY as unknown as string, (_node: unknown, _input: unknown, env: Env) => {
+  expr.assign(ENTRY as unknown as string, (node: Node, _input: unknown, env: Env) => {
     const g = env.lookup(GUARD) as Guard | undefined;
     if (!g) return;
-    if (++g.depth > g.limits.maxDepth) {
-      throw new WabError('WAB_MAPPING_DEPTH', `${ref.name}: evaluation nested deeper than ${g.limits.maxDepth} frames (runaway recursion?)`, ref.locate(0));
+    g.stack.push(node.position ?? 0);
+    if (g.stack.length > g.limits.maxDepth) {
+      throw new WabError('WAB_MAPPING_DEPTH', `${ref.name}: evaluation nested deeper than ${g.limits.maxDepth} frames (runaway recursion?)`, where(g.stack.at(-1)!));
     }
-    if (Date.now() > g.deadline) {
-      throw new WabError('WAB_MAPPING_TIMEOUT', `${ref.name}: evaluation ran longer than ${g.limits.timeoutMs} ms (infinite loop?)`, ref.locate(0));
+    if (++g.steps > g.limits.maxSteps) {
+      throw new WabError('WAB_MAPPING_TIMEOUT', `${ref.name}: evaluation took more than ${g.limits.maxSteps} steps (infinite loop?)`, where(g.stack.at(-1)!));
+    }
+    if ((g.steps & 1023) === 0 && Date.now() > g.deadline) {
+      throw new WabError('WAB_MAPPING_TIMEOUT', `${ref.name}: evaluation ran longer than ${g.limits.timeoutMs} ms (infinite loop?)`, where(g.stack.at(-1)!));
     }
   });
   expr.assign(EXIT as unknown as string, (_node: unknown, _input: unknown, env: Env) => {
     const g = env.lookup(GUARD) as Guard | undefined;
-    if (g) g.depth--;
+    if (g) g.stack.pop();
   });
 
   return {
     name: ref.name,
     text,
     async evaluate(input, bindings) {
-      const guard: Guard = { deadline: Date.now() + limits.timeoutMs, depth: 0, limits };
+      const guard: Guard = { deadline: Date.now() + limits.timeoutMs, steps: 0, stack: [], limits };
       try {
         return await expr.evaluate(input, { ...bindings, [GUARD]: guard });
       } catch (e) {
         if (e instanceof WabError || e instanceof Rejection) throw e;
-        if (isJsonataError(e)) {
-          throw new WabError('WAB_MAPPING_EVAL', `${ref.name}: ${e.message}${e.code ? ` (${e.code})` : ''}`, where(tokenStart(e)));
-        }
-        throw e;
+        // jsonata rewrites an error's position to the outermost call site on the way up; the guard's
+        // stack still holds the innermost node, which is where the mapping author needs to look.
+        const innermost = guard.stack.at(-1);
+        const pos = innermost !== undefined ? Math.max(0, innermost - 1) : isJsonataError(e) ? tokenStart(e) : 0;
+        if (isJsonataError(e)) throw new WabError('WAB_MAPPING_EVAL', `${ref.name}: ${e.message}${e.code ? ` (${e.code})` : ''}`, where(pos));
+        // jsonata itself can fail with a TypeError on some malformed calls; still one message's error.
+        throw new WabError('WAB_MAPPING_EVAL', `${ref.name}: ${e instanceof Error ? e.message : String(e)}`, where(pos));
       }
     },
   };

@@ -187,51 +187,54 @@ function loadBaseSettings(mappingDir: string): Record<string, unknown> {
 
 export const stableJson = (v: unknown): string => `${JSON.stringify(v, null, 2)}\n`;
 
+/** Runs every fixture of one loaded mapping (the host runs them before swapping in an edited mapping). */
+export async function runMappingFixtures(mapping: Mapping, opts: { update?: boolean; filter?: string } = {}): Promise<CaseResult[]> {
+  const results: CaseResult[] = [];
+  const base = loadBaseSettings(mapping.dir);
+  for (const caseDir of caseDirs(mapping.dir)) {
+    const name = caseDir.slice(join(mapping.dir, 'fixtures').length + 1);
+    if (opts.filter && !`${mapping.name}/${name}`.includes(opts.filter)) continue;
+    const shown = relative(process.cwd(), caseDir) || caseDir;
+    const result: CaseResult = { mapping: mapping.name, name, dir: shown, description: '', outcome: 'pass' };
+    results.push(result);
+    try {
+      const fixture = readFixture(caseDir);
+      result.description = fixture.description;
+      const inputs: FixtureInputs = { input: readInput(caseDir, fixture.kind) };
+      if (fixture.message) inputs.messageText = readFileSync(join(caseDir, fixture.message), 'utf8');
+      const { actual, problem } = await runFixture(mapping, shown, fixture, inputs, base);
+      if (problem) {
+        result.outcome = 'fail';
+        result.detail = problem;
+        continue;
+      }
+      const expectedFile = join(caseDir, 'expected.json');
+      const actualText = stableJson(actual);
+      const expectedText = existsSync(expectedFile) ? readFileSync(expectedFile, 'utf8') : undefined;
+      const same = expectedText !== undefined && stableJson(JSON.parse(expectedText)) === actualText;
+      if (same) continue;
+      if (opts.update) {
+        writeFileSync(expectedFile, actualText);
+        result.outcome = 'updated';
+      } else {
+        result.outcome = 'fail';
+        result.detail = expectedText === undefined ? 'no expected.json yet (run `wabridge test --update`, then review it)' : lineDiff(stableJson(JSON.parse(expectedText)), actualText);
+      }
+    } catch (e) {
+      result.outcome = 'error';
+      result.detail = e instanceof Error ? e.message : String(e);
+    }
+  }
+  return results;
+}
+
 /** Runs every fixture of every mapping under `root` (a mappings folder or one mapping folder). */
 export async function runGolden(root: string, opts: { update?: boolean; filter?: string } = {}): Promise<GoldenReport> {
   const report: GoldenReport = { cases: [], loadErrors: [] };
   for (const dir of mappingDirs(root)) {
     const loaded = loadMapping(dir);
-    if (!loaded.ok) {
-      report.loadErrors.push(...loaded.errors);
-      continue;
-    }
-    const mapping = loaded.mapping;
-    const base = loadBaseSettings(dir);
-    for (const caseDir of caseDirs(dir)) {
-      const name = caseDir.slice(join(dir, 'fixtures').length + 1);
-      if (opts.filter && !`${mapping.name}/${name}`.includes(opts.filter)) continue;
-      const shown = relative(process.cwd(), caseDir) || caseDir;
-      const result: CaseResult = { mapping: mapping.name, name, dir: shown, description: '', outcome: 'pass' };
-      report.cases.push(result);
-      try {
-        const fixture = readFixture(caseDir);
-        result.description = fixture.description;
-        const inputs: FixtureInputs = { input: readInput(caseDir, fixture.kind) };
-        if (fixture.message) inputs.messageText = readFileSync(join(caseDir, fixture.message), 'utf8');
-        const { actual, problem } = await runFixture(mapping, shown, fixture, inputs, base);
-        if (problem) {
-          result.outcome = 'fail';
-          result.detail = problem;
-          continue;
-        }
-        const expectedFile = join(caseDir, 'expected.json');
-        const actualText = stableJson(actual);
-        const expectedText = existsSync(expectedFile) ? readFileSync(expectedFile, 'utf8') : undefined;
-        const same = expectedText !== undefined && stableJson(JSON.parse(expectedText)) === actualText;
-        if (same) continue;
-        if (opts.update) {
-          writeFileSync(expectedFile, actualText);
-          result.outcome = 'updated';
-        } else {
-          result.outcome = 'fail';
-          result.detail = expectedText === undefined ? 'no expected.json yet (run `wabridge test --update`, then review it)' : lineDiff(stableJson(JSON.parse(expectedText)), actualText);
-        }
-      } catch (e) {
-        result.outcome = 'error';
-        result.detail = e instanceof Error ? e.message : String(e);
-      }
-    }
+    if (!loaded.ok) report.loadErrors.push(...loaded.errors);
+    else report.cases.push(...(await runMappingFixtures(loaded.mapping, opts)));
   }
   return report;
 }

@@ -6,7 +6,7 @@ import { basename, join, relative, resolve } from 'node:path';
 import { WabError } from './errors.js';
 import { checkSyntax, compile, DEFAULT_LIMITS, type Compiled, type FunctionSource, type Limits, type SourceRef } from './expression.js';
 import { describeError, pointerToPath, projectSchema, usefulErrors, validatorFor } from './schema-validator.js';
-import { dotted, locate, offsetToPosition, parseYamlSource, type KeyPath, type YamlSource } from './yaml-source.js';
+import { dotted, locate, locateSchemaError, offsetToPosition, parseYamlSource, type KeyPath, type YamlSource } from './yaml-source.js';
 import type { SettingDecl } from './settings.js';
 
 export type Method = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
@@ -89,8 +89,8 @@ export function loadMapping(dir: string, limits: Limits = DEFAULT_LIMITS): LoadR
   const valid: boolean = validate(raw);
   if (!valid) {
     for (const e of usefulErrors(validate.errors ?? [])) {
-      const path = pointerToPath(e.instancePath);
-      errors.push(new WabError('WAB_MAPPING_SCHEMA', `${dotted(path) || '(top level)'}: ${describeError(e)}`, locate(src, path)));
+      const { where, path } = locateSchemaError(src, pointerToPath(e.instancePath), e.keyword, e.params as Record<string, unknown>);
+      errors.push(new WabError('WAB_MAPPING_SCHEMA', `${dotted(path) || '(top level)'}: ${describeError(e)}`, where));
     }
     return { ok: false, errors };
   }

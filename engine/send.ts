@@ -182,7 +182,8 @@ export async function mapResponse(mapping: Mapping, message: CanonicalMessage, s
 
 /** BSP unreachable or too slow → CleverTap answer (2004 unless the mapping says otherwise). */
 export async function mapTransportError(mapping: Mapping, message: CanonicalMessage, settings: Record<string, unknown>, error: TransportFailure): Promise<Answer> {
-  const fallback = failure(2004, `BSP ${error.kind === 'timeout' ? 'did not answer in time' : 'unreachable'}: ${error.message}`);
+  const what = { timeout: 'did not answer in time', connect: 'could not be connected to', network: 'connection failed' }[error.kind];
+  const fallback = failure(2004, `BSP ${what}: ${error.message}`);
   if (!mapping.send.transportError) return fallback;
   const v = await mapping.send.transportError.evaluate({ message, settings, error }, bindings);
   return v === undefined || v === null ? fallback : toFailure(v, 'send.transportError');

@@ -43,6 +43,29 @@ export function positionOf(src: YamlSource, path: KeyPath): Position {
   return { line: 1, col: 1 };
 }
 
+/** Position of the key `key` inside the mapping at `parent` (for "unknown key" errors). */
+export function locateKey(src: YamlSource, parent: KeyPath, key: string): string {
+  const node = nodeAt(src, parent);
+  if (node && isMap(node)) {
+    for (const pair of node.items) {
+      const k = pair.key as Node | null;
+      if (k && isScalar(k) && k.value === key && k.range) {
+        const p = src.lines.linePos(k.range[0]);
+        return `${src.file}:${p.line}:${p.col}`;
+      }
+    }
+  }
+  return locate(src, parent);
+}
+
+/** file:line:col for an ajv error: at the offending key for unknown keys, else at the value. */
+export function locateSchemaError(src: YamlSource, instancePath: KeyPath, keyword: string, params: Record<string, unknown>): { where: string; path: KeyPath } {
+  if (keyword === 'additionalProperties' && typeof params.additionalProperty === 'string') {
+    return { where: locateKey(src, instancePath, params.additionalProperty), path: [...instancePath, params.additionalProperty] };
+  }
+  return { where: locate(src, instancePath), path: instancePath };
+}
+
 export function locate(src: YamlSource, path: KeyPath): string {
   const p = positionOf(src, path);
   return `${src.file}:${p.line}:${p.col}`;
@@ -55,29 +78,54 @@ export function dotted(path: KeyPath): string {
 }
 
 /**
- * Maps a character offset inside the string value at `path` to a file position.
- * Block scalars (`|`) keep lines one to one, so line i of the value is source line
- * (header + 1 + i) shifted by the block's indentation; quoted scalars shift by the quote.
+ * Maps a character offset inside the string value at `path` to a file position. Literal blocks (`|`)
+ * keep lines one to one, so line i of the value is source line (header + 1 + i) shifted by the
+ * block's indentation. Other scalars (quoted with escapes, folded, multi-line plain) are aligned
+ * character by character against their source text.
  */
 export function offsetToPosition(src: YamlSource, path: KeyPath, offset: number): Position {
   const node = nodeAt(src, path);
   if (!node || !isScalar(node) || !node.range || typeof node.value !== 'string') return positionOf(src, path);
-  const start = node.range[0];
   const value = node.value;
-  const before = value.slice(0, Math.max(0, Math.min(offset, value.length)));
-  const lineInValue = before.split('\n').length - 1;
-  const colInLine = before.length - (before.lastIndexOf('\n') + 1);
-  const type = node.type;
-  if (type === Scalar.BLOCK_LITERAL || type === Scalar.BLOCK_FOLDED) {
-    const header = src.lines.linePos(start);
-    const firstContentLine = header.line + 1;
-    const indent = blockIndent(src, firstContentLine);
-    return { line: firstContentLine + lineInValue, col: indent + colInLine + 1 };
+  // "Unexpected end of expression" points past the end; show the last real character instead.
+  const at = Math.max(0, Math.min(offset, value.trimEnd().length));
+  const start = node.range[0];
+  if (node.type === Scalar.BLOCK_LITERAL) {
+    const before = value.slice(0, at);
+    const lineInValue = before.split('\n').length - 1;
+    const colInLine = before.length - (before.lastIndexOf('\n') + 1);
+    const firstContentLine = src.lines.linePos(start).line + 1;
+    return { line: firstContentLine + lineInValue, col: blockIndent(src, firstContentLine) + colInLine + 1 };
   }
-  const p = src.lines.linePos(start);
-  const quote = type === Scalar.QUOTE_DOUBLE || type === Scalar.QUOTE_SINGLE ? 1 : 0;
-  if (lineInValue === 0) return { line: p.line, col: p.col + quote + colInLine };
-  return { line: p.line + lineInValue, col: colInLine + 1 };
+  return src.lines.linePos(alignOffset(src.text, start, node.range[1], node.type === Scalar.BLOCK_FOLDED, value, at));
+}
+
+/**
+ * Walks the scalar's source and its parsed value together: matching characters advance both; a
+ * folded line break stands for a space; anything else in the source (quotes, escape backslashes,
+ * indentation, a block header) is skipped. Returns the source offset of value[target].
+ */
+function alignOffset(text: string, from: number, to: number, folded: boolean, value: string, target: number): number {
+  let i = from;
+  if (folded) i = text.indexOf('\n', from) + 1; // skip the ">" header line
+  let j = 0;
+  while (i < to && j < target) {
+    const c = text[i];
+    const v = value[j];
+    if (c === v) {
+      i++;
+      j++;
+    } else if (v === ' ' && c === '\n') {
+      i++;
+      j++;
+      while (i < to && (text[i] === ' ' || text[i] === '\t')) i++;
+    } else {
+      i++;
+    }
+  }
+  // Land on the character itself, not on skipped indentation or a quote before it.
+  while (i < to && value[j] !== undefined && text[i] !== value[j] && text[i] !== '\n') i++;
+  return i;
 }
 
 function blockIndent(src: YamlSource, line: number): number {

@@ -1,0 +1,62 @@
+// HTTP to BSPs: one undici Agent per host process, keep-alive pools per origin, and failures
+// classified the way mappings see them (timeout, connect, network).
+import { Agent, request } from 'undici';
+import type { BspResponse, HttpRequest, TransportFailure } from './send.js';
+
+export class TransportError extends Error {
+  constructor(readonly failure: TransportFailure) {
+    super(`${failure.kind}: ${failure.message}`);
+    this.name = 'TransportError';
+  }
+}
+
+const CONNECT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'UND_ERR_CONNECT_TIMEOUT', 'CERT_HAS_EXPIRED', 'DEPTH_ZERO_SELF_SIGNED_CERT']);
+const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ETIMEDOUT', 'ABORT_ERR']);
+
+function classify(e: unknown): TransportFailure {
+  const err = e as { code?: string; name?: string; message?: string; cause?: { code?: string } };
+  const code = err.code ?? err.cause?.code ?? '';
+  const message = `${code ? `${code} ` : ''}${err.message ?? String(e)}`.trim();
+  if (TIMEOUT_CODES.has(code) || err.name === 'AbortError' || err.name === 'TimeoutError') return { kind: 'timeout', message };
+  if (CONNECT_CODES.has(code)) return { kind: 'connect', message };
+  return { kind: 'network', message };
+}
+
+export class BspClient {
+  readonly agent: Agent;
+
+  constructor(opts: { connectionsPerOrigin?: number } = {}) {
+    this.agent = new Agent({ keepAliveTimeout: 30_000, keepAliveMaxTimeout: 600_000, connections: opts.connectionsPerOrigin ?? 2048, connect: { timeout: 5_000 } });
+  }
+
+  /** Sends the request; resolves with any HTTP answer, rejects with TransportError. */
+  async send(req: HttpRequest, timeoutMs: number, maxBodyBytes = 1_048_576): Promise<BspResponse> {
+    try {
+      const res = await request(req.url, {
+        method: req.method as 'POST',
+        headers: req.headers,
+        body: req.body,
+        dispatcher: this.agent,
+        headersTimeout: timeoutMs,
+        bodyTimeout: timeoutMs,
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+      const chunks: Buffer[] = [];
+      let size = 0;
+      for await (const chunk of res.body) {
+        size += (chunk as Buffer).length;
+        // A BSP answer is a few hundred bytes; past the cap we keep the start for the error text.
+        if (size <= maxBodyBytes) chunks.push(chunk as Buffer);
+      }
+      const headers: Record<string, string> = {};
+      for (const [k, v] of Object.entries(res.headers)) if (v !== undefined) headers[k] = Array.isArray(v) ? v.join(', ') : v;
+      return { status: res.statusCode, headers, text: Buffer.concat(chunks).toString('utf8') };
+    } catch (e) {
+      throw new TransportError(classify(e));
+    }
+  }
+
+  close(): Promise<void> {
+    return this.agent.close();
+  }
+}

@@ -1,0 +1,85 @@
+// Webhook events → CleverTap callbacks as the outbox stores them: the exact bodies of
+// schemas/clevertap/status-callback.schema.json (one entry) and incoming-callback.schema.json, plus
+// the order rank and dedupe key. Shared by the webhook flow and the pending resolver so a status
+// correlated late is byte-for-byte what it would have been on time.
+import { createHash } from 'node:crypto';
+import { statusRank, type NewCallback, type StatusEntry } from './store.js';
+import type { IncomingEvent, StatusEvent } from './webhook.js';
+
+/** Same webhook retried by the BSP = same key. Clicks share one key per message (CleverTap counts one). */
+export function statusDedupeKey(tenant: string, event: Pick<StatusEvent, 'providerMessageId' | 'status'>, msgId: string): string {
+  return `${tenant}|${event.providerMessageId ?? msgId}|${event.status}`;
+}
+
+export function statusCallbackFor(tenant: string, msgId: string, event: StatusEvent, mappingVersion?: string): NewCallback {
+  const status: StatusEntry['status'] = event.status === 'clicked' ? 'Clicked' : event.status;
+  const entry: StatusEntry = { msgId, status };
+  // CleverTap requires a timestamp on sent/delivered/read/failed; a BSP that gives none gets the time
+  // the event is turned into a callback (epoch seconds, as a string).
+  if (event.timestamp !== undefined) entry.timestamp = event.timestamp;
+  else if (status !== 'Clicked') entry.timestamp = String(Math.floor(Date.now() / 1000));
+  if (status === 'failed') entry.error = event.error ?? { code: 1009, title: 'Other' };
+  if (status === 'Clicked') {
+    // CleverTap's click entry names url, shortUrl and userAgent; a BSP often has only one of the URLs.
+    const url = event.url ?? event.shortUrl;
+    const shortUrl = event.shortUrl ?? event.url;
+    if (url !== undefined) entry.url = url;
+    if (shortUrl !== undefined) entry.shortUrl = shortUrl;
+    entry.userAgent = event.userAgent ?? '';
+  }
+  const cb: NewCallback = { tenant, kind: 'status', msgId, rank: statusRank(event.status), payload: entry, dedupeKey: statusDedupeKey(tenant, event, msgId) };
+  if (mappingVersion !== undefined) cb.mappingVersion = mappingVersion;
+  return cb;
+}
+
+type Media = { mediaURL?: string; mediaId?: string; mimeType?: string; caption?: string; filename?: string };
+
+/** Keeps only the keys CleverTap's incoming schema allows for the typed object (drops mediaId etc.). */
+function typedObject(type: string, value: unknown): Record<string, unknown> {
+  const v = (value ?? {}) as Record<string, unknown>;
+  const pick = (...keys: string[]) => Object.fromEntries(keys.filter((k) => v[k] !== undefined).map((k) => [k, v[k]]));
+  switch (type) {
+    case 'text':
+      return pick('body');
+    case 'location':
+      return pick('latitude', 'longitude', 'name', 'address', 'url');
+    case 'button':
+      // CleverTap requires payload; a quick reply without one is identified by its text.
+      return { payload: v.payload ?? v.text, text: v.text };
+    default: {
+      const m = v as Media;
+      const out: Record<string, unknown> = { mediaURL: m.mediaURL, mimeType: m.mimeType ?? 'application/octet-stream' };
+      if (type !== 'audio' && m.caption !== undefined) out.caption = m.caption;
+      if (type === 'file' && m.filename !== undefined) out.filename = m.filename;
+      return out;
+    }
+  }
+}
+
+/**
+ * CleverTap's incoming callback for one inbound message. `contextId` is the CleverTap msgId of the
+ * message the user answered (the event's replyTo, resolved through the correlations), when known.
+ * Media must already carry a mediaURL CleverTap can fetch.
+ */
+export function incomingCallbackFor(tenant: string, event: IncomingEvent, contextId?: string, mappingVersion?: string): NewCallback {
+  const m = event.message;
+  const body: Record<string, unknown> = {
+    payloadVersion: '0.1',
+    from: m.from,
+    // CleverTap wants bare digits; BSPs often send "+91…".
+    wabaNumber: (m.wabaNumber ?? '').replace(/[^0-9]/g, ''),
+    timestamp: m.timestamp,
+    type: m.type,
+  };
+  if (contextId !== undefined) body.context = { id: contextId };
+  body[m.type] = typedObject(m.type, m[m.type]);
+  const cb: NewCallback = { tenant, kind: 'incoming', rank: 0, payload: body, dedupeKey: incomingDedupeKey(tenant, event) };
+  if (mappingVersion !== undefined) cb.mappingVersion = mappingVersion;
+  return cb;
+}
+
+/** BSP message id when there is one; otherwise a hash of the message, which a retried webhook repeats. */
+export function incomingDedupeKey(tenant: string, event: IncomingEvent): string {
+  if (event.providerMessageId) return `${tenant}|in|${event.providerMessageId}`;
+  return `${tenant}|in|sha256:${createHash('sha256').update(JSON.stringify(event.message)).digest('hex').slice(0, 32)}`;
+}

@@ -1,0 +1,109 @@
+// `wabridge serve`, `wabridge demo` and `wabridge dlq`: the commands that run or inspect the service.
+import { existsSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { loadConfig } from './config.js';
+import { WabError } from './errors.js';
+import { startHost, type Host } from './host.js';
+import { openSqliteStore } from './store-sqlite.js';
+import { startBspSimulator } from './standins/bsp-simulator.js';
+import { startCleverTapSink } from './standins/clevertap-sink.js';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+
+export function configPath(given: string | undefined): string {
+  const file = given ?? process.env.WABRIDGE_CONFIG ?? 'wabridge.yaml';
+  if (!existsSync(file)) throw new WabError('WAB_INPUT_INVALID', `no configuration at ${file} (use --config, WABRIDGE_CONFIG, or start from examples/wabridge.yaml)`);
+  return file;
+}
+
+/** Runs until SIGTERM/SIGINT, then drains. Resolves with the exit code. */
+function untilSignal(stop: () => Promise<void>): Promise<number> {
+  return new Promise((res) => {
+    const onSignal = (sig: string) => {
+      process.stderr.write(`wabridge: ${sig}, draining\n`);
+      stop().then(
+        () => res(0),
+        (e: unknown) => {
+          process.stderr.write(`wabridge: error while stopping: ${(e as Error).message}\n`);
+          res(1);
+        },
+      );
+    };
+    process.once('SIGTERM', () => onSignal('SIGTERM'));
+    process.once('SIGINT', () => onSignal('SIGINT'));
+  });
+}
+
+export async function serve(config: string | undefined): Promise<number> {
+  const host = await startHost({ configFile: configPath(config) });
+  return untilSignal(host.close);
+}
+
+/**
+ * The quickstart: the CleverTap sink, a simulated BSP for the demo tenant's mapping, and wabridge on
+ * examples/wabridge.yaml, all on 127.0.0.1. Nothing leaves the machine.
+ */
+export async function demo(config: string | undefined): Promise<number> {
+  const file = config ?? join(ROOT, 'examples', 'wabridge.yaml');
+  const cfg = loadConfig(file);
+  const tenant = cfg.tenants.get('demo') ?? [...cfg.tenants.values()][0]!;
+  const statusUrl = new URL(tenant.callbacks.status);
+  const sink = await startCleverTapSink({ port: Number(statusUrl.port) || 3100, print: (line) => process.stdout.write(`${line}\n`) });
+  const bspUrl = new URL(String(tenant.settings.baseUrl ?? 'http://127.0.0.1:3200'));
+  let host: Host | undefined;
+  const sim = await startBspSimulator({
+    mappingDir: join(cfg.server.mappingsDir, tenant.provider),
+    settings: tenant.settings,
+    webhookUrl: `${cfg.server.publicUrl}/v1/tenants/${tenant.id}/webhook`,
+    port: Number(bspUrl.port) || 3200,
+  });
+  try {
+    host = await startHost({ configFile: file });
+  } catch (e) {
+    await sim.close();
+    await sink.close();
+    throw e;
+  }
+  const auth = 'basic' in tenant.auth ? `-u ${tenant.auth.basic.username}:${tenant.auth.basic.password}` : `-H '${tenant.auth.header.name}: …'`;
+  process.stdout.write(
+    [
+      '',
+      `wabridge demo: wabridge ${host.url}, simulated ${tenant.provider} BSP ${sim.url}, CleverTap sink ${sink.url}`,
+      'Send a CleverTap template message and watch sent → delivered → read arrive at the sink:',
+      `  curl -s ${auth} -H 'content-type: application/json' --data @examples/clevertap/template-body-footer.json ${host.url}/v1/tenants/${tenant.id}/messages`,
+      `Simulate a user reply: curl -s -X POST ${sim.url}/_sim/inbound -H 'content-type: application/json' -d '{"from":"919999999999","text":"hi"}'`,
+      'Ctrl-C stops everything.',
+      '',
+    ].join('\n'),
+  );
+  return untilSignal(async () => {
+    await host!.close();
+    await sim.close();
+    await sink.close();
+  });
+}
+
+export async function dlq(action: string | undefined, config: string | undefined, ids: string[], json: boolean): Promise<number> {
+  const cfg = loadConfig(configPath(config));
+  const store = openSqliteStore(cfg.store.sqlite);
+  try {
+    if (action === 'list') {
+      const dead = await store.listDead(1000);
+      if (json) process.stdout.write(`${JSON.stringify(dead)}\n`);
+      else {
+        for (const d of dead) process.stdout.write(`${d.id}  ${d.tenant}  ${d.kind}  msgId=${d.msgId ?? '-'}  attempts=${d.attempts}  ${d.lastError ?? ''}\n`);
+        process.stdout.write(`${dead.length} dead callback(s)\n`);
+      }
+      return 0;
+    }
+    if (action === 'replay') {
+      const n = await store.replayDead(Date.now(), ids.length > 0 ? ids : undefined);
+      process.stdout.write(json ? `${JSON.stringify({ replayed: n })}\n` : `${n} callback(s) back in the outbox; a running wabridge delivers them\n`);
+      return 0;
+    }
+    throw new WabError('WAB_INPUT_INVALID', `dlq needs list or replay, got '${action ?? ''}'`);
+  } finally {
+    await store.close();
+  }
+}

@@ -1,0 +1,134 @@
+// Starts and stops the whole service: configuration, mappings (watched), store, HTTP server, the
+// callback worker and the pending-status resolver. SIGTERM drains: stop taking requests, finish the
+// ones in flight, flush due callbacks, close the store.
+import { randomBytes } from 'node:crypto';
+import type { Logger } from 'pino';
+import { BspClient } from './bsp-client.js';
+import { CallbackDelivery } from './callback-delivery.js';
+import { loadConfig, type Config } from './config.js';
+import { WabError } from './errors.js';
+import { createLogger } from './logger.js';
+import { MediaLinks } from './media-links.js';
+import { createMetrics, type Metrics } from './metrics.js';
+import { PendingResolver } from './pending-resolver.js';
+import { MappingRegistry } from './registry.js';
+import { buildServer } from './server.js';
+import { checkSettings } from './settings.js';
+import { openSqliteStore } from './store-sqlite.js';
+import type { Store } from './store.js';
+
+export interface Host {
+  url: string;
+  config: Config;
+  registry: MappingRegistry;
+  store: Store;
+  metrics: Metrics;
+  logger: Logger;
+  delivery: CallbackDelivery;
+  /** Graceful stop: drain in-flight requests and flush callbacks that are due. */
+  close(): Promise<void>;
+}
+
+export interface HostOptions {
+  configFile: string;
+  env?: NodeJS.ProcessEnv;
+  /** Where logs go (tests capture them); default stdout. */
+  logDestination?: NodeJS.WritableStream;
+  /** Override the configured port (tests use 0). */
+  port?: number;
+}
+
+export async function startHost(opts: HostOptions): Promise<Host> {
+  const config = loadConfig(opts.configFile, opts.env ?? process.env);
+  if (opts.port !== undefined) config.server.port = opts.port;
+  const logger = createLogger(config.server.logLevel, opts.logDestination);
+  const metrics = createMetrics();
+
+  const registry = new MappingRegistry(config.server.mappingsDir, {
+    onReload(o) {
+      metrics.reloads.inc({ mapping: o.name, result: o.ok ? 'ok' : 'rejected' });
+      metrics.mappingBroken.set({ mapping: o.name }, o.ok ? 0 : 1);
+      if (o.ok) logger.info({ mapping: o.name, mappingVersion: o.version }, 'mapping reloaded');
+      else logger.error({ mapping: o.name, servingVersion: o.version, errors: o.errors }, `mapping edit rejected, previous version keeps serving: ${o.errors[0]?.split('\n')[0]}`);
+    },
+  });
+  for (const o of registry.loadAll()) if (!o.ok) logger.error({ mapping: o.name, errors: o.errors }, 'mapping failed to load');
+  // A tenant whose mapping or settings are wrong cannot serve anything: refuse to start, naming it.
+  const problems: string[] = [];
+  for (const t of config.tenants.values()) {
+    const m = registry.get(t.provider);
+    if (!m) {
+      problems.push(`tenant ${t.id}: provider '${t.provider}' is not a loadable mapping in ${registry.describeDir()} (known: ${registry.names().join(', ') || 'none'})`);
+      continue;
+    }
+    try {
+      t.settings = checkSettings(m.settings, t.settings, `tenants.${t.id}.settings`);
+    } catch (e) {
+      problems.push((e as Error).message);
+    }
+  }
+  if (problems.length > 0) throw new WabError('WAB_SETTINGS_INVALID', `${config.file}:\n${problems.join('\n')}`);
+
+  const store = openSqliteStore(config.store.sqlite);
+  const client = new BspClient();
+  const media = new MediaLinks(config.server.mediaSecret ?? randomBytes(32).toString('hex'), config.server.publicUrl, config.server.mediaLinkTtlMs);
+
+  const delivery = new CallbackDelivery({
+    store,
+    target: (id) => {
+      const t = config.tenants.get(id);
+      return t && { statusUrl: t.callbacks.status, inboundUrl: t.callbacks.inbound };
+    },
+    retryForMs: config.callbacks.retryForMs,
+    baseDelayMs: config.callbacks.baseDelayMs,
+    maxDelayMs: config.callbacks.maxDelayMs,
+    batchSize: config.callbacks.batchSize,
+    drainMs: config.server.drainMs,
+    logger,
+    onDelivered: (r) => metrics.callbacks.inc({ outcome: 'delivered' }, r.length),
+    onFailed: (r) => metrics.callbacks.inc({ outcome: 'retry' }, r.length),
+    onDead: (r) => metrics.callbacks.inc({ outcome: 'dead' }, r.length),
+  });
+  const resolver = new PendingResolver({ store, windowMs: config.callbacks.lookupWindowMs, logger });
+
+  const app = buildServer({ config, registry, store, client, metrics, logger, media });
+  const gauges = setInterval(() => {
+    store
+      .stats()
+      .then((s) => {
+        metrics.outboxPending.set(s.outboxPending);
+        metrics.outboxDead.set(s.outboxDead);
+        metrics.unmatched.set(s.unmatched);
+        metrics.pendingLookups.set(s.pendingLookups);
+      })
+      .catch(() => undefined);
+  }, 5_000);
+  gauges.unref();
+  const sweeper = setInterval(() => void store.sweep(Date.now(), 7 * 24 * 3600 * 1000).catch(() => undefined), 3600_000);
+  sweeper.unref();
+
+  await app.listen({ host: config.server.host, port: config.server.port });
+  const address = app.server.address();
+  const port = typeof address === 'object' && address ? address.port : config.server.port;
+  const url = `http://${config.server.host === '0.0.0.0' ? '127.0.0.1' : config.server.host}:${port}`;
+  if (opts.port === 0 && config.server.publicUrl.endsWith(':0')) config.server.publicUrl = url;
+  delivery.start();
+  resolver.start();
+  if (config.server.watch) registry.watch();
+  logger.info({ url, tenants: [...config.tenants.keys()], mappings: registry.names(), store: config.store.sqlite }, 'wabridge listening');
+
+  let closing: Promise<void> | undefined;
+  const close = () =>
+    (closing ??= (async () => {
+      registry.close();
+      clearInterval(gauges);
+      clearInterval(sweeper);
+      await app.close();
+      await resolver.stop();
+      await delivery.stop();
+      await client.close();
+      await store.close();
+      logger.info('wabridge stopped');
+    })());
+  return { url, config, registry, store, metrics, logger, delivery, close };
+}

@@ -1,0 +1,31 @@
+// Prometheus metrics, one registry per host so tests can run several hosts in one process.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export function createMetrics() {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const m = {
+    registry,
+    requests: new Counter({ name: 'wabridge_messages_total', help: 'CleverTap messaging requests, by tenant and answer', labelNames: ['tenant', 'answer'] as const, registers: [registry] }),
+    bspLatency: new Histogram({
+      name: 'wabridge_bsp_request_seconds',
+      help: 'Time the BSP took to answer a send request',
+      labelNames: ['tenant', 'provider'] as const,
+      buckets: [0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 0.9, 1, 2, 5],
+      registers: [registry],
+    }),
+    lateSuccess: new Counter({ name: 'wabridge_bsp_late_success_total', help: 'BSP accepted a message after CleverTap was answered 2004 (correlated anyway)', labelNames: ['tenant'] as const, registers: [registry] }),
+    webhooks: new Counter({ name: 'wabridge_webhooks_total', help: 'BSP webhooks, by tenant and outcome', labelNames: ['tenant', 'outcome'] as const, registers: [registry] }),
+    events: new Counter({ name: 'wabridge_webhook_events_total', help: 'Events mapped from BSP webhooks', labelNames: ['tenant', 'event'] as const, registers: [registry] }),
+    callbacks: new Counter({ name: 'wabridge_callbacks_total', help: 'Callbacks to CleverTap, by outcome (delivered, retry, dead)', labelNames: ['outcome'] as const, registers: [registry] }),
+    outboxPending: new Gauge({ name: 'wabridge_callbacks_pending', help: 'Callbacks waiting for delivery', registers: [registry] }),
+    outboxDead: new Gauge({ name: 'wabridge_callbacks_dead', help: 'Callbacks in the dead-letter list', registers: [registry] }),
+    unmatched: new Gauge({ name: 'wabridge_statuses_unmatched', help: 'Statuses whose BSP id never matched a msgId', registers: [registry] }),
+    pendingLookups: new Gauge({ name: 'wabridge_statuses_pending_lookup', help: 'Statuses waiting for their send to be correlated', registers: [registry] }),
+    reloads: new Counter({ name: 'wabridge_mapping_reloads_total', help: 'Mapping reloads, by mapping and result', labelNames: ['mapping', 'result'] as const, registers: [registry] }),
+    mappingBroken: new Gauge({ name: 'wabridge_mapping_reload_failing', help: '1 while the last reload of a mapping failed (the previous version keeps serving)', labelNames: ['mapping'] as const, registers: [registry] }),
+  };
+  return m;
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;

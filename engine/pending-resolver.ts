@@ -1,0 +1,91 @@
+// Statuses that arrived before their send's correlation was saved (the BSP can call back before it
+// answers the send): looked up again with a growing delay, turned into outbox callbacks when the msgId
+// shows up, and after the window kept as "unmatched" for an operator to see (never silently dropped).
+import pino from 'pino';
+import { statusCallbackFor } from './callbacks.js';
+import { definedOnly, type WorkerLogger } from './callback-delivery.js';
+import type { PendingRecord, Store } from './store.js';
+
+export interface PendingResolverOptions {
+  store: Store;
+  /** How long after the status arrived its msgId is still looked for. */
+  windowMs?: number;
+  baseDelayMs?: number;
+  maxDelayMs?: number;
+  batchSize?: number;
+  pollMs?: number;
+  logger?: WorkerLogger;
+  onResolved?: (pending: PendingRecord, msgId: string) => void;
+  onUnmatched?: (pending: PendingRecord) => void;
+  now?: () => number;
+}
+
+export class PendingResolver {
+  private readonly o: Required<Omit<PendingResolverOptions, 'onResolved' | 'onUnmatched'>> & Pick<PendingResolverOptions, 'onResolved' | 'onUnmatched'>;
+  private chain: Promise<unknown> = Promise.resolve();
+  private timer: NodeJS.Timeout | undefined;
+  private running = false;
+
+  constructor(options: PendingResolverOptions) {
+    this.o = { windowMs: 600_000, baseDelayMs: 250, maxDelayMs: 30_000, batchSize: 100, pollMs: 250, logger: pino({ level: 'silent' }), now: Date.now, ...definedOnly(options) };
+  }
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.schedule(0);
+  }
+
+  /** Waits for the round in flight; pending look-ups are durable, so nothing needs flushing. */
+  async stop(): Promise<void> {
+    this.running = false;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    await this.chain;
+  }
+
+  /** One round; returns how many pending statuses were looked at. Rounds never overlap. */
+  runOnce(): Promise<number> {
+    const next = this.chain.then(() => this.round());
+    this.chain = next.catch(() => undefined);
+    return next;
+  }
+
+  private schedule(ms: number): void {
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.runOnce().then(
+        (n) => this.running && this.schedule(n >= this.o.batchSize ? 0 : this.o.pollMs),
+        (err: unknown) => {
+          this.o.logger.error({ err }, 'pending look-up round failed');
+          if (this.running) this.schedule(this.o.pollMs);
+        },
+      );
+    }, ms);
+  }
+
+  private async round(): Promise<number> {
+    const now = this.o.now();
+    const due = await this.o.store.duePending(now, this.o.batchSize);
+    for (const p of due) {
+      const msgId = await this.o.store.findMsgId(p.tenant, p.providerMessageId);
+      if (msgId !== undefined) {
+        await this.o.store.resolvePending(p.id, statusCallbackFor(p.tenant, msgId, p.event, p.mappingVersion), now);
+        this.o.onResolved?.(p, msgId);
+        this.o.logger.debug({ tenant: p.tenant, providerMessageId: p.providerMessageId, msgId, waitedMs: now - p.firstSeenAt }, 'late correlation resolved');
+        continue;
+      }
+      const windowEnd = p.firstSeenAt + this.o.windowMs;
+      if (now >= windowEnd) {
+        await this.o.store.reschedulePending(p.id, now, true);
+        this.o.onUnmatched?.(p);
+        this.o.logger.warn({ tenant: p.tenant, providerMessageId: p.providerMessageId, status: p.event.status, attempts: p.attempts + 1 }, 'status never matched a sent message; kept as unmatched');
+        continue;
+      }
+      // The last look-up lands exactly at the end of the window, not up to maxDelayMs past it.
+      const delay = Math.min(this.o.maxDelayMs, this.o.baseDelayMs * 2 ** Math.min(p.attempts, 30));
+      await this.o.store.reschedulePending(p.id, Math.min(now + delay, windowEnd), false);
+    }
+    return due.length;
+  }
+}

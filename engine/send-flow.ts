@@ -1,0 +1,105 @@
+// One CleverTap messaging request, end to end: canonical message → mapping → BSP call under the
+// tenant's deadline → CleverTap answer, with the msgId ↔ BSP id pair stored before answering.
+import type { Logger } from 'pino';
+import { TransportError, type BspClient } from './bsp-client.js';
+import type { TenantConfig } from './config.js';
+import { WabError } from './errors.js';
+import type { Mapping } from './mapping-loader.js';
+import type { Metrics } from './metrics.js';
+import { toCanonical } from './pipeline.js';
+import { failure, mapResponse, mapTransportError, planSend, type Answer, type BspResponse } from './send.js';
+import type { Store } from './store.js';
+import type { CanonicalMessage } from './clevertap/model.js';
+
+export interface SendDeps {
+  store: Store;
+  client: BspClient;
+  metrics: Metrics;
+  logger: Logger;
+  correlationTtlMs: number;
+  /** How long a BSP call may go on after CleverTap was answered, so a late success is still correlated. */
+  lateWindowMs: number;
+}
+
+export interface SendOutcome {
+  /** HTTP status for CleverTap: 200 for every answer CleverTap should read, 400/422 for unreadable payloads. */
+  httpStatus: number;
+  answer: Answer;
+}
+
+const DEADLINE = Symbol('deadline');
+
+function codeOf(a: Answer): string {
+  return a.status === 'success' ? 'success' : String(a.error.code);
+}
+
+export async function handleSend(deps: SendDeps, tenant: TenantConfig, mapping: Mapping, bodyText: string): Promise<SendOutcome> {
+  const started = performance.now();
+  const canonical = toCanonical(bodyText);
+  if (!canonical.ok) {
+    // Unreadable JSON is a transport-level problem (400); a payload we read but cannot send gets the
+    // CleverTap code its problem deserves, on HTTP 200 when CleverTap can count it (2001/2002).
+    const httpStatus = canonical.reason === 'json' ? 400 : canonical.answer.status === 'failure' && canonical.answer.error.code === 2004 ? 422 : 200;
+    deps.metrics.requests.inc({ tenant: tenant.id, answer: codeOf(canonical.answer) });
+    deps.logger.info({ tenant: tenant.id, answer: codeOf(canonical.answer), reason: canonical.reason, detail: canonical.answer.status === 'failure' ? canonical.answer.error.message : undefined }, 'message refused');
+    return { httpStatus, answer: canonical.answer };
+  }
+  const message = canonical.message;
+  const log = { tenant: tenant.id, msgId: message.msgId, campaignId: message.msgIdParts.campaignId, to: message.to, mapping: mapping.name, mappingVersion: mapping.version };
+  let answer: Answer;
+  let providerMessageId: string | undefined;
+  let bspMs: number | undefined;
+  try {
+    const plan = await planSend(mapping, message, tenant.settings);
+    if (plan.kind === 'answer') {
+      answer = plan.answer;
+    } else {
+      const remaining = Math.max(1, tenant.deadlineMs - (performance.now() - started));
+      const t0 = performance.now();
+      const call = deps.client.send(plan.request, Math.ceil(remaining + deps.lateWindowMs));
+      let timer: NodeJS.Timeout | undefined;
+      const deadline = new Promise<typeof DEADLINE>((res) => (timer = setTimeout(() => res(DEADLINE), Math.ceil(remaining))));
+      const first = await Promise.race([call.then((r) => ({ r }), (e: unknown) => ({ e })), deadline]);
+      clearTimeout(timer);
+      if (first === DEADLINE) {
+        answer = failure(2004, `BSP did not answer within ${tenant.deadlineMs} ms`);
+        void correlateLate(deps, tenant, mapping, message, call);
+      } else {
+        bspMs = performance.now() - t0;
+        deps.metrics.bspLatency.observe({ tenant: tenant.id, provider: mapping.name }, bspMs / 1000);
+        if ('e' in first) {
+          if (!(first.e instanceof TransportError)) throw first.e;
+          answer = await mapTransportError(mapping, message, tenant.settings, first.e.failure);
+        } else {
+          const mapped = await mapResponse(mapping, message, tenant.settings, first.r);
+          answer = mapped.answer;
+          providerMessageId = mapped.providerMessageId;
+          // Stored before CleverTap hears "success": a status webhook may already be on its way.
+          if (providerMessageId) await deps.store.saveCorrelation(tenant.id, providerMessageId, message.msgId, deps.correlationTtlMs);
+        }
+      }
+    }
+  } catch (e) {
+    if (!(e instanceof WabError)) throw e;
+    deps.logger.error({ ...log, code: e.code, err: e.message }, 'mapping failed');
+    answer = failure(2004, `wabridge could not map this message (${e.code}): ${e.where ? e.message.slice(e.where.length + 2) : e.message}`);
+  }
+  deps.metrics.requests.inc({ tenant: tenant.id, answer: codeOf(answer) });
+  deps.logger.info({ ...log, providerMessageId, answer: codeOf(answer), bspMs: bspMs === undefined ? undefined : Math.round(bspMs), ms: Math.round(performance.now() - started) }, 'message');
+  return { httpStatus: 200, answer };
+}
+
+/** CleverTap was told 2004, but the BSP may still accept: record the pair so its statuses are not ghosts. */
+async function correlateLate(deps: SendDeps, tenant: TenantConfig, mapping: Mapping, message: CanonicalMessage, call: Promise<BspResponse>): Promise<void> {
+  try {
+    const r = await call;
+    const mapped = await mapResponse(mapping, message, tenant.settings, r);
+    if (mapped.answer.status === 'success' && mapped.providerMessageId) {
+      await deps.store.saveCorrelation(tenant.id, mapped.providerMessageId, message.msgId, deps.correlationTtlMs);
+      deps.metrics.lateSuccess.inc({ tenant: tenant.id });
+      deps.logger.warn({ tenant: tenant.id, msgId: message.msgId, providerMessageId: mapped.providerMessageId }, 'BSP accepted after the deadline; correlated anyway');
+    }
+  } catch (e) {
+    deps.logger.info({ tenant: tenant.id, msgId: message.msgId, err: (e as Error).message }, 'late BSP call ended without success');
+  }
+}

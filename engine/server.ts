@@ -1,0 +1,200 @@
+// The HTTP host: CleverTap's messaging endpoint, BSP webhooks, media links, health, metrics, admin.
+// Bodies are read raw (the CleverTap payload goes through a lenient parser, webhooks need the exact
+// bytes for signatures); every error answer is JSON with a message and a stable code.
+import { createHash, timingSafeEqual } from 'node:crypto';
+import Fastify, { LogController, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+import type { BspClient } from './bsp-client.js';
+import type { Config, TenantConfig } from './config.js';
+import { planMediaDownload, planMediaLookup } from './media.js';
+import type { MediaLinks } from './media-links.js';
+import type { Metrics } from './metrics.js';
+import type { MappingRegistry } from './registry.js';
+import { handleSend } from './send-flow.js';
+import type { Store } from './store.js';
+import { handshake } from './webhook.js';
+import { handleWebhook } from './webhook-flow.js';
+import { request as undiciRequest } from 'undici';
+
+export interface HostDeps {
+  config: Config;
+  registry: MappingRegistry;
+  store: Store;
+  client: BspClient;
+  metrics: Metrics;
+  logger: Logger;
+  media: MediaLinks;
+  /** Outbox depth etc. for /v1/admin/status; provided by the delivery worker. */
+  queueStats?: () => Promise<Record<string, number>>;
+}
+
+type TenantParams = { Params: { tenant: string } };
+
+function digest(s: string): Buffer {
+  return createHash('sha256').update(s).digest();
+}
+
+/** Constant-time comparison that also hides the expected length. */
+function same(given: string | undefined, expected: string): boolean {
+  return given !== undefined && timingSafeEqual(digest(given), digest(expected));
+}
+
+function authorized(req: FastifyRequest, tenant: TenantConfig): boolean {
+  const auth = tenant.auth;
+  if ('basic' in auth) {
+    const h = req.headers.authorization;
+    if (!h?.startsWith('Basic ')) return false;
+    const decoded = Buffer.from(h.slice(6).trim(), 'base64').toString('utf8');
+    return same(decoded, `${auth.basic.username}:${auth.basic.password}`);
+  }
+  const v = req.headers[auth.header.name.toLowerCase()];
+  return same(Array.isArray(v) ? v[0] : v, auth.header.value);
+}
+
+function headerRecord(req: FastifyRequest): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(req.headers)) if (v !== undefined) out[k] = Array.isArray(v) ? v.join(', ') : v;
+  return out;
+}
+
+export function buildServer(deps: HostDeps) {
+  const { config, registry, store, metrics } = deps;
+  const app = Fastify({
+    loggerInstance: deps.logger,
+    // The send and webhook flows log one line per request with what matters; fastify's own lines would double that.
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: config.server.bodyLimit,
+    return503OnClosing: true,
+    // Media tokens carry their claims; the default 100-character limit on a path parameter is too small.
+    maxParamLength: 2048,
+    forceCloseConnections: false,
+  });
+  const inFlight = new Map<string, number>();
+  const sendDeps = { store, client: deps.client, metrics, logger: deps.logger, correlationTtlMs: config.store.correlationTtlMs, lateWindowMs: 30_000 };
+  const webhookDeps = { store, metrics, logger: deps.logger, media: deps.media };
+
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'string' }, (_req, body, done) => done(null, body));
+
+  app.setErrorHandler((err: { statusCode?: number; code?: string; message: string }, req, reply) => {
+    const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
+    if (status === 500) req.log.error({ err }, 'unhandled error');
+    const message = err.code === 'FST_ERR_CTP_BODY_TOO_LARGE' ? `body larger than ${config.server.bodyLimit} bytes` : status === 500 ? 'internal error' : err.message;
+    void reply.code(status).send({ message, code: err.code ?? 'WAB_INTERNAL' });
+  });
+  app.setNotFoundHandler((req, reply) => void reply.code(404).send({ message: `no route ${req.method} ${req.url.split('?')[0]}`, code: 'WAB_NOT_FOUND' }));
+
+  const tenantOf = (req: FastifyRequest<TenantParams>, reply: FastifyReply): TenantConfig | undefined => {
+    const tenant = config.tenants.get(req.params.tenant);
+    if (!tenant) void reply.code(404).send({ message: `unknown tenant '${req.params.tenant}'`, code: 'WAB_TENANT_UNKNOWN' });
+    return tenant;
+  };
+  const mappingOf = (tenant: TenantConfig, reply: FastifyReply) => {
+    const m = registry.get(tenant.provider);
+    if (!m) void reply.code(503).send({ message: `mapping '${tenant.provider}' is not loaded`, code: 'WAB_MAPPING_NOT_FOUND' });
+    return m;
+  };
+
+  app.post<TenantParams & { Body: string }>('/v1/tenants/:tenant/messages', async (req, reply) => {
+    const tenant = tenantOf(req, reply);
+    if (!tenant) return reply;
+    if (!authorized(req, tenant)) return reply.code(401).send({ message: 'Invalid credentials', code: 'WAB_UNAUTHORIZED' });
+    const type = req.headers['content-type'] ?? '';
+    if (!type.toLowerCase().includes('json')) return reply.code(415).send({ message: `content-type must be application/json, got '${type || 'none'}'`, code: 'WAB_UNSUPPORTED_MEDIA_TYPE' });
+    const busy = inFlight.get(tenant.id) ?? 0;
+    if (busy >= tenant.concurrency) {
+      metrics.requests.inc({ tenant: tenant.id, answer: '429' });
+      return reply.code(429).send({ message: 'Too many requests to process' });
+    }
+    const mapping = mappingOf(tenant, reply);
+    if (!mapping) return reply;
+    inFlight.set(tenant.id, busy + 1);
+    try {
+      const out = await handleSend(sendDeps, tenant, mapping, typeof req.body === 'string' ? req.body : '');
+      return reply.code(out.httpStatus).send(out.answer);
+    } finally {
+      inFlight.set(tenant.id, (inFlight.get(tenant.id) ?? 1) - 1);
+    }
+  });
+
+  app.get<TenantParams & { Querystring: Record<string, string> }>('/v1/tenants/:tenant/webhook', async (req, reply) => {
+    const tenant = tenantOf(req, reply);
+    if (!tenant) return reply;
+    const mapping = mappingOf(tenant, reply);
+    if (!mapping) return reply;
+    const result = await handshake(mapping, { headers: headerRecord(req), query: req.query }, tenant.settings);
+    if (!result) return reply.code(400).send({ message: `${mapping.name} does not recognise this GET as a webhook verification request`, code: 'WAB_NOT_A_HANDSHAKE' });
+    return reply.code(result.status).type('text/plain').send(result.body);
+  });
+
+  app.post<TenantParams & { Body: string; Querystring: Record<string, string> }>('/v1/tenants/:tenant/webhook', async (req, reply) => {
+    const tenant = tenantOf(req, reply);
+    if (!tenant) return reply;
+    const mapping = mappingOf(tenant, reply);
+    if (!mapping) return reply;
+    const url = `${config.server.publicUrl}${req.url}`;
+    const out = await handleWebhook(webhookDeps, tenant, mapping, { url, headers: headerRecord(req), query: req.query, rawBody: typeof req.body === 'string' ? req.body : '' });
+    return reply.code(out.httpStatus).send(out.body);
+  });
+
+  app.get<{ Params: { token: string } }>('/v1/media/:token', async (req, reply) => {
+    const v = deps.media.verify(req.params.token);
+    if (!v.ok) return reply.code(v.reason === 'media link expired' ? 410 : 403).send({ message: v.reason, code: 'WAB_MEDIA_LINK' });
+    const tenant = config.tenants.get(v.ref.tenant);
+    const mapping = tenant && registry.get(tenant.provider);
+    if (!tenant || !mapping) return reply.code(404).send({ message: 'tenant or mapping no longer configured', code: 'WAB_MEDIA_LINK' });
+    const lookup = await planMediaLookup(mapping, v.ref.mediaId, tenant.settings);
+    let lookupBody: unknown;
+    if (lookup) {
+      const r = await deps.client.send(lookup, 10_000);
+      if (r.status < 200 || r.status >= 300) return reply.code(502).send({ message: `BSP media look-up answered HTTP ${r.status}`, code: 'WAB_MEDIA_UPSTREAM' });
+      lookupBody = JSON.parse(r.text);
+    }
+    const download = await planMediaDownload(mapping, v.ref.mediaId, tenant.settings, lookupBody);
+    const res = await undiciRequest(download.url, { method: 'GET', headers: download.headers, dispatcher: deps.client.agent });
+    if (res.statusCode < 200 || res.statusCode >= 300) {
+      res.body.resume();
+      return reply.code(502).send({ message: `BSP media download answered HTTP ${res.statusCode}`, code: 'WAB_MEDIA_UPSTREAM' });
+    }
+    const type = res.headers['content-type'];
+    reply.header('content-type', (Array.isArray(type) ? type[0] : type) ?? v.ref.mimeType ?? 'application/octet-stream');
+    const length = res.headers['content-length'];
+    if (length) reply.header('content-length', String(length));
+    return reply.send(res.body);
+  });
+
+  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/readyz', async (_req, reply) => {
+    const problems: string[] = [];
+    try {
+      await store.ping();
+    } catch (e) {
+      problems.push(`store: ${(e as Error).message}`);
+    }
+    for (const t of config.tenants.values()) if (!registry.get(t.provider)) problems.push(`mapping ${t.provider} (tenant ${t.id}) not loaded`);
+    return problems.length === 0 ? { status: 'ready' } : reply.code(503).send({ status: 'not ready', problems });
+  });
+  app.get('/metrics', async (_req, reply) => reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));
+
+  const admin = async (req: FastifyRequest, reply: FastifyReply) => {
+    const token = config.server.adminToken;
+    if (!token) return reply.code(404).send({ message: 'admin API disabled (set server.adminToken)', code: 'WAB_NOT_FOUND' });
+    const h = req.headers.authorization;
+    if (!same(h?.startsWith('Bearer ') ? h.slice(7) : undefined, token)) return reply.code(401).send({ message: 'admin token required', code: 'WAB_UNAUTHORIZED' });
+  };
+  app.get('/v1/admin/status', { preHandler: admin }, async () => ({
+    mappings: registry.list(),
+    tenants: [...config.tenants.values()].map((t) => ({ id: t.id, provider: t.provider, inFlight: inFlight.get(t.id) ?? 0, concurrency: t.concurrency })),
+    store: { kind: store.kind, ...(await store.stats()) },
+    queues: deps.queueStats ? await deps.queueStats() : undefined,
+    unmatched: await store.listUnmatched(20),
+  }));
+  app.post('/v1/admin/reload', { preHandler: admin }, async () => ({ results: await registry.reload() }));
+  app.get<{ Querystring: { limit?: string; tenant?: string } }>('/v1/admin/dlq', { preHandler: admin }, async (req) => ({ dead: await store.listDead(Number(req.query.limit ?? 100), req.query.tenant) }));
+  app.post<{ Body: string }>('/v1/admin/dlq/replay', { preHandler: admin }, async (req) => {
+    let ids: string[] | undefined;
+    if (typeof req.body === 'string' && req.body.trim()) ids = (JSON.parse(req.body) as { ids?: string[] }).ids;
+    return { replayed: await store.replayDead(Date.now(), ids) };
+  });
+  return app;
+}

@@ -1,0 +1,429 @@
+// The Store on one SQLite file (better-sqlite3): one process, no server to run. Durability is the
+// point of this file: when `ingest` resolves, the BSP is acknowledged, so the commit must survive a
+// power cut, not only a crash (synchronous=FULL, see openSqliteStore).
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import type { CallbackRecord, NewCallback, NewPending, PendingRecord, Store, StoreStats } from './store.js';
+import type { StatusEvent } from './webhook.js';
+
+export interface SqliteStoreOptions {
+  /**
+   * FULL (default) fsyncs the WAL on every commit, so an acknowledged webhook survives a power cut.
+   * NORMAL survives a killed process but may lose the last commits on power loss; for benchmarks.
+   */
+  synchronous?: 'FULL' | 'NORMAL';
+  /** How long dedupe keys and per-msgId progress are kept; BSPs retry webhooks for days. */
+  dedupeTtlMs?: number;
+  /** Clock for correlation expiry (the Store interface passes no `now` there). */
+  clock?: () => number;
+}
+
+const DAY = 24 * 3600 * 1000;
+
+// Migrations by PRAGMA user_version: entry i brings the schema from version i to i + 1. Append only.
+const MIGRATIONS = [
+  `
+  CREATE TABLE correlations (
+    tenant TEXT NOT NULL, provider_message_id TEXT NOT NULL, msg_id TEXT NOT NULL, expires_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant, provider_message_id)) WITHOUT ROWID;
+  CREATE INDEX correlations_expiry ON correlations (expires_at);
+
+  CREATE TABLE dedupe (key TEXT PRIMARY KEY, expires_at INTEGER NOT NULL) WITHOUT ROWID;
+  CREATE INDEX dedupe_expiry ON dedupe (expires_at);
+
+  -- AUTOINCREMENT: ids are never reused after a sweep, so an id quoted in a log stays unambiguous.
+  CREATE TABLE outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('status', 'incoming')),
+    msg_id TEXT,
+    rank INTEGER NOT NULL,
+    payload TEXT NOT NULL,
+    dedupe_key TEXT NOT NULL,
+    mapping_version TEXT,
+    created_at INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    lease_until INTEGER NOT NULL DEFAULT 0,
+    state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'delivered', 'dead', 'skipped')),
+    last_error TEXT,
+    delivered_at INTEGER -- when it left the outbox: delivered, or skipped
+  );
+  -- Partial indexes: delivered rows (nearly all of a large table) never enter the hot ones.
+  CREATE INDEX outbox_due ON outbox (next_attempt_at, id) WHERE state = 'pending';
+  CREATE INDEX outbox_queue ON outbox (tenant, msg_id, rank, created_at, id, lease_until) WHERE state = 'pending' AND rank > 0;
+  CREATE INDEX outbox_dead ON outbox (tenant, id) WHERE state = 'dead';
+  CREATE INDEX outbox_done ON outbox (state, delivered_at) WHERE state IN ('delivered', 'skipped');
+
+  -- Rows per state, kept by triggers: counting a week of delivered history takes a quarter second,
+  -- too long to block the event loop for a metrics scrape.
+  CREATE TABLE outbox_counts (state TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
+  INSERT INTO outbox_counts (state, n) VALUES ('pending', 0), ('delivered', 0), ('dead', 0), ('skipped', 0);
+  CREATE TRIGGER outbox_counted_insert AFTER INSERT ON outbox BEGIN
+    UPDATE outbox_counts SET n = n + 1 WHERE state = NEW.state;
+  END;
+  CREATE TRIGGER outbox_counted_update AFTER UPDATE OF state ON outbox WHEN OLD.state <> NEW.state BEGIN
+    UPDATE outbox_counts SET n = n - 1 WHERE state = OLD.state;
+    UPDATE outbox_counts SET n = n + 1 WHERE state = NEW.state;
+  END;
+  CREATE TRIGGER outbox_counted_delete AFTER DELETE ON outbox BEGIN
+    UPDATE outbox_counts SET n = n - 1 WHERE state = OLD.state;
+  END;
+
+  -- Highest rank delivered per msgId, so claimDue skips what CleverTap must no longer see without
+  -- scanning delivered rows (which the sweep may already have removed).
+  CREATE TABLE progress (
+    tenant TEXT NOT NULL, msg_id TEXT NOT NULL, max_rank INTEGER NOT NULL, expires_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant, msg_id)) WITHOUT ROWID;
+  CREATE INDEX progress_expiry ON progress (expires_at);
+
+  CREATE TABLE pending (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant TEXT NOT NULL,
+    provider_message_id TEXT NOT NULL,
+    event TEXT NOT NULL,
+    dedupe_key TEXT NOT NULL,
+    mapping_version TEXT,
+    first_seen_at INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_lookup_at INTEGER NOT NULL,
+    unmatched INTEGER NOT NULL DEFAULT 0
+  );
+  CREATE INDEX pending_due ON pending (next_lookup_at, id) WHERE unmatched = 0;
+  CREATE INDEX pending_unmatched ON pending (id) WHERE unmatched = 1;
+  `,
+];
+
+interface OutboxRow {
+  id: number;
+  tenant: string;
+  kind: 'status' | 'incoming';
+  msg_id: string | null;
+  rank: number;
+  payload: string;
+  dedupe_key: string;
+  mapping_version: string | null;
+  created_at: number;
+  attempts: number;
+  next_attempt_at: number;
+  last_error: string | null;
+}
+
+interface PendingRow {
+  id: number;
+  tenant: string;
+  provider_message_id: string;
+  event: string;
+  dedupe_key: string;
+  mapping_version: string | null;
+  first_seen_at: number;
+  attempts: number;
+  next_lookup_at: number;
+  unmatched: number;
+}
+
+function toCallback(r: OutboxRow): CallbackRecord {
+  const rec: CallbackRecord = {
+    id: String(r.id),
+    tenant: r.tenant,
+    kind: r.kind,
+    rank: r.rank,
+    payload: JSON.parse(r.payload) as unknown,
+    dedupeKey: r.dedupe_key,
+    createdAt: r.created_at,
+    attempts: r.attempts,
+    nextAttemptAt: r.next_attempt_at,
+  };
+  if (r.msg_id !== null) rec.msgId = r.msg_id;
+  if (r.mapping_version !== null) rec.mappingVersion = r.mapping_version;
+  if (r.last_error !== null) rec.lastError = r.last_error;
+  return rec;
+}
+
+function toPending(r: PendingRow): PendingRecord {
+  const rec: PendingRecord = {
+    id: String(r.id),
+    tenant: r.tenant,
+    providerMessageId: r.provider_message_id,
+    event: JSON.parse(r.event) as StatusEvent,
+    dedupeKey: r.dedupe_key,
+    firstSeenAt: r.first_seen_at,
+    attempts: r.attempts,
+    nextLookupAt: r.next_lookup_at,
+    unmatched: r.unmatched === 1,
+  };
+  if (r.mapping_version !== null) rec.mappingVersion = r.mapping_version;
+  return rec;
+}
+
+function migrate(db: Database.Database): void {
+  db.transaction(() => {
+    const version = db.pragma('user_version', { simple: true }) as number;
+    for (let v = version; v < MIGRATIONS.length; v++) {
+      db.exec(MIGRATIONS[v] as string);
+      db.pragma(`user_version = ${v + 1}`);
+    }
+  }).immediate();
+}
+
+/** Opens (creating when absent) a SQLite store; ":memory:" gives a private in-memory one. */
+export function openSqliteStore(path: string, options: SqliteStoreOptions = {}): Store {
+  if (path !== ':memory:' && !path.startsWith('file:')) mkdirSync(dirname(path), { recursive: true });
+  const db = new Database(path);
+  db.pragma('journal_mode = WAL');
+  db.pragma(`synchronous = ${options.synchronous ?? 'FULL'}`);
+  // Another process (the CLI, a second worker) may hold the write lock briefly: wait, do not fail.
+  db.pragma('busy_timeout = 5000');
+  migrate(db);
+  return new SqliteStore(db, options.dedupeTtlMs ?? 7 * DAY, options.clock ?? Date.now);
+}
+
+// The head of a msgId's queue is its pending callback of lowest (rank, created_at, id); only a
+// due, unleased head may go, and only while no other callback of that msgId is leased (in flight).
+// Rank 0 (incoming, clicks) is unordered: it neither waits nor holds anything up. Exported for the
+// query-plan test.
+export const CLAIMABLE_SQL = `SELECT o.*, g.max_rank FROM outbox o
+  LEFT JOIN progress g ON o.rank > 0 AND g.tenant = o.tenant AND g.msg_id = o.msg_id
+  WHERE o.state = 'pending' AND o.next_attempt_at <= @now AND o.lease_until <= @now
+    AND (o.rank = 0 OR o.msg_id IS NULL OR NOT EXISTS (
+      SELECT 1 FROM outbox b WHERE b.state = 'pending' AND b.rank > 0 AND b.tenant = o.tenant AND b.msg_id = o.msg_id
+        AND b.id <> o.id AND ((b.rank, b.created_at, b.id) < (o.rank, o.created_at, o.id) OR b.lease_until > @now)))
+  ORDER BY o.next_attempt_at, o.id LIMIT @limit`;
+
+function prepare(db: Database.Database) {
+  const p = (sql: string) => db.prepare(sql);
+  return {
+    saveCorrelation: p(`INSERT INTO correlations (tenant, provider_message_id, msg_id, expires_at) VALUES (?, ?, ?, ?)
+      ON CONFLICT (tenant, provider_message_id) DO UPDATE SET msg_id = excluded.msg_id, expires_at = excluded.expires_at`),
+    findMsgId: p(`SELECT msg_id FROM correlations WHERE tenant = ? AND provider_message_id = ? AND expires_at > ?`).pluck(),
+    // Inserts a key, or revives one that expired but was not swept yet; changes = 0 means duplicate.
+    dedupe: p(`INSERT INTO dedupe (key, expires_at) VALUES (@key, @expires)
+      ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at WHERE dedupe.expires_at <= @now`),
+    insertCallback: p(`INSERT INTO outbox (tenant, kind, msg_id, rank, payload, dedupe_key, mapping_version, created_at, next_attempt_at)
+      VALUES (@tenant, @kind, @msgId, @rank, @payload, @dedupeKey, @mappingVersion, @now, @now)`),
+    insertPending: p(`INSERT INTO pending (tenant, provider_message_id, event, dedupe_key, mapping_version, first_seen_at, next_lookup_at)
+      VALUES (@tenant, @providerMessageId, @event, @dedupeKey, @mappingVersion, @now, @now)`),
+    duePending: p(`SELECT * FROM pending WHERE unmatched = 0 AND next_lookup_at <= ? ORDER BY next_lookup_at, id LIMIT ?`),
+    deletePending: p(`DELETE FROM pending WHERE id = ?`),
+    reschedulePending: p(`UPDATE pending SET next_lookup_at = ?, unmatched = ?, attempts = attempts + 1 WHERE id = ?`),
+    listUnmatched: p(`SELECT * FROM pending WHERE unmatched = 1 ORDER BY id LIMIT ?`),
+    claimable: p(CLAIMABLE_SQL),
+    lease: p(`UPDATE outbox SET lease_until = ? WHERE id = ?`),
+    skip: p(`UPDATE outbox SET state = 'skipped', delivered_at = ?, lease_until = 0 WHERE id = ?`),
+    delivered: p(`UPDATE outbox SET state = 'delivered', delivered_at = ?, lease_until = 0 WHERE id = ? RETURNING tenant, msg_id, rank`),
+    progress: p(`INSERT INTO progress (tenant, msg_id, max_rank, expires_at) VALUES (?, ?, ?, ?)
+      ON CONFLICT (tenant, msg_id) DO UPDATE SET max_rank = max(max_rank, excluded.max_rank), expires_at = excluded.expires_at`),
+    failed: p(`UPDATE outbox SET attempts = attempts + 1, last_error = @error, next_attempt_at = @next, lease_until = 0
+      WHERE id = @id AND state = 'pending' RETURNING tenant, msg_id, rank`),
+    // The rest of that msgId's queue cannot go before its head anyway; making it not due keeps it out
+    // of claimDue's scan, which otherwise grows with every msgId waiting on a retry (CleverTap down).
+    holdFollowers: p(`UPDATE outbox SET next_attempt_at = @next
+      WHERE state = 'pending' AND rank > 0 AND tenant = @tenant AND msg_id = @msgId AND id <> @id AND next_attempt_at < @next`),
+    dead: p(`UPDATE outbox SET state = 'dead', last_error = ?, lease_until = 0 WHERE id = ? AND state = 'pending'`),
+    listDead: p(`SELECT * FROM outbox WHERE state = 'dead' ORDER BY id LIMIT ?`),
+    listDeadOf: p(`SELECT * FROM outbox WHERE state = 'dead' AND tenant = ? ORDER BY id LIMIT ?`),
+    // A replayed callback gets a fresh retry window: createdAt becomes the time it re-entered.
+    replayOne: p(`UPDATE outbox SET state = 'pending', attempts = 0, created_at = @now, next_attempt_at = @now, lease_until = 0
+      WHERE id = @id AND state = 'dead'`),
+    replayAll: p(`UPDATE outbox SET state = 'pending', attempts = 0, created_at = @now, next_attempt_at = @now, lease_until = 0
+      WHERE state = 'dead'`),
+    sweepCorrelations: p(`DELETE FROM correlations WHERE expires_at <= ?`),
+    sweepDedupe: p(`DELETE FROM dedupe WHERE expires_at <= ?`),
+    sweepProgress: p(`DELETE FROM progress WHERE expires_at <= ?`),
+    sweepDone: p(`DELETE FROM outbox WHERE state IN ('delivered', 'skipped') AND delivered_at < ?`),
+    countOutbox: p(`SELECT state, n FROM outbox_counts`),
+    countLookups: p(`SELECT count(*) FROM pending WHERE unmatched = 0`).pluck(),
+    countUnmatched: p(`SELECT count(*) FROM pending WHERE unmatched = 1`).pluck(),
+    ping: p(`SELECT 1`).pluck(),
+  };
+}
+
+type Statements = ReturnType<typeof prepare>;
+
+class SqliteStore implements Store {
+  readonly kind = 'sqlite' as const;
+  private closed = false;
+
+  // Prepared once: preparing is most of the cost of a small statement.
+  private readonly s: Statements;
+
+  constructor(
+    private readonly db: Database.Database,
+    private readonly dedupeTtlMs: number,
+    private readonly clock: () => number,
+  ) {
+    this.s = prepare(db);
+  }
+
+  private readonly ingestTx = (items: { callbacks: NewCallback[]; pending: NewPending[] }, now: number) => {
+    let accepted = 0;
+    let duplicates = 0;
+    const expires = now + this.dedupeTtlMs;
+    const fresh = (key: string) => this.s.dedupe.run({ key, expires, now }).changes === 1;
+    for (const c of items.callbacks) {
+      if (!fresh(c.dedupeKey)) {
+        duplicates++;
+        continue;
+      }
+      this.s.insertCallback.run(this.callbackParams(c, now));
+      accepted++;
+    }
+    for (const p of items.pending) {
+      if (!fresh(p.dedupeKey)) {
+        duplicates++;
+        continue;
+      }
+      this.s.insertPending.run({
+        tenant: p.tenant,
+        providerMessageId: p.providerMessageId,
+        event: JSON.stringify(p.event),
+        dedupeKey: p.dedupeKey,
+        mappingVersion: p.mappingVersion ?? null,
+        now,
+      });
+      accepted++;
+    }
+    return { accepted, duplicates };
+  };
+
+  private callbackParams(c: NewCallback, now: number) {
+    return {
+      tenant: c.tenant,
+      kind: c.kind,
+      msgId: c.msgId ?? null,
+      rank: c.rank,
+      payload: JSON.stringify(c.payload),
+      dedupeKey: c.dedupeKey,
+      mappingVersion: c.mappingVersion ?? null,
+      now,
+    };
+  }
+
+  async saveCorrelation(tenant: string, providerMessageId: string, msgId: string, ttlMs: number): Promise<void> {
+    this.s.saveCorrelation.run(tenant, providerMessageId, msgId, this.clock() + ttlMs);
+  }
+
+  async findMsgId(tenant: string, providerMessageId: string): Promise<string | undefined> {
+    return (this.s.findMsgId.get(tenant, providerMessageId, this.clock()) as string | undefined) ?? undefined;
+  }
+
+  async ingest(items: { callbacks: NewCallback[]; pending: NewPending[] }, now: number): Promise<{ accepted: number; duplicates: number }> {
+    // IMMEDIATE: take the write lock up front, so a concurrent writer waits (busy_timeout) instead of
+    // failing half-way with SQLITE_BUSY on lock upgrade.
+    return this.db.transaction(this.ingestTx).immediate(items, now);
+  }
+
+  async duePending(now: number, limit: number): Promise<PendingRecord[]> {
+    return (this.s.duePending.all(now, limit) as PendingRow[]).map(toPending);
+  }
+
+  async resolvePending(id: string, callback: NewCallback, now: number): Promise<void> {
+    this.db
+      .transaction(() => {
+        // The dedupe key was recorded when the pending status was ingested; a second resolver that
+        // lost the race finds the row gone and adds nothing.
+        if (this.s.deletePending.run(Number(id)).changes === 1) this.s.insertCallback.run(this.callbackParams(callback, now));
+      })
+      .immediate();
+  }
+
+  async reschedulePending(id: string, nextLookupAt: number, unmatched: boolean): Promise<void> {
+    this.s.reschedulePending.run(nextLookupAt, unmatched ? 1 : 0, Number(id));
+  }
+
+  async listUnmatched(limit: number): Promise<PendingRecord[]> {
+    return (this.s.listUnmatched.all(limit) as PendingRow[]).map(toPending);
+  }
+
+  async claimDue(now: number, limit: number, leaseMs: number): Promise<CallbackRecord[]> {
+    return this.db
+      .transaction(() => {
+        const out: CallbackRecord[] = [];
+        // Skipping a head exposes the next callback of its msgId, so look again until nothing is skipped.
+        for (;;) {
+          const rows = this.s.claimable.all({ now, limit: limit - out.length }) as (OutboxRow & { max_rank: number | null })[];
+          let skipped = 0;
+          for (const r of rows) {
+            if (r.rank > 0 && r.max_rank !== null && r.rank < r.max_rank) {
+              this.s.skip.run(now, r.id);
+              skipped++;
+            } else {
+              this.s.lease.run(now + leaseMs, r.id);
+              out.push(toCallback(r));
+            }
+          }
+          if (skipped === 0 || out.length >= limit) return out;
+        }
+      })
+      .immediate();
+  }
+
+  async markDelivered(ids: readonly string[], now: number): Promise<void> {
+    this.db
+      .transaction(() => {
+        for (const id of ids) {
+          const r = this.s.delivered.get(now, Number(id)) as { tenant: string; msg_id: string | null; rank: number } | undefined;
+          if (r && r.rank > 0 && r.msg_id !== null) this.s.progress.run(r.tenant, r.msg_id, r.rank, now + this.dedupeTtlMs);
+        }
+      })
+      .immediate();
+  }
+
+  async markFailed(ids: readonly string[], error: string, nextAttemptAt: number): Promise<void> {
+    this.db
+      .transaction(() => {
+        for (const id of ids) {
+          const r = this.s.failed.get({ error, next: nextAttemptAt, id: Number(id) }) as { tenant: string; msg_id: string | null; rank: number } | undefined;
+          if (r && r.rank > 0 && r.msg_id !== null) this.s.holdFollowers.run({ next: nextAttemptAt, tenant: r.tenant, msgId: r.msg_id, id: Number(id) });
+        }
+      })
+      .immediate();
+  }
+
+  async markDead(ids: readonly string[], error: string): Promise<void> {
+    this.db.transaction(() => ids.forEach((id) => this.s.dead.run(error, Number(id)))).immediate();
+  }
+
+  async listDead(limit: number, tenant?: string): Promise<CallbackRecord[]> {
+    const rows = tenant === undefined ? this.s.listDead.all(limit) : this.s.listDeadOf.all(tenant, limit);
+    return (rows as OutboxRow[]).map(toCallback);
+  }
+
+  async replayDead(now: number, ids?: readonly string[]): Promise<number> {
+    if (ids === undefined) return this.s.replayAll.run({ now }).changes;
+    return this.db.transaction(() => ids.reduce((n, id) => n + this.s.replayOne.run({ now, id: Number(id) }).changes, 0)).immediate();
+  }
+
+  async sweep(now: number, keepMs: number): Promise<void> {
+    this.db
+      .transaction(() => {
+        this.s.sweepCorrelations.run(now);
+        this.s.sweepDedupe.run(now);
+        this.s.sweepProgress.run(now);
+        this.s.sweepDone.run(now - keepMs);
+      })
+      .immediate();
+  }
+
+  async stats(): Promise<StoreStats> {
+    const outbox = new Map((this.s.countOutbox.all() as { state: string; n: number }[]).map((r) => [r.state, r.n]));
+    return {
+      outboxPending: outbox.get('pending') ?? 0,
+      outboxDead: outbox.get('dead') ?? 0,
+      pendingLookups: this.s.countLookups.get() as number,
+      unmatched: this.s.countUnmatched.get() as number,
+      delivered: outbox.get('delivered') ?? 0,
+    };
+  }
+
+  async ping(): Promise<void> {
+    this.s.ping.get();
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.db.close();
+  }
+}

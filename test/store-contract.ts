@@ -1,0 +1,226 @@
+// What every Store must do, whatever it runs on: run it with storeContract(t, 'redis', open) for a new
+// implementation. Times are explicit `now` values far from the real clock, so nothing sleeps; only
+// correlation expiry reads the store's own clock (the interface passes no `now` there).
+import type { Test } from 'tap';
+import { statusRank, type CallbackRecord, type NewCallback, type NewPending, type Store } from '../engine/store.js';
+import type { StatusEvent } from '../engine/webhook.js';
+
+const T0 = 1_700_000_000_000;
+const LEASE = 30_000;
+
+type Status = 'sent' | 'delivered' | 'read' | 'failed' | 'clicked';
+
+function status(msgId: string, s: Status, tenant = 'acme', extra = ''): NewCallback {
+  const payload =
+    s === 'clicked'
+      ? { msgId, status: 'Clicked', url: 'https://x.test/a', shortUrl: 'https://x.test/a', userAgent: 'ua' }
+      : s === 'failed'
+        ? { msgId, status: s, timestamp: '1700000000', error: { code: 1009, title: 'Other' } }
+        : { msgId, status: s, timestamp: '1700000000' };
+  return { tenant, kind: 'status', msgId, rank: statusRank(s), payload, dedupeKey: `${tenant}|${msgId}|${s}${extra}`, mappingVersion: 'v1' };
+}
+
+function incoming(id: string, tenant = 'acme'): NewCallback {
+  const payload = { payloadVersion: '0.1', from: '919999999999', wabaNumber: '919888888888', timestamp: '1700000000', type: 'text', text: { body: id } };
+  return { tenant, kind: 'incoming', rank: 0, payload, dedupeKey: `${tenant}|in|${id}` };
+}
+
+function pendingOf(providerMessageId: string, s: Status = 'delivered', tenant = 'acme'): NewPending {
+  const event: StatusEvent = { event: 'status', providerMessageId, status: s, timestamp: '1700000000', recipient: '919999999999' };
+  return { tenant, providerMessageId, event, dedupeKey: `${tenant}|${providerMessageId}|${s}`, mappingVersion: 'v2' };
+}
+
+/** "m1:sent" labels, to compare claims readably. */
+const labels = (recs: CallbackRecord[]) =>
+  recs.map((r) => {
+    const p = r.payload as { status?: string; text?: { body: string } };
+    return r.kind === 'status' ? `${r.msgId}:${p.status}` : `in:${p.text?.body}`;
+  });
+const ids = (recs: CallbackRecord[]) => recs.map((r) => r.id);
+
+export function storeContract(t: Test, name: string, open: () => Promise<Store>): void {
+  /** A fresh store per subtest, closed when it ends. */
+  const withStore = (title: string, fn: (t: Test, s: Store) => Promise<void>) =>
+    t.test(`${name}: ${title}`, async (t) => {
+      const s = await open();
+      t.teardown(() => s.close());
+      await fn(t, s);
+    });
+
+  withStore('correlations: save, find, re-save, tenants apart, expiry', async (t, s) => {
+    await s.saveCorrelation('acme', 'wamid.1', 'm1', 60_000);
+    await s.saveCorrelation('acme', 'wamid.1', 'm1', 60_000);
+    t.equal(await s.findMsgId('acme', 'wamid.1'), 'm1');
+    t.equal(await s.findMsgId('other', 'wamid.1'), undefined, 'tenants do not share ids');
+    t.equal(await s.findMsgId('acme', 'wamid.2'), undefined);
+    await s.saveCorrelation('acme', 'wamid.1', 'm1b', 60_000);
+    t.equal(await s.findMsgId('acme', 'wamid.1'), 'm1b', 'the latest pair wins');
+    await s.saveCorrelation('acme', 'wamid.old', 'm0', 0);
+    t.equal(await s.findMsgId('acme', 'wamid.old'), undefined, 'an expired correlation is not found');
+  });
+
+  withStore('ingest: counts, dedupe within and across calls, pending too', async (t, s) => {
+    const first = await s.ingest({ callbacks: [status('m1', 'sent'), status('m1', 'sent'), incoming('a')], pending: [pendingOf('w1')] }, T0);
+    t.same(first, { accepted: 3, duplicates: 1 });
+    const again = await s.ingest({ callbacks: [status('m1', 'sent'), incoming('a'), status('m1', 'read')], pending: [pendingOf('w1'), pendingOf('w2')] }, T0 + 1000);
+    t.same(again, { accepted: 2, duplicates: 3 });
+    t.same(await s.ingest({ callbacks: [], pending: [] }, T0), { accepted: 0, duplicates: 0 }, 'an empty webhook is fine');
+    t.match(await s.stats(), { outboxPending: 3, pendingLookups: 2, outboxDead: 0, unmatched: 0, delivered: 0 });
+  });
+
+  withStore('ingest is atomic: a failure half-way keeps nothing, not even dedupe keys', async (t, s) => {
+    const bad: NewCallback = { ...status('m2', 'sent'), payload: { n: 1n } }; // BigInt: JSON cannot encode it
+    await t.rejects(s.ingest({ callbacks: [status('m1', 'sent'), bad], pending: [pendingOf('w1')] }, T0));
+    t.match(await s.stats(), { outboxPending: 0, pendingLookups: 0 });
+    t.same(await s.ingest({ callbacks: [status('m1', 'sent')], pending: [pendingOf('w1')] }, T0), { accepted: 2, duplicates: 0 }, 'the keys were not recorded');
+  });
+
+  withStore('claimDue: a msgId goes in rank order, whatever the arrival order', async (t, s) => {
+    await s.ingest({ callbacks: [status('m1', 'read'), status('m2', 'delivered')], pending: [] }, T0);
+    await s.ingest({ callbacks: [status('m1', 'sent'), status('m2', 'sent')], pending: [] }, T0 + 1);
+    await s.ingest({ callbacks: [status('m1', 'delivered')], pending: [] }, T0 + 2);
+    const seen: string[][] = [];
+    for (let now = T0 + 10; ; now += 10) {
+      const got = await s.claimDue(now, 100, LEASE);
+      if (got.length === 0) break;
+      seen.push(labels(got).sort());
+      await s.markDelivered(ids(got), now);
+    }
+    t.same(seen, [['m1:sent', 'm2:sent'], ['m1:delivered', 'm2:delivered'], ['m1:read']]);
+    t.match(await s.stats(), { outboxPending: 0, delivered: 5 });
+  });
+
+  withStore('claimDue: what is superseded by a delivered higher rank is skipped', async (t, s) => {
+    await s.ingest({ callbacks: [status('m1', 'read')], pending: [] }, T0);
+    const read = await s.claimDue(T0, 10, LEASE);
+    await s.markDelivered(ids(read), T0);
+    await s.ingest({ callbacks: [status('m1', 'delivered'), status('m1', 'sent'), status('m1', 'failed'), status('m1', 'clicked')], pending: [] }, T0 + 1);
+    const next = await s.claimDue(T0 + 2, 10, LEASE);
+    t.same(labels(next).sort(), ['m1:Clicked', 'm1:failed'], 'sent and delivered skipped; same rank and rank 0 still go');
+    t.match(await s.stats(), { outboxPending: 2, delivered: 1, outboxDead: 0 });
+    await s.markDelivered(ids(next), T0 + 2);
+    t.same(await s.claimDue(T0 + 3, 10, LEASE), []);
+    t.match(await s.stats(), { outboxPending: 0, delivered: 3 });
+  });
+
+  withStore('claimDue: rank 0 neither waits nor blocks; incoming are independent', async (t, s) => {
+    await s.ingest({ callbacks: [status('m1', 'sent')], pending: [] }, T0);
+    const sent = await s.claimDue(T0, 10, LEASE);
+    t.same(labels(sent), ['m1:sent']);
+    await s.ingest({ callbacks: [status('m1', 'clicked'), incoming('a'), incoming('b'), status('m1', 'delivered')], pending: [] }, T0 + 1);
+    t.same(labels(await s.claimDue(T0 + 2, 10, LEASE)).sort(), ['in:a', 'in:b', 'm1:Clicked'], 'delivered waits for the sent in flight; the rest goes');
+  });
+
+  withStore('claimDue: tenants with the same msgId are independent', async (t, s) => {
+    await s.ingest({ callbacks: [status('m1', 'sent', 'acme'), status('m1', 'sent', 'beta')], pending: [] }, T0);
+    const got = await s.claimDue(T0, 10, LEASE);
+    t.same(got.map((r) => r.tenant).sort(), ['acme', 'beta']);
+  });
+
+  withStore('claimDue: limit, oldest due first, fields round-trip', async (t, s) => {
+    for (let i = 0; i < 5; i++) await s.ingest({ callbacks: [status(`m${i}`, 'sent')], pending: [] }, T0 + i);
+    const two = await s.claimDue(T0 + 10, 2, LEASE);
+    t.same(labels(two), ['m0:sent', 'm1:sent']);
+    t.match(two[0], { tenant: 'acme', kind: 'status', msgId: 'm0', rank: 1, dedupeKey: 'acme|m0|sent', mappingVersion: 'v1', createdAt: T0, attempts: 0, nextAttemptAt: T0 });
+    t.same(two[0]?.payload, status('m0', 'sent').payload);
+    t.equal(typeof two[0]?.id, 'string');
+    t.same(await s.claimDue(T0 - 1, 10, LEASE), [], 'nothing is due before it was created');
+  });
+
+  withStore('leases: a claimed callback is not claimed again until the lease ends', async (t, s) => {
+    await s.ingest({ callbacks: [status('m1', 'sent'), status('m1', 'delivered')], pending: [] }, T0);
+    const a = await s.claimDue(T0, 10, LEASE);
+    t.same(labels(a), ['m1:sent']);
+    t.same(await s.claimDue(T0 + LEASE - 1, 10, LEASE), [], 'leased, and its msgId held');
+    await s.ingest({ callbacks: [status('m2', 'sent')], pending: [] }, T0 + 1);
+    t.same(labels(await s.claimDue(T0 + LEASE - 1, 10, LEASE)), ['m2:sent'], 'other msgIds go meanwhile');
+    const b = await s.claimDue(T0 + LEASE, 10, LEASE);
+    t.same(labels(b), ['m1:sent'], 'a worker that died loses its lease');
+    t.equal(b[0]?.id, a[0]?.id);
+  });
+
+  withStore('markFailed: retried at nextAttemptAt, and the msgId waits for it', async (t, s) => {
+    await s.ingest({ callbacks: [status('m1', 'sent'), status('m1', 'delivered')], pending: [] }, T0);
+    const a = await s.claimDue(T0, 10, LEASE);
+    await s.markFailed(ids(a), 'HTTP 503', T0 + 1000);
+    t.same(await s.claimDue(T0 + 999, 10, LEASE), [], 'delivered does not overtake the sent being retried');
+    const b = await s.claimDue(T0 + 1000, 10, LEASE);
+    t.same(labels(b), ['m1:sent']);
+    t.match(b[0], { attempts: 1, lastError: 'HTTP 503', nextAttemptAt: T0 + 1000 });
+    await s.markFailed(ids(b), 'timeout', T0 + 3000);
+    const c = await s.claimDue(T0 + 3000, 10, LEASE);
+    t.match(c[0], { attempts: 2, lastError: 'timeout' });
+  });
+
+  withStore('dead letters: listed, no longer block, replayed', async (t, s) => {
+    await s.ingest({ callbacks: [status('m1', 'sent'), status('m1', 'read'), incoming('a', 'beta')], pending: [] }, T0);
+    const a = await s.claimDue(T0, 10, LEASE);
+    t.same(labels(a).sort(), ['in:a', 'm1:sent']);
+    await s.markDead(ids(a), 'HTTP 400: bad');
+    t.match(await s.stats(), { outboxDead: 2, outboxPending: 1 });
+    const dead = await s.listDead(10);
+    t.same(labels(dead).sort(), ['in:a', 'm1:sent']);
+    t.ok(dead.every((d) => d.lastError === 'HTTP 400: bad'));
+    t.same(labels(await s.listDead(10, 'beta')), ['in:a']);
+    t.same(await s.listDead(1), dead.slice(0, 1), 'limit');
+    const read = await s.claimDue(T0 + 1, 10, LEASE);
+    t.same(labels(read), ['m1:read'], 'a dead sent does not hold read back');
+    await s.markDelivered(ids(read), T0 + 1);
+
+    const inA = dead.find((d) => d.kind === 'incoming');
+    t.equal(await s.replayDead(T0 + 100, inA ? [inA.id] : []), 1);
+    t.equal(await s.replayDead(T0 + 100, ['999999']), 0, 'unknown ids are ignored');
+    const again = await s.claimDue(T0 + 100, 10, LEASE);
+    t.same(labels(again), ['in:a']);
+    t.match(again[0], { attempts: 0, nextAttemptAt: T0 + 100 });
+    t.equal(await s.replayDead(T0 + 200), 1, 'all the rest');
+    t.same(await s.claimDue(T0 + 200, 10, LEASE), [], 'the replayed sent is skipped: read was delivered');
+    t.match(await s.stats(), { outboxDead: 0, outboxPending: 1 });
+  });
+
+  withStore('pending look-ups: due, reschedule, resolve, unmatched', async (t, s) => {
+    await s.ingest({ callbacks: [], pending: [pendingOf('w1'), pendingOf('w2', 'read'), pendingOf('w3', 'sent', 'beta')] }, T0);
+    const due = await s.duePending(T0, 10);
+    t.equal(due.length, 3);
+    const w1 = due.find((p) => p.providerMessageId === 'w1');
+    t.match(w1, { tenant: 'acme', dedupeKey: 'acme|w1|delivered', mappingVersion: 'v2', firstSeenAt: T0, attempts: 0, nextLookupAt: T0, unmatched: false });
+    t.same(w1?.event, pendingOf('w1').event);
+    t.equal((await s.duePending(T0, 2)).length, 2, 'limit');
+    t.same(await s.duePending(T0 - 1, 10), []);
+
+    const [p1, p2, p3] = [due.find((p) => p.providerMessageId === 'w1'), due.find((p) => p.providerMessageId === 'w2'), due.find((p) => p.providerMessageId === 'w3')];
+    if (!p1 || !p2 || !p3) throw new Error('missing pending');
+    await s.reschedulePending(p2.id, T0 + 500, false);
+    await s.reschedulePending(p3.id, T0, true);
+    t.same((await s.duePending(T0 + 499, 10)).map((p) => p.providerMessageId), ['w1']);
+    t.match(await s.duePending(T0 + 500, 10), [{ providerMessageId: 'w1' }, { providerMessageId: 'w2', attempts: 1, nextLookupAt: T0 + 500 }]);
+    t.match(await s.listUnmatched(10), [{ providerMessageId: 'w3', unmatched: true, tenant: 'beta' }]);
+    t.match(await s.stats(), { pendingLookups: 2, unmatched: 1, outboxPending: 0 });
+
+    await s.resolvePending(p1.id, status('m1', 'delivered'), T0 + 50);
+    await s.resolvePending(p1.id, status('m1', 'delivered'), T0 + 60);
+    t.match(await s.stats(), { pendingLookups: 1, outboxPending: 1 }, 'resolving twice adds one callback');
+    const got = await s.claimDue(T0 + 50, 10, LEASE);
+    t.same(labels(got), ['m1:delivered']);
+    t.equal(got[0]?.createdAt, T0 + 50);
+    t.same(await s.ingest({ callbacks: [], pending: [pendingOf('w1')] }, T0 + 70), { accepted: 0, duplicates: 1 }, 'the BSP retrying the webhook is still a duplicate');
+  });
+
+  withStore('sweep: delivered callbacks older than keepMs go, the rest stays', async (t, s) => {
+    await s.ingest({ callbacks: [status('m1', 'sent'), status('m2', 'sent'), status('m3', 'sent'), incoming('a')], pending: [pendingOf('w1')] }, T0);
+    const all = await s.claimDue(T0, 10, LEASE);
+    const byLabel = new Map(all.map((r) => [labels([r])[0], r.id]));
+    await s.markDelivered([byLabel.get('m1:sent') ?? ''], T0);
+    await s.markDelivered([byLabel.get('m2:sent') ?? ''], T0 + 5000);
+    await s.markDead([byLabel.get('in:a') ?? ''], 'HTTP 400');
+    await s.sweep(T0 + 6000, 3000);
+    t.match(await s.stats(), { delivered: 1, outboxDead: 1, outboxPending: 1, pendingLookups: 1 });
+    await s.sweep(T0 + 9000, 3000);
+    t.match(await s.stats(), { delivered: 0, outboxDead: 1, outboxPending: 1, pendingLookups: 1 });
+  });
+
+  withStore('ping and close', async (t, s) => {
+    await t.resolves(s.ping());
+    t.ok(s.kind === 'sqlite' || s.kind === 'redis');
+  });
+}

@@ -1,0 +1,159 @@
+// The whole service on 127.0.0.1 for end-to-end tests: the CleverTap sink, the simulated BSP and
+// wabridge itself, wired through a generated wabridge.yaml in a temp folder.
+import { mkdtempSync, writeFileSync, rmSync, cpSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { PassThrough } from 'node:stream';
+import { request } from 'undici';
+import { startHost, type Host } from '../../engine/host.js';
+import { startBspSimulator, type BspSimulator } from '../../engine/standins/bsp-simulator.js';
+import { startCleverTapSink, type CleverTapSink } from '../../engine/standins/clevertap-sink.js';
+
+export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+export function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const s = createServer();
+    s.once('error', rej);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => res(port));
+    });
+  });
+}
+
+export interface Stack {
+  dir: string;
+  configFile: string;
+  host: Host;
+  sim: BspSimulator;
+  sink: CleverTapSink;
+  logs: string[];
+  /** POST a CleverTap payload to the demo tenant's messaging endpoint. */
+  send(body: string | object, opts?: { auth?: string | null; contentType?: string }): Promise<{ status: number; body: unknown }>;
+  restart(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export const SETTINGS = {
+  phoneNumberId: '106540352242922',
+  accessToken: 'e2e-access-token',
+  appSecret: 'e2e-app-secret',
+  verifyToken: 'e2e-verify-token',
+};
+
+export interface StackOptions {
+  /** Copy mappings/ into the temp folder (for hot-reload tests that edit them). */
+  copyMappings?: boolean;
+  deadline?: string;
+  concurrency?: number;
+  retry?: { baseDelay: string; maxDelay: string; retryFor: string };
+}
+
+export function writeConfig(file: string, o: { port: number; bspPort: number; sinkUrl: string; mappings: string; sqlite: string } & StackOptions): void {
+  writeFileSync(
+    file,
+    `# yaml-language-server: $schema=${ROOT}schemas/config.schema.json
+server:
+  host: 127.0.0.1
+  port: ${o.port}
+  publicUrl: http://127.0.0.1:${o.port}
+  adminToken: e2e-admin-token-0123456789
+  mediaSecret: e2e-media-secret-0123456789
+  mappings: ${o.mappings}
+  logLevel: info
+store:
+  sqlite: ${o.sqlite}
+callbacks:
+  baseDelay: ${o.retry?.baseDelay ?? '50ms'}
+  maxDelay: ${o.retry?.maxDelay ?? '200ms'}
+  retryFor: ${o.retry?.retryFor ?? '1h'}
+  lookupWindow: 30s
+tenants:
+  demo:
+    provider: meta-cloud
+    settings:
+      baseUrl: http://127.0.0.1:${o.bspPort}
+      phoneNumberId: "${SETTINGS.phoneNumberId}"
+      accessToken: ${SETTINGS.accessToken}
+      appSecret: ${SETTINGS.appSecret}
+      verifyToken: ${SETTINGS.verifyToken}
+    auth:
+      basic: { username: demo, password: s3cret }
+    callbacks:
+      status: ${o.sinkUrl}/callbacks/demo/status
+      inbound: ${o.sinkUrl}/callbacks/demo/inbound
+    concurrency: ${o.concurrency ?? 1500}
+    deadline: ${o.deadline ?? '900ms'}
+`,
+  );
+}
+
+export async function startStack(opts: StackOptions = {}): Promise<Stack> {
+  const dir = mkdtempSync(join(tmpdir(), 'wabridge-e2e-'));
+  const mappings = opts.copyMappings ? join(dir, 'mappings') : join(ROOT, 'mappings');
+  if (opts.copyMappings) cpSync(join(ROOT, 'mappings'), mappings, { recursive: true });
+  const logs: string[] = [];
+  const sink = await startCleverTapSink({ port: 0, print: () => undefined });
+  const port = await freePort();
+  const sim = await startBspSimulator({
+    mappingDir: join(mappings, 'meta-cloud'),
+    settings: SETTINGS,
+    webhookUrl: `http://127.0.0.1:${port}/v1/tenants/demo/webhook`,
+    port: 0,
+    statusDelaysMs: { sent: 20, delivered: 40, read: 60 },
+    slowMs: 1500,
+  });
+  const configFile = join(dir, 'wabridge.yaml');
+  writeConfig(configFile, { ...opts, port, bspPort: sim.port, sinkUrl: sink.url, mappings, sqlite: join(dir, 'wabridge.db') });
+  const launch = () => {
+    const out = new PassThrough();
+    out.on('data', (chunk: Buffer) => logs.push(...chunk.toString('utf8').split('\n').filter(Boolean)));
+    return startHost({ configFile, logDestination: out });
+  };
+  const stack: Stack = {
+    dir,
+    configFile,
+    host: await launch(),
+    sim,
+    sink,
+    logs,
+    async send(body, o = {}) {
+      const headers: Record<string, string> = { 'content-type': o.contentType ?? 'application/json' };
+      const auth = o.auth === undefined ? 'demo:s3cret' : o.auth;
+      if (auth !== null) headers.authorization = `Basic ${Buffer.from(auth).toString('base64')}`;
+      const res = await request(`${stack.host.url}/v1/tenants/demo/messages`, { method: 'POST', headers, body: typeof body === 'string' ? body : JSON.stringify(body) });
+      const text = await res.body.text();
+      let parsed: unknown = text;
+      try {
+        parsed = JSON.parse(text);
+      } catch {
+        /* keep the text */
+      }
+      return { status: res.statusCode, body: parsed };
+    },
+    async restart() {
+      await stack.host.close();
+      stack.host = await launch();
+    },
+    async close() {
+      await stack.host.close();
+      await sim.close();
+      await sink.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  return stack;
+}
+
+/** Polls `check` until it returns true or `timeoutMs` passes (then fails with `what`). */
+export async function eventually(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 5000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    if (await check()) return;
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
