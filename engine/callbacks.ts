@@ -6,9 +6,11 @@ import { createHash } from 'node:crypto';
 import { statusRank, type NewCallback, type StatusEntry } from './store.js';
 import type { IncomingEvent, StatusEvent } from './webhook.js';
 
-/** Same webhook retried by the BSP = same key. Clicks share one key per message (CleverTap counts one). */
-export function statusDedupeKey(tenant: string, event: Pick<StatusEvent, 'providerMessageId' | 'status'>, msgId: string): string {
-  return `${tenant}|${event.providerMessageId ?? msgId}|${event.status}`;
+/** Same webhook retried by the BSP = same key. */
+export function statusDedupeKey(tenant: string, event: Pick<StatusEvent, 'providerMessageId' | 'status' | 'url' | 'shortUrl'>, msgId: string): string {
+  const base = `${tenant}|${event.providerMessageId ?? msgId}|${event.status}`;
+  // Two different links clicked in one message are two clicks; the same link reported twice is one.
+  return event.status === 'clicked' ? `${base}|${event.url ?? event.shortUrl ?? ''}` : base;
 }
 
 export function statusCallbackFor(tenant: string, msgId: string, event: StatusEvent, mappingVersion?: string): NewCallback {

@@ -1,6 +1,6 @@
 // `wabridge` command line: lint, test and dry-run mappings. Exit codes: 0 ok, 1 problems found,
 // 2 usage or input error. Documented in docs/cli.md.
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parse as parseYaml } from 'yaml';
@@ -49,6 +49,13 @@ async function lint(dir: string, json: boolean): Promise<number> {
   if (dirs.length === 0) throw new UsageError(`no mapping.yaml found under ${dir}`);
   const results = dirs.map((d) => ({ dir: d, result: loadMapping(d) }));
   const problems = results.flatMap((r) => (r.result.ok ? [] : r.result.errors));
+  // A BSP's simulator.yaml (local stand-in for demos and e2e tests) is checked with its mapping.
+  const { SIMULATOR_FILE, loadSimulator } = await import('./standins/bsp-simulator.js');
+  for (const d of dirs) {
+    if (!existsSync(join(d, SIMULATOR_FILE))) continue;
+    const sim = loadSimulator(d);
+    if (!sim.ok) problems.push(...sim.errors);
+  }
   if (json) {
     out(JSON.stringify({ ok: problems.length === 0, mappings: results.map((r) => ({ dir: r.dir, ok: r.result.ok, ...(r.result.ok ? { name: r.result.mapping.name, version: r.result.mapping.version, expressions: r.result.mapping.expressions.length, functions: r.result.mapping.functions } : {}) })), problems: problems.map((p) => p.toJSON()) }));
   } else {

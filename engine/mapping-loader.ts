@@ -2,11 +2,11 @@
 // every expression once. Problems are collected, not thrown one by one, so `lint` can show them all.
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
-import { basename, join, relative, resolve } from 'node:path';
+import { basename, dirname, join, relative, resolve } from 'node:path';
 import { WabError } from './errors.js';
 import { checkSyntax, compile, DEFAULT_LIMITS, type Compiled, type FunctionSource, type Limits, type SourceRef } from './expression.js';
 import { describeError, pointerToPath, projectSchema, usefulErrors, validatorFor } from './schema-validator.js';
-import { dotted, locate, locateSchemaError, offsetToPosition, parseYamlSource, type KeyPath, type YamlSource } from './yaml-source.js';
+import { dotted, locate, locateSchemaError, nodeAt, offsetToPosition, parseYamlSource, type KeyPath, type YamlSource } from './yaml-source.js';
 import type { SettingDecl } from './settings.js';
 
 export type Method = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
@@ -35,8 +35,10 @@ export interface Mapping {
   docs?: string;
   dir: string;
   file: string;
-  /** sha256 of the file's text (first 12 hex digits): which version produced a given output. */
+  /** sha256 of the file's text and its parents' (first 12 hex digits): which version produced a given output. */
   version: string;
+  /** The mappings this one extends, nearest first: editing one of them reloads this one too. */
+  extends: string[];
   loadedAt: Date;
   settings: Record<string, SettingDecl>;
   contracts: { requestBody?: string; webhookBody?: string };
@@ -65,50 +67,105 @@ export const MAPPING_FILE = 'mapping.yaml';
 /* eslint-disable @typescript-eslint/no-explicit-any -- the YAML value is schema-validated before it is read */
 type Raw = any;
 
+interface Layer {
+  src: YamlSource;
+  dir: string;
+  text: string;
+}
+
+const HEADER = /^# yaml-language-server: \$schema=\S*mapping\.schema\.json/;
+
+/** The mapping and every mapping it extends, the mapping itself first. */
+function readLayers(absDir: string, errors: WabError[]): Layer[] | undefined {
+  const layers: Layer[] = [];
+  let dir = absDir;
+  for (;;) {
+    const file = join(dir, MAPPING_FILE);
+    const shown = relative(process.cwd(), file) || file;
+    if (!existsSync(file)) {
+      const from = layers.at(-1);
+      errors.push(new WabError('WAB_MAPPING_NOT_FOUND', `no ${MAPPING_FILE} in ${relative(process.cwd(), dir) || dir}`, from ? locate(from.src, ['extends']) : shown));
+      return undefined;
+    }
+    const text = readFileSync(file, 'utf8');
+    let src: YamlSource;
+    try {
+      src = parseYamlSource(shown, text);
+    } catch (e) {
+      if (e instanceof WabError) errors.push(e);
+      else throw e;
+      return undefined;
+    }
+    // Without this line editors cannot autocomplete or flag mistakes; cheap to require, costly to miss.
+    if (!HEADER.test(text)) errors.push(new WabError('WAB_MAPPING_SCHEMA', 'the first line must be `# yaml-language-server: $schema=../../schemas/mapping.schema.json`', `${shown}:1:1`));
+    layers.push({ src, dir, text });
+    const parent = (src.value as Raw)?.extends;
+    if (typeof parent !== 'string') return layers;
+    const next = join(dirname(dir), parent);
+    if (layers.some((l) => l.dir === next) || layers.length > 8) {
+      errors.push(new WabError('WAB_MAPPING_SCHEMA', `extends: '${parent}' makes a cycle (${layers.map((l) => basename(l.dir)).join(' → ')} → ${parent})`, locate(src, ['extends'])));
+      return undefined;
+    }
+    dir = next;
+  }
+}
+
+/** Child over parent: objects merge key by key, anything else replaces, null removes the key. */
+function overlay(base: Raw, top: Raw): Raw {
+  if (top === undefined) return base;
+  if (!top || typeof top !== 'object' || Array.isArray(top) || !base || typeof base !== 'object' || Array.isArray(base)) return top;
+  const out: Raw = { ...base };
+  for (const [k, v] of Object.entries(top)) {
+    if (v === null) delete out[k];
+    else out[k] = overlay(base[k], v);
+  }
+  return out;
+}
+
 export function loadMapping(dir: string, limits: Limits = DEFAULT_LIMITS): LoadResult {
   const absDir = resolve(dir);
-  const file = join(absDir, MAPPING_FILE);
-  const shown = relative(process.cwd(), file) || file;
-  if (!existsSync(file)) return { ok: false, errors: [new WabError('WAB_MAPPING_NOT_FOUND', `no ${MAPPING_FILE} in ${dir}`, shown)] };
-  const text = readFileSync(file, 'utf8');
-  let src: YamlSource;
-  try {
-    src = parseYamlSource(shown, text);
-  } catch (e) {
-    if (e instanceof WabError) return { ok: false, errors: [e] };
-    throw e;
-  }
   const errors: WabError[] = [];
-  const raw = src.value as Raw;
-  // Without this line editors cannot autocomplete or flag mistakes; cheap to require, costly to miss.
-  if (!/^# yaml-language-server: \$schema=\S*mapping\.schema\.json/.test(text)) {
-    errors.push(new WabError('WAB_MAPPING_SCHEMA', 'the first line must be `# yaml-language-server: $schema=../../schemas/mapping.schema.json`', `${shown}:1:1`));
-  }
+  const layers = readLayers(absDir, errors);
+  if (!layers) return { ok: false, errors };
+  const own = layers[0]!;
+  const shown = own.src.file;
+  const raw = layers.reduceRight<Raw>((acc, l) => overlay(acc, l.src.value), undefined);
+  delete raw.extends;
+  // Positions come from the layer that actually wrote the value: an error in an inherited
+  // expression points into the parent's file.
+  const layerOf = (path: KeyPath): Layer => layers.find((l) => nodeAt(l.src, path) !== undefined) ?? own;
+  const src = own.src;
 
   const validate = validatorFor(projectSchema('mapping.schema.json'));
   const valid: boolean = validate(raw);
   if (!valid) {
     for (const e of usefulErrors(validate.errors ?? [])) {
-      const { where, path } = locateSchemaError(src, pointerToPath(e.instancePath), e.keyword, e.params as Record<string, unknown>);
+      const instance = pointerToPath(e.instancePath);
+      const { where, path } = locateSchemaError(layerOf(instance).src, instance, e.keyword, e.params as Record<string, unknown>);
       errors.push(new WabError('WAB_MAPPING_SCHEMA', `${dotted(path) || '(top level)'}: ${describeError(e)}`, where));
     }
     return { ok: false, errors };
   }
-  if (raw.name !== basename(absDir)) {
-    errors.push(new WabError('WAB_MAPPING_SCHEMA', `name: '${raw.name}' must equal the folder name '${basename(absDir)}'`, locate(src, ['name'])));
+  const ownName = (own.src.value as Raw)?.name;
+  if (ownName !== basename(absDir)) {
+    errors.push(new WabError('WAB_MAPPING_SCHEMA', `name: '${ownName ?? ''}' must equal the folder name '${basename(absDir)}'`, locate(src, ['name'])));
   }
+  const contracts: Record<string, string> = {};
   for (const key of ['requestBody', 'webhookBody'] as const) {
     const p = raw.contracts?.[key];
-    if (p && !existsSync(join(absDir, p))) {
-      errors.push(new WabError('WAB_MAPPING_SCHEMA', `contracts.${key}: no file ${p} beside the mapping`, locate(src, ['contracts', key])));
-    }
+    if (!p) continue;
+    const file = join(layerOf(['contracts', key]).dir, p);
+    if (!existsSync(file)) errors.push(new WabError('WAB_MAPPING_SCHEMA', `contracts.${key}: no file ${p} beside the mapping`, locate(layerOf(['contracts', key]).src, ['contracts', key])));
+    contracts[key] = relative(absDir, file);
   }
+  raw.contracts = contracts;
 
   const ref = (path: KeyPath): SourceRef => ({
     name: dotted(path),
     locate: (offset) => {
-      const p = offsetToPosition(src, path, offset);
-      return `${src.file}:${p.line}:${p.col}`;
+      const from = layerOf(path).src;
+      const p = offsetToPosition(from, path, offset);
+      return `${from.file}:${p.line}:${p.col}`;
     },
   });
 
@@ -164,7 +221,8 @@ export function loadMapping(dir: string, limits: Limits = DEFAULT_LIMITS): LoadR
     docs: raw.docs,
     dir: absDir,
     file: shown,
-    version: createHash('sha256').update(text).digest('hex').slice(0, 12),
+    version: layers.reduce((h, l) => h.update(l.text), createHash('sha256')).digest('hex').slice(0, 12),
+    extends: layers.slice(1).map((l) => basename(l.dir)),
     loadedAt: new Date(),
     settings: raw.settings ?? {},
     contracts: raw.contracts ?? {},

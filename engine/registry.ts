@@ -78,8 +78,10 @@ export class MappingRegistry {
       return this.report(this.fail(name, failed.map((c) => `golden fixture ${c.dir} ${c.outcome === 'error' ? 'errored' : 'failed'}${c.detail ? `:\n${c.detail}` : ''}`)));
     }
     const previous = this.live.get(name)?.version;
-    if (previous === r.mapping.version) return { name, ok: true, version: previous, errors: [] };
-    return this.report(this.install(r.mapping, cases.length));
+    const outcome = previous === r.mapping.version ? { name, ok: true, version: previous, errors: [] } : this.report(this.install(r.mapping, cases.length));
+    // Mappings that extend this one inherit the edit: they are checked and swapped the same way.
+    for (const child of [...this.live.values()].filter((m) => m.extends[0] === name)) await this.reloadOne(child.name);
+    return outcome;
   }
 
   private install(mapping: Mapping, fixtures: number | undefined): ReloadOutcome {
