@@ -22,8 +22,8 @@ export interface CompiledRequest {
 
 export interface SignatureDecl {
   header: string;
-  algorithm: 'hmac-sha256' | 'hmac-sha1';
-  encoding: 'hex' | 'base64';
+  algorithm: 'hmac-sha256' | 'hmac-sha1' | 'jwt-hs256';
+  encoding?: 'hex' | 'base64';
   prefix?: string;
   secret: string;
   payload?: Compiled;

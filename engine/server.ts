@@ -14,7 +14,7 @@ import { handleSend } from './send-flow.js';
 import type { Store } from './store.js';
 import { handshake } from './webhook.js';
 import { handleWebhook } from './webhook-flow.js';
-import { request as undiciRequest } from 'undici';
+import { interceptors, request as undiciRequest } from 'undici';
 
 export interface HostDeps {
   config: Config;
@@ -66,10 +66,11 @@ export function buildServer(deps: HostDeps) {
     bodyLimit: config.server.bodyLimit,
     return503OnClosing: true,
     // Media tokens carry their claims; the default 100-character limit on a path parameter is too small.
-    maxParamLength: 2048,
+    routerOptions: { maxParamLength: 2048 },
     forceCloseConnections: false,
   });
   const inFlight = new Map<string, number>();
+  const mediaDispatcher = deps.client.agent.compose(interceptors.redirect({ maxRedirections: 3 }));
   const sendDeps = { store, client: deps.client, metrics, logger: deps.logger, correlationTtlMs: config.store.correlationTtlMs, lateWindowMs: 30_000 };
   const webhookDeps = { store, metrics, logger: deps.logger, media: deps.media };
 
@@ -151,7 +152,9 @@ export function buildServer(deps: HostDeps) {
       lookupBody = JSON.parse(r.text);
     }
     const download = await planMediaDownload(mapping, v.ref.mediaId, tenant.settings, lookupBody);
-    const res = await undiciRequest(download.url, { method: 'GET', headers: download.headers, dispatcher: deps.client.agent });
+    // BSPs often answer a media URL with a redirect to signed storage (Twilio does); undici drops the
+    // Authorization header when the redirect leaves the BSP's origin.
+    const res = await undiciRequest(download.url, { method: 'GET', headers: download.headers, dispatcher: mediaDispatcher });
     if (res.statusCode < 200 || res.statusCode >= 300) {
       res.body.resume();
       return reply.code(502).send({ message: `BSP media download answered HTTP ${res.statusCode}`, code: 'WAB_MEDIA_UPSTREAM' });

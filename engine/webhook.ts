@@ -1,6 +1,6 @@
 // The webhook flow's mapping steps, free of I/O: handshake answers, signature checks, and a BSP
 // webhook body → status and incoming events. The host resolves ids and delivers callbacks.
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, randomUUID, timingSafeEqual } from 'node:crypto';
 import { WabError } from './errors.js';
 import type { Mapping } from './mapping-loader.js';
 import { describeError, pointerToPath, projectSchema, usefulErrors, validatorFor } from './schema-validator.js';
@@ -86,17 +86,54 @@ export async function verifySignature(mapping: Mapping, req: WebhookRequest, set
   const secret = settings[sig.secret];
   if (typeof secret !== 'string' || secret === '') return { ok: false, reason: `setting ${sig.secret} (the signing secret) is empty` };
   const payload = sig.payload ? String(await sig.payload.evaluate(inputFor(req, settings))) : req.rawBody;
+  if (sig.algorithm === 'jwt-hs256') return verifyJwt(given.trim(), secret, payload, sig.header);
   const expected = createHmac(sig.algorithm === 'hmac-sha1' ? 'sha1' : 'sha256', secret).update(payload, 'utf8').digest();
-  const actual = Buffer.from(given.trim(), sig.encoding);
+  const actual = Buffer.from(given.trim(), sig.encoding ?? 'hex');
   if (actual.length !== expected.length || !timingSafeEqual(actual, expected)) return { ok: false, reason: `${sig.header} does not match the body` };
   return { ok: true };
+}
+
+/**
+ * A JWT signed with HS256 over the shared secret (e.g. Vonage's signed webhooks). Besides the
+ * signature, a `payload_hash` claim (hex SHA-256 of the body) must match the body and `exp`, when
+ * present, must not have passed: a captured token cannot be replayed with another body.
+ */
+function verifyJwt(token: string, secret: string, body: string, header: string, now = Date.now()): SignatureResult {
+  const parts = token.split('.');
+  if (parts.length !== 3) return { ok: false, reason: `${header} is not a JWT` };
+  const [head, claims, mac] = parts as [string, string, string];
+  let alg: unknown;
+  let payload: { payload_hash?: unknown; exp?: unknown };
+  try {
+    alg = (JSON.parse(Buffer.from(head, 'base64url').toString('utf8')) as { alg?: unknown }).alg;
+    payload = JSON.parse(Buffer.from(claims, 'base64url').toString('utf8')) as typeof payload;
+  } catch {
+    return { ok: false, reason: `${header} is not a JWT` };
+  }
+  if (alg !== 'HS256') return { ok: false, reason: `${header}: JWT alg must be HS256, got ${String(alg)}` };
+  const expected = createHmac('sha256', secret).update(`${head}.${claims}`).digest();
+  const actual = Buffer.from(mac, 'base64url');
+  if (actual.length !== expected.length || !timingSafeEqual(actual, expected)) return { ok: false, reason: `${header} JWT signature does not match` };
+  if (typeof payload.exp === 'number' && payload.exp * 1000 < now) return { ok: false, reason: `${header} JWT expired` };
+  if (payload.payload_hash !== undefined && payload.payload_hash !== createHash('sha256').update(body, 'utf8').digest('hex')) {
+    return { ok: false, reason: `${header} JWT payload_hash does not match the body` };
+  }
+  return { ok: true };
+}
+
+function jwtFor(secret: string, body: string, now = Date.now()): string {
+  const enc = (o: object) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const iat = Math.floor(now / 1000);
+  const unsigned = `${enc({ alg: 'HS256', typ: 'JWT' })}.${enc({ iat, jti: randomUUID(), payload_hash: createHash('sha256').update(body, 'utf8').digest('hex') })}`;
+  return `${unsigned}.${createHmac('sha256', secret).update(unsigned).digest('base64url')}`;
 }
 
 /** Computes the signature header value a BSP would send; used by tests and the BSP simulator. */
 export function sign(mapping: Mapping, payload: string, secret: string): string {
   const sig = mapping.webhook?.signature;
   if (!sig) throw new WabError('WAB_MAPPING_SCHEMA', `${mapping.name} declares no webhook.signature`);
-  const digest = createHmac(sig.algorithm === 'hmac-sha1' ? 'sha1' : 'sha256', secret).update(payload, 'utf8').digest(sig.encoding);
+  if (sig.algorithm === 'jwt-hs256') return `${sig.prefix ?? ''}${jwtFor(secret, payload)}`;
+  const digest = createHmac(sig.algorithm === 'hmac-sha1' ? 'sha1' : 'sha256', secret).update(payload, 'utf8').digest(sig.encoding ?? 'hex');
   return `${sig.prefix ?? ''}${digest}`;
 }
 

@@ -45,8 +45,12 @@ export const SETTINGS = {
 };
 
 export interface StackOptions {
+  /** Mapping the demo tenant uses (default meta-cloud) and its settings (default SETTINGS); baseUrl is set to the simulator. */
+  provider?: string;
+  settings?: Record<string, unknown>;
   /** Copy mappings/ into the temp folder (for hot-reload tests that edit them). */
   copyMappings?: boolean;
+  /** The tenant's BSP deadline; tests default to a generous 5 s so a loaded machine does not turn answers into 2004. */
   deadline?: string;
   concurrency?: number;
   retry?: { baseDelay: string; maxDelay: string; retryFor: string };
@@ -73,20 +77,15 @@ callbacks:
   lookupWindow: 30s
 tenants:
   demo:
-    provider: meta-cloud
-    settings:
-      baseUrl: http://127.0.0.1:${o.bspPort}
-      phoneNumberId: "${SETTINGS.phoneNumberId}"
-      accessToken: ${SETTINGS.accessToken}
-      appSecret: ${SETTINGS.appSecret}
-      verifyToken: ${SETTINGS.verifyToken}
+    provider: ${o.provider ?? 'meta-cloud'}
+    settings: ${JSON.stringify({ ...(o.settings ?? SETTINGS), baseUrl: `http://127.0.0.1:${o.bspPort}` })}
     auth:
       basic: { username: demo, password: s3cret }
     callbacks:
       status: ${o.sinkUrl}/callbacks/demo/status
       inbound: ${o.sinkUrl}/callbacks/demo/inbound
     concurrency: ${o.concurrency ?? 1500}
-    deadline: ${o.deadline ?? '900ms'}
+    deadline: ${o.deadline ?? '5s'}
 `,
   );
 }
@@ -99,8 +98,8 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
   const sink = await startCleverTapSink({ port: 0, print: () => undefined });
   const port = await freePort();
   const sim = await startBspSimulator({
-    mappingDir: join(mappings, 'meta-cloud'),
-    settings: SETTINGS,
+    mappingDir: join(mappings, opts.provider ?? 'meta-cloud'),
+    settings: opts.settings ?? SETTINGS,
     webhookUrl: `http://127.0.0.1:${port}/v1/tenants/demo/webhook`,
     port: 0,
     statusDelaysMs: { sent: 20, delivered: 40, read: 60 },
@@ -149,7 +148,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
 }
 
 /** Polls `check` until it returns true or `timeoutMs` passes (then fails with `what`). */
-export async function eventually(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 5000): Promise<void> {
+export async function eventually(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 15_000): Promise<void> {
   const until = Date.now() + timeoutMs;
   for (;;) {
     if (await check()) return;
