@@ -24,6 +24,7 @@ Usage:
       Run every golden fixture; --update rewrites expected.json from current output (review in git).
   wabridge map <bsp> <send|response|transport|webhook|handshake> [file|-] [options]
   wabridge map <bsp> media <media-id> [--lookup body.json]
+  wabridge map <bsp> token [token-response.json]
       Dry run: print what the mapping produces for one input.
         --mappings dir      where mappings live (default: ./mappings)
         --settings f.yaml   tenant settings (default: mappings/<bsp>/fixtures/settings.yaml)
@@ -115,7 +116,7 @@ function mask(text: string, mapping: Mapping, settings: Record<string, unknown>)
 
 async function map(positionals: string[], v: Record<string, unknown>): Promise<number> {
   const [bsp, kind, file] = positionals;
-  const kinds = ['send', 'response', 'transport', 'webhook', 'handshake', 'media'];
+  const kinds = ['send', 'response', 'transport', 'webhook', 'handshake', 'media', 'token'];
   if (!bsp || !kind || !kinds.includes(kind)) throw new UsageError(`map needs <bsp> and one of ${kinds.join('|')}`);
   const root = (v.mappings as string | undefined) ?? 'mappings';
   const loaded = loadMapping(join(root, bsp));
@@ -145,6 +146,8 @@ async function map(positionals: string[], v: Record<string, unknown>): Promise<n
     if (!file) throw new UsageError('map <bsp> media needs the media id (and --lookup body.json for the look-up response)');
     fixture.mediaId = file;
     if (v.lookup) inputs.input = { text: readInput(v.lookup as string), contentType: 'application/json' };
+  } else if (kind === 'token') {
+    if (file) inputs.input = { text: readInput(file), contentType: 'application/json' };
   } else if (kind !== 'transport' && kind !== 'handshake') {
     const text = readInput(file);
     const isForm = kind === 'webhook' && !/^\s*[[{]/.test(text);

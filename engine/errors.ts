@@ -10,6 +10,7 @@ export const ErrorCodes = {
   WAB_MAPPING_TIMEOUT: { status: 422, summary: 'a JSONata expression ran past its time limit' },
   WAB_MAPPING_DEPTH: { status: 422, summary: 'a JSONata expression recursed past its depth limit' },
   WAB_MAPPING_OUTPUT: { status: 422, summary: 'a mapping produced a value of the wrong shape' },
+  WAB_TOKEN: { status: 502, summary: 'the access token a mapping declares could not be obtained' },
   WAB_SETTINGS_INVALID: { status: 422, summary: 'tenant settings do not match what the mapping declares' },
   WAB_FIXTURE_INVALID: { status: 422, summary: 'a golden fixture is incomplete or malformed' },
   WAB_INPUT_INVALID: { status: 400, summary: 'an input file or request body cannot be read' },

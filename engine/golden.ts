@@ -11,11 +11,12 @@ import { mapResponse, mapTransportError, type TransportFailure } from './send.js
 import { handshake, mapWebhook, sign, verifySignature } from './webhook.js';
 import { prepareSend, toCanonical } from './pipeline.js';
 import { planMediaDownload, planMediaLookup } from './media.js';
+import { planToken, readToken } from './token-cache.js';
 import { lineDiff } from './diff.js';
 
 export interface Fixture {
   description: string;
-  kind: 'send' | 'response' | 'transport' | 'webhook' | 'handshake' | 'media';
+  kind: 'send' | 'response' | 'transport' | 'webhook' | 'handshake' | 'media' | 'token';
   settings?: Record<string, unknown>;
   status?: number;
   headers?: Record<string, string>;
@@ -25,6 +26,8 @@ export interface Fixture {
   message?: string;
   error?: TransportFailure;
   mediaId?: string;
+  /** send/media: the access token the host would have obtained (mappings with auth.token). */
+  token?: string;
 }
 
 export interface CaseResult {
@@ -105,7 +108,7 @@ export async function runFixture(mapping: Mapping, dir: string, fixture: Fixture
     switch (fixture.kind) {
       case 'send': {
         if (!input) throw new WabError('WAB_FIXTURE_INVALID', 'a send fixture needs input.json (the CleverTap payload)', dir);
-        const plan = await prepareSend(mapping, input.text, settings);
+        const plan = await prepareSend(mapping, input.text, settings, fixture.token);
         if (plan.kind === 'answer') return { actual: { answer: plan.answer } };
         const r = plan.request;
         let body: unknown = r.body;
@@ -153,13 +156,20 @@ export async function runFixture(mapping: Mapping, dir: string, fixture: Fixture
         const result = await handshake(mapping, { headers: fixture.headers ?? {}, query: fixture.query ?? {} }, settings);
         return { actual: result ?? { handshake: false } };
       }
+      case 'token': {
+        const request = await planToken(mapping, settings);
+        if (!request) return { actual: { token: false } };
+        if (!input) return { actual: { request } };
+        const read = await readToken(mapping, settings, { status: fixture.status ?? 200, headers: { 'content-type': input.contentType, ...fixture.headers }, text: input.text });
+        return { actual: { request, ...read } };
+      }
       case 'media': {
         if (!fixture.mediaId) throw new WabError('WAB_FIXTURE_INVALID', 'a media fixture needs mediaId', dir);
-        const lookup = await planMediaLookup(mapping, fixture.mediaId, settings);
+        const lookup = await planMediaLookup(mapping, fixture.mediaId, settings, fixture.token);
         // Without the look-up's answer only the look-up itself can be shown.
         if (lookup && !input) return { actual: { lookup } };
         const lookupBody = input ? (input.contentType === 'application/json' ? JSON.parse(input.text) : input.text) : undefined;
-        const download = await planMediaDownload(mapping, fixture.mediaId, settings, lookupBody);
+        const download = await planMediaDownload(mapping, fixture.mediaId, settings, lookupBody, fixture.token);
         return { actual: lookup ? { lookup, download } : { download } };
       }
     }

@@ -54,6 +54,7 @@ export interface Mapping {
     events: Compiled;
   };
   media?: { request?: CompiledRequest; downloadUrl?: Compiled; downloadHeaders: [string, Compiled][] };
+  auth?: { token?: { when?: Compiled; request: CompiledRequest; value: Compiled; expiresIn?: Compiled } };
   /** Every compiled expression, by slot name, for tooling (lint --explain, differential tests). */
   expressions: Compiled[];
   /** How many functions the mapping declares (compiled into the expressions that use them). */
@@ -255,6 +256,16 @@ export function loadMapping(dir: string, limits: Limits = DEFAULT_LIMITS): LoadR
     if (sig && !(sig.secret in mapping.settings)) {
       errors.push(new WabError('WAB_MAPPING_SCHEMA', `webhook.signature.secret: '${sig.secret}' is not a declared setting`, locate(src, ['webhook', 'signature', 'secret'])));
     }
+  }
+  if (raw.auth?.token) {
+    mapping.auth = {
+      token: {
+        when: opt(['auth', 'token', 'when']),
+        request: request(['auth', 'token', 'request']),
+        value: expr(['auth', 'token', 'value']),
+        expiresIn: opt(['auth', 'token', 'expiresIn']),
+      },
+    };
   }
   if (raw.media) {
     mapping.media = {

@@ -16,15 +16,15 @@ function section(mapping: Mapping) {
 }
 
 /** The look-up request for a media id, or undefined when the mapping downloads directly. */
-export async function planMediaLookup(mapping: Mapping, mediaId: string, settings: Record<string, unknown>): Promise<HttpRequest | undefined> {
+export async function planMediaLookup(mapping: Mapping, mediaId: string, settings: Record<string, unknown>, token?: string): Promise<HttpRequest | undefined> {
   const media = section(mapping);
-  return media.request ? buildRequest(media.request, { mediaId, settings }, 'media.request') : undefined;
+  return media.request ? buildRequest(media.request, { mediaId, settings, token }, 'media.request') : undefined;
 }
 
 /** Where to download the file from, given the look-up response body (when there was a look-up). */
-export async function planMediaDownload(mapping: Mapping, mediaId: string, settings: Record<string, unknown>, lookupBody?: unknown): Promise<MediaDownload> {
+export async function planMediaDownload(mapping: Mapping, mediaId: string, settings: Record<string, unknown>, lookupBody?: unknown, token?: string): Promise<MediaDownload> {
   const media = section(mapping);
-  const input = { mediaId, settings, body: lookupBody };
+  const input = { mediaId, settings, body: lookupBody, token };
   const url = media.downloadUrl ? await media.downloadUrl.evaluate(input) : undefined;
   if (typeof url !== 'string' || !/^https?:\/\//.test(url)) {
     throw new WabError('WAB_MAPPING_OUTPUT', `media.downloadUrl: must give an http(s) URL, got ${JSON.stringify(url)}`);

@@ -27,8 +27,8 @@ export function toCanonical(text: string): CanonicalResult {
   return { ok: true, message: n.message };
 }
 
-export async function prepareSend(mapping: Mapping, text: string, settings: Record<string, unknown>): Promise<SendPlan> {
+export async function prepareSend(mapping: Mapping, text: string, settings: Record<string, unknown>, token?: string): Promise<SendPlan> {
   const c = toCanonical(text);
   if (!c.ok) return { kind: 'answer', answer: c.answer };
-  return planSend(mapping, c.message, settings);
+  return planSend(mapping, c.message, settings, token);
 }

@@ -9,10 +9,12 @@ import type { Metrics } from './metrics.js';
 import { toCanonical } from './pipeline.js';
 import { failure, mapResponse, mapTransportError, planSend, type Answer, type BspResponse } from './send.js';
 import type { Store } from './store.js';
+import type { TokenCache } from './token-cache.js';
 import type { CanonicalMessage } from './clevertap/model.js';
 
 export interface SendDeps {
   store: Store;
+  tokens: TokenCache;
   client: BspClient;
   metrics: Metrics;
   logger: Logger;
@@ -50,7 +52,8 @@ export async function handleSend(deps: SendDeps, tenant: TenantConfig, mapping: 
   let providerMessageId: string | undefined;
   let bspMs: number | undefined;
   try {
-    const plan = await planSend(mapping, message, tenant.settings);
+    const token = await deps.tokens.get(mapping, tenant.id, tenant.settings);
+    const plan = await planSend(mapping, message, tenant.settings, token);
     if (plan.kind === 'answer') {
       answer = plan.answer;
     } else {
@@ -71,6 +74,8 @@ export async function handleSend(deps: SendDeps, tenant: TenantConfig, mapping: 
           if (!(first.e instanceof TransportError)) throw first.e;
           answer = await mapTransportError(mapping, message, tenant.settings, first.e.failure);
         } else {
+          // A refused token is dropped so the next message fetches a fresh one (it may have been revoked).
+          if (first.r.status === 401 && token !== undefined) deps.tokens.invalidate(mapping, tenant.id);
           const mapped = await mapResponse(mapping, message, tenant.settings, first.r);
           answer = mapped.answer;
           providerMessageId = mapped.providerMessageId;
@@ -80,7 +85,20 @@ export async function handleSend(deps: SendDeps, tenant: TenantConfig, mapping: 
       }
     }
   } catch (e) {
+    if (e instanceof TransportError) {
+      // Only the token fetch gets here: the BSP call's own failures are mapped above.
+      answer = failure(2004, `could not obtain an access token: ${e.message}`);
+      deps.logger.error({ ...log, err: e.message }, 'token fetch failed');
+      deps.metrics.requests.inc({ tenant: tenant.id, answer: codeOf(answer) });
+      return { httpStatus: 200, answer };
+    }
     if (!(e instanceof WabError)) throw e;
+    if (e.code === 'WAB_TOKEN') {
+      answer = failure(/HTTP 40[13]/.test(e.message) ? 2000 : 2004, `could not obtain an access token: ${e.message}`);
+      deps.logger.error({ ...log, code: e.code, err: e.message }, 'token fetch failed');
+      deps.metrics.requests.inc({ tenant: tenant.id, answer: codeOf(answer) });
+      return { httpStatus: 200, answer };
+    }
     deps.logger.error({ ...log, code: e.code, err: e.message }, 'mapping failed');
     answer = failure(2004, `wabridge could not map this message (${e.code}): ${e.where ? e.message.slice(e.where.length + 2) : e.message}`);
   }

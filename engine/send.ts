@@ -131,10 +131,10 @@ export async function buildRequest(req: CompiledRequest, input: unknown, slot: s
 }
 
 /** CleverTap message → BSP request, or an immediate answer (validation payload, refusals). */
-export async function planSend(mapping: Mapping, message: CanonicalMessage, settings: Record<string, unknown>): Promise<SendPlan> {
+export async function planSend(mapping: Mapping, message: CanonicalMessage, settings: Record<string, unknown>, token?: string): Promise<SendPlan> {
   // CleverTap's endpoint check must succeed without touching the BSP: there is no real recipient.
   if (message.isValidation) return { kind: 'answer', answer: SUCCESS };
-  const input = { message, settings };
+  const input = token === undefined ? { message, settings } : { message, settings, token };
   try {
     if (mapping.send.reject) {
       const refused = await mapping.send.reject.evaluate(input, bindings);
@@ -149,7 +149,8 @@ export async function planSend(mapping: Mapping, message: CanonicalMessage, sett
   }
 }
 
-function parseBody(r: BspResponse): unknown {
+/** A BSP answer's body as mappings see it: parsed JSON, a form as an object, else the text. */
+export function parseResponseBody(r: BspResponse): unknown {
   const type = Object.entries(r.headers).find(([k]) => k.toLowerCase() === 'content-type')?.[1] ?? '';
   const t = r.text.trim();
   if (type.includes('json') || t.startsWith('{') || t.startsWith('[')) {
@@ -166,7 +167,7 @@ function parseBody(r: BspResponse): unknown {
 /** BSP HTTP response → CleverTap answer plus the BSP's message id. */
 export async function mapResponse(mapping: Mapping, message: CanonicalMessage, settings: Record<string, unknown>, response: BspResponse): Promise<MappedResponse> {
   const headers = Object.fromEntries(Object.entries(response.headers).map(([k, v]) => [k.toLowerCase(), v]));
-  const input = { message, settings, status: response.status, headers, body: parseBody(response) };
+  const input = { message, settings, status: response.status, headers, body: parseResponseBody(response) };
   const r = mapping.send.response;
   try {
     if (await r.success.evaluate(input, bindings)) {

@@ -14,6 +14,7 @@ import { handleSend } from './send-flow.js';
 import type { Store } from './store.js';
 import { handshake } from './webhook.js';
 import { handleWebhook } from './webhook-flow.js';
+import { TokenCache } from './token-cache.js';
 import { interceptors, request as undiciRequest } from 'undici';
 
 export interface HostDeps {
@@ -71,7 +72,8 @@ export function buildServer(deps: HostDeps) {
   });
   const inFlight = new Map<string, number>();
   const mediaDispatcher = deps.client.agent.compose(interceptors.redirect({ maxRedirections: 3 }));
-  const sendDeps = { store, client: deps.client, metrics, logger: deps.logger, correlationTtlMs: config.store.correlationTtlMs, lateWindowMs: 30_000 };
+  const tokens = new TokenCache((req) => deps.client.send(req, 10_000));
+  const sendDeps = { store, tokens, client: deps.client, metrics, logger: deps.logger, correlationTtlMs: config.store.correlationTtlMs, lateWindowMs: 30_000 };
   const webhookDeps = { store, metrics, logger: deps.logger, media: deps.media };
 
   app.removeAllContentTypeParsers();
@@ -144,14 +146,15 @@ export function buildServer(deps: HostDeps) {
     const tenant = config.tenants.get(v.ref.tenant);
     const mapping = tenant && registry.get(tenant.provider);
     if (!tenant || !mapping) return reply.code(404).send({ message: 'tenant or mapping no longer configured', code: 'WAB_MEDIA_LINK' });
-    const lookup = await planMediaLookup(mapping, v.ref.mediaId, tenant.settings);
+    const token = await tokens.get(mapping, tenant.id, tenant.settings);
+    const lookup = await planMediaLookup(mapping, v.ref.mediaId, tenant.settings, token);
     let lookupBody: unknown;
     if (lookup) {
       const r = await deps.client.send(lookup, 10_000);
       if (r.status < 200 || r.status >= 300) return reply.code(502).send({ message: `BSP media look-up answered HTTP ${r.status}`, code: 'WAB_MEDIA_UPSTREAM' });
       lookupBody = JSON.parse(r.text);
     }
-    const download = await planMediaDownload(mapping, v.ref.mediaId, tenant.settings, lookupBody);
+    const download = await planMediaDownload(mapping, v.ref.mediaId, tenant.settings, lookupBody, token);
     // BSPs often answer a media URL with a redirect to signed storage (Twilio does); undici drops the
     // Authorization header when the redirect leaves the BSP's origin.
     const res = await undiciRequest(download.url, { method: 'GET', headers: download.headers, dispatcher: mediaDispatcher });
