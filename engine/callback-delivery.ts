@@ -72,7 +72,7 @@ export class CallbackDelivery {
 
   constructor(options: CallbackDeliveryOptions) {
     this.o = {
-      retryForMs: 24 * 3600 * 1000,
+      retryForMs: 24 * 60 * 60 * 1000,
       baseDelayMs: 1000,
       maxDelayMs: 600_000,
       batchSize: 100,

@@ -14,6 +14,7 @@ import { PendingResolver } from './pending-resolver.js';
 import { MappingRegistry } from './registry.js';
 import { buildServer } from './server.js';
 import { checkSettings } from './settings.js';
+import { openRedisStore, redactRedisUrl } from './store-redis.js';
 import { openSqliteStore } from './store-sqlite.js';
 import type { Store } from './store.js';
 
@@ -69,7 +70,7 @@ export async function startHost(opts: HostOptions): Promise<Host> {
   }
   if (problems.length > 0) throw new WabError('WAB_SETTINGS_INVALID', `${config.file}:\n${problems.join('\n')}`);
 
-  const store = openSqliteStore(config.store.sqlite);
+  const store = config.store.redis ? await openRedisStore(config.store.redis) : openSqliteStore(config.store.sqlite);
   const client = new BspClient();
   const media = new MediaLinks(config.server.mediaSecret ?? randomBytes(32).toString('hex'), config.server.publicUrl, config.server.mediaLinkTtlMs);
 
@@ -104,7 +105,7 @@ export async function startHost(opts: HostOptions): Promise<Host> {
       .catch(() => undefined);
   }, 5_000);
   gauges.unref();
-  const sweeper = setInterval(() => void store.sweep(Date.now(), 7 * 24 * 3600 * 1000).catch(() => undefined), 3600_000);
+  const sweeper = setInterval(() => void store.sweep(Date.now(), 7 * 24 * 60 * 60 * 1000).catch(() => undefined), 60 * 60 * 1000);
   sweeper.unref();
 
   await app.listen({ host: config.server.host, port: config.server.port });
@@ -115,7 +116,7 @@ export async function startHost(opts: HostOptions): Promise<Host> {
   delivery.start();
   resolver.start();
   if (config.server.watch) registry.watch();
-  logger.info({ url, tenants: [...config.tenants.keys()], mappings: registry.names(), store: config.store.sqlite }, 'wabridge listening');
+  logger.info({ url, tenants: [...config.tenants.keys()], mappings: registry.names(), store: config.store.redis ? redactRedisUrl(config.store.redis) : config.store.sqlite }, 'wabridge listening');
 
   let closing: Promise<void> | undefined;
   const close = () =>

@@ -4,8 +4,6 @@ import pino, { type Logger } from 'pino';
 
 const REDACT = [
   'req.headers.authorization',
-  'req.headers["x-hub-signature-256"]',
-  'req.headers["x-twilio-signature"]',
   '*.password',
   '*.accessToken',
   '*.token',

@@ -155,7 +155,7 @@ export function buildServer(deps: HostDeps) {
       lookupBody = JSON.parse(r.text);
     }
     const download = await planMediaDownload(mapping, v.ref.mediaId, tenant.settings, lookupBody, token);
-    // BSPs often answer a media URL with a redirect to signed storage (Twilio does); undici drops the
+    // BSPs often answer a media URL with a redirect to signed storage; undici drops the
     // Authorization header when the redirect leaves the BSP's origin.
     const res = await undiciRequest(download.url, { method: 'GET', headers: download.headers, dispatcher: mediaDispatcher });
     if (res.statusCode < 200 || res.statusCode >= 300) {

@@ -19,7 +19,7 @@ export interface SqliteStoreOptions {
   clock?: () => number;
 }
 
-const DAY = 24 * 3600 * 1000;
+const DAY = 24 * 60 * 60 * 1000;
 
 // Migrations by PRAGMA user_version: entry i brings the schema from version i to i + 1. Append only.
 const MIGRATIONS = [

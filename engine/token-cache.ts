@@ -8,6 +8,8 @@ import { buildRequest, parseResponseBody, type BspResponse, type HttpRequest } f
 export type Fetch = (req: HttpRequest) => Promise<BspResponse>;
 
 const MARGIN_MS = 60_000;
+/** Lifetime assumed when the token answer does not say (one hour, the usual OAuth2 default). */
+const DEFAULT_TTL_S = 60 * 60;
 
 /** The token request a mapping declares, or undefined when it needs none for these settings. */
 export async function planToken(mapping: Mapping, settings: Record<string, unknown>): Promise<HttpRequest | undefined> {
@@ -26,8 +28,8 @@ export async function readToken(mapping: Mapping, settings: Record<string, unkno
   const input = { status: r.status, headers: r.headers, body: parseResponseBody(r), settings };
   const token = await t.value.evaluate(input);
   if (typeof token !== 'string' || token === '') throw new WabError('WAB_MAPPING_OUTPUT', `auth.token.value: must give the token string, got ${JSON.stringify(token)}`);
-  const expiresIn = t.expiresIn ? Number(await t.expiresIn.evaluate(input)) : 3600;
-  return { token, expiresIn: Number.isFinite(expiresIn) && expiresIn > 0 ? expiresIn : 3600 };
+  const expiresIn = t.expiresIn ? Number(await t.expiresIn.evaluate(input)) : DEFAULT_TTL_S;
+  return { token, expiresIn: Number.isFinite(expiresIn) && expiresIn > 0 ? expiresIn : DEFAULT_TTL_S };
 }
 
 export class TokenCache {

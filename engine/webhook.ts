@@ -7,7 +7,7 @@ import { describeError, pointerToPath, projectSchema, usefulErrors, validatorFor
 import { formDecode } from './send.js';
 
 export interface WebhookRequest {
-  /** Full URL the BSP called (signature schemes such as Twilio's sign it). */
+  /** Full URL the BSP called (some signature schemes sign it with the parameters). */
   url: string;
   headers: Record<string, string>;
   query: Record<string, string | string[]>;
@@ -94,7 +94,7 @@ export async function verifySignature(mapping: Mapping, req: WebhookRequest, set
 }
 
 /**
- * A JWT signed with HS256 over the shared secret (e.g. Vonage's signed webhooks). Besides the
+ * A JWT signed with HS256 over the shared secret (a common form of signed webhooks). Besides the
  * signature, a `payload_hash` claim (hex SHA-256 of the body) must match the body and `exp`, when
  * present, must not have passed: a captured token cannot be replayed with another body.
  */
