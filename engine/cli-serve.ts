@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { loadConfig } from './config.js';
 import { WabError } from './errors.js';
 import { startHost, type Host } from './host.js';
+import { openRedisStore } from './store-redis.js';
 import { openSqliteStore } from './store-sqlite.js';
 import { startBspSimulator } from './standins/bsp-simulator.js';
 import { startCleverTapSink } from './standins/clevertap-sink.js';
@@ -86,7 +87,7 @@ export async function demo(config: string | undefined): Promise<number> {
 
 export async function dlq(action: string | undefined, config: string | undefined, ids: string[], json: boolean): Promise<number> {
   const cfg = loadConfig(configPath(config));
-  const store = openSqliteStore(cfg.store.sqlite);
+  const store = cfg.store.redis ? await openRedisStore(cfg.store.redis) : openSqliteStore(cfg.store.sqlite);
   try {
     if (action === 'list') {
       const dead = await store.listDead(1000);

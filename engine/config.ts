@@ -34,7 +34,8 @@ export interface Config {
     watch: boolean;
     drainMs: number;
   };
-  store: { sqlite: string; correlationTtlMs: number };
+  /** `redis` set: the shared Redis store (several instances); `sqlite` is then unused. */
+  store: { sqlite: string; redis?: string; correlationTtlMs: number };
   callbacks: { retryForMs: number; baseDelayMs: number; maxDelayMs: number; batchSize: number; lookupWindowMs: number };
   tenants: Map<string, TenantConfig>;
 }
@@ -111,6 +112,7 @@ export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): 
     },
     store: {
       sqlite: raw.store?.sqlite === ':memory:' ? ':memory:' : at(resolveRefs(raw.store?.sqlite ?? 'data/wabridge.db', ['store', 'sqlite'])),
+      redis: raw.store?.redis === undefined ? undefined : resolveRefs(raw.store.redis, ['store', 'redis']),
       correlationTtlMs: parseDuration(raw.store?.correlationTtl ?? '30d'),
     },
     callbacks: {
