@@ -121,7 +121,8 @@ export class CallbackDelivery {
           this.o.logger.error({ err }, 'callback delivery: last round failed');
           return 0;
         });
-        if (n < this.o.batchSize) break;
+        // A delivered status makes the next one of its msgId claimable: keep going until a round finds nothing.
+        if (n === 0) break;
       }
     } finally {
       clearTimeout(deadline);
@@ -133,7 +134,8 @@ export class CallbackDelivery {
     this.timer = setTimeout(() => {
       this.timer = undefined;
       this.runOnce().then(
-        (n) => this.running && this.schedule(n >= this.o.batchSize ? 0 : this.o.pollMs),
+        // Anything claimed may have unblocked the next callback of its msgId: look again at once.
+        (n) => this.running && this.schedule(n > 0 ? 0 : this.o.pollMs),
         (err: unknown) => {
           this.o.logger.error({ err }, 'callback delivery round failed');
           if (this.running) this.schedule(this.o.pollMs);

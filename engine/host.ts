@@ -121,13 +121,18 @@ export async function startHost(opts: HostOptions): Promise<Host> {
   let closing: Promise<void> | undefined;
   const close = () =>
     (closing ??= (async () => {
+      const started = Date.now();
       registry.close();
       clearInterval(gauges);
       clearInterval(sweeper);
       await app.close();
       await resolver.stop();
       await delivery.stop();
-      await client.close();
+      // BSP calls kept open past CleverTap's deadline (to correlate a late success) must not hold the
+      // exit beyond the drain time: after it they are cut, and their statuses wait for a look-up.
+      const cut = setTimeout(() => void client.agent.destroy(), Math.max(0, config.server.drainMs - (Date.now() - started)));
+      await client.close().catch(() => undefined);
+      clearTimeout(cut);
       await store.close();
       logger.info('wabridge stopped');
     })());

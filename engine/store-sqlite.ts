@@ -300,8 +300,54 @@ class SqliteStore implements Store {
     };
   }
 
+  // Group commit: writes that must be durable before their caller answers (a send's correlation, a
+  // webhook's events) queue here and commit together at the next turn of the event loop, one fsync
+  // for all of them. Each runs in its own savepoint, so one failing write does not undo the others.
+  private queue: { work: () => unknown; resolve: (v: never) => void; reject: (e: unknown) => void }[] = [];
+  private flushScheduled = false;
+
+  private commit<T>(work: () => T): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.queue.push({ work, resolve: resolve as (v: never) => void, reject });
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        setImmediate(() => this.flush());
+      }
+    });
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    const batch = this.queue;
+    this.queue = [];
+    if (batch.length === 0) return;
+    const results: ({ ok: true; value: unknown } | { ok: false; error: unknown })[] = [];
+    try {
+      this.db
+        .transaction(() => {
+          for (const item of batch) {
+            try {
+              results.push({ ok: true, value: this.db.transaction(item.work)() });
+            } catch (error) {
+              results.push({ ok: false, error });
+            }
+          }
+        })
+        .immediate();
+    } catch (error) {
+      for (const item of batch) item.reject(error);
+      return;
+    }
+    batch.forEach((item, i) => {
+      const r = results[i]!;
+      if (r.ok) item.resolve(r.value as never);
+      else item.reject(r.error);
+    });
+  }
+
   async saveCorrelation(tenant: string, providerMessageId: string, msgId: string, ttlMs: number): Promise<void> {
-    this.s.saveCorrelation.run(tenant, providerMessageId, msgId, this.clock() + ttlMs);
+    const expires = this.clock() + ttlMs;
+    await this.commit(() => this.s.saveCorrelation.run(tenant, providerMessageId, msgId, expires));
   }
 
   async findMsgId(tenant: string, providerMessageId: string): Promise<string | undefined> {
@@ -309,9 +355,9 @@ class SqliteStore implements Store {
   }
 
   async ingest(items: { callbacks: NewCallback[]; pending: NewPending[] }, now: number): Promise<{ accepted: number; duplicates: number }> {
-    // IMMEDIATE: take the write lock up front, so a concurrent writer waits (busy_timeout) instead of
-    // failing half-way with SQLITE_BUSY on lock upgrade.
-    return this.db.transaction(this.ingestTx).immediate(items, now);
+    // Committed with the other writes of this turn (IMMEDIATE: the write lock is taken up front, so a
+    // concurrent writer waits for busy_timeout instead of failing half-way on lock upgrade).
+    return this.commit(() => this.ingestTx(items, now));
   }
 
   async duePending(now: number, limit: number): Promise<PendingRecord[]> {
@@ -423,6 +469,7 @@ class SqliteStore implements Store {
 
   async close(): Promise<void> {
     if (this.closed) return;
+    this.flush();
     this.closed = true;
     this.db.close();
   }
