@@ -24,6 +24,8 @@ function classify(e: unknown): TransportFailure {
 
 export class BspClient {
   readonly agent: Agent;
+  /** Aborts every call still open when the process stops (see close). */
+  private readonly shutdown = new AbortController();
 
   constructor(opts: { connectionsPerOrigin?: number } = {}) {
     this.agent = new Agent({ keepAliveTimeout: 30_000, keepAliveMaxTimeout: 600_000, connections: opts.connectionsPerOrigin ?? 2048, connect: { timeout: 5_000 } });
@@ -39,7 +41,7 @@ export class BspClient {
         dispatcher: this.agent,
         headersTimeout: timeoutMs,
         bodyTimeout: timeoutMs,
-        signal: AbortSignal.timeout(timeoutMs),
+        signal: AbortSignal.any([AbortSignal.timeout(timeoutMs), this.shutdown.signal]),
       });
       const chunks: Buffer[] = [];
       let size = 0;
@@ -56,7 +58,16 @@ export class BspClient {
     }
   }
 
-  close(): Promise<void> {
-    return this.agent.close();
+  /**
+   * Lets calls in flight finish for at most `graceMs`, then aborts them. Calls kept open past
+   * CleverTap's deadline (to correlate a late success) must not hold the exit past the drain time.
+   */
+  async close(graceMs = 0): Promise<void> {
+    const cut = setTimeout(() => this.shutdown.abort(new Error('wabridge is stopping')), graceMs);
+    try {
+      await this.agent.close();
+    } finally {
+      clearTimeout(cut);
+    }
   }
 }

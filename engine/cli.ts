@@ -18,8 +18,9 @@ Usage:
       The quickstart: wabridge on examples/wabridge.yaml with a simulated BSP and a CleverTap sink.
   wabridge dlq list|replay [id...] [--config wabridge.yaml] [--json]
       Show the callbacks CleverTap never accepted within the retry window, or put them back in the outbox.
-  wabridge lint [mappings-dir] [--json]
-      Validate every mapping against schemas/mapping.schema.json and compile every expression.
+  wabridge lint [mappings-dir] [--json] [--explain]
+      Validate every mapping against schemas/mapping.schema.json and compile every expression;
+      --explain lists which expressions run on the compiled fast path and why others fall back to jsonata.
   wabridge test [mappings-dir] [--update] [--filter text] [--json]
       Run every golden fixture; --update rewrites expected.json from current output (review in git).
   wabridge map <bsp> <send|response|transport|webhook|handshake> [file|-] [options]
@@ -45,7 +46,7 @@ function out(line: string): void {
   process.stdout.write(`${line}\n`);
 }
 
-async function lint(dir: string, json: boolean): Promise<number> {
+async function lint(dir: string, json: boolean, explain = false): Promise<number> {
   const dirs = mappingDirs(dir);
   if (dirs.length === 0) throw new UsageError(`no mapping.yaml found under ${dir}`);
   const results = dirs.map((d) => ({ dir: d, result: loadMapping(d) }));
@@ -58,10 +59,17 @@ async function lint(dir: string, json: boolean): Promise<number> {
     if (!sim.ok) problems.push(...sim.errors);
   }
   if (json) {
-    out(JSON.stringify({ ok: problems.length === 0, mappings: results.map((r) => ({ dir: r.dir, ok: r.result.ok, ...(r.result.ok ? { name: r.result.mapping.name, version: r.result.mapping.version, expressions: r.result.mapping.expressions.length, functions: r.result.mapping.functions } : {}) })), problems: problems.map((p) => p.toJSON()) }));
+    out(JSON.stringify({ ok: problems.length === 0, mappings: results.map((r) => ({ dir: r.dir, ok: r.result.ok, ...(r.result.ok ? { name: r.result.mapping.name, version: r.result.mapping.version, expressions: r.result.mapping.expressions.length, fastPath: r.result.mapping.expressions.filter((e) => e.fastPath).length, functions: r.result.mapping.functions } : {}) })), problems: problems.map((p) => p.toJSON()) }));
   } else {
     for (const p of problems) out(p.message);
-    for (const r of results) if (r.result.ok) out(`ok ${r.result.mapping.file} (${r.result.mapping.expressions.length} expressions, ${r.result.mapping.functions} functions, version ${r.result.mapping.version})`);
+    for (const r of results) {
+      if (!r.result.ok) continue;
+      const m = r.result.mapping;
+      const fast = m.expressions.filter((e) => e.fastPath).length;
+      out(`ok ${m.file} (${m.expressions.length} expressions, ${fast} on the compiled fast path, ${m.functions} functions, version ${m.version})`);
+      // --explain: which expressions run as compiled JavaScript, and why the others fall back to jsonata.
+      if (explain) for (const e of m.expressions) out(`   ${e.fastPath ? 'fast    ' : 'jsonata '} ${e.name}${e.declined ? ` — ${e.declined}` : ''}`);
+    }
     out(`${results.length} mapping(s), ${problems.length} problem(s)`);
   }
   return problems.length === 0 ? 0 : 1;
@@ -172,6 +180,7 @@ export async function main(argv: string[]): Promise<number> {
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean' },
         json: { type: 'boolean' },
+        explain: { type: 'boolean' },
         update: { type: 'boolean' },
         filter: { type: 'string' },
         mappings: { type: 'string' },
@@ -204,7 +213,7 @@ export async function main(argv: string[]): Promise<number> {
   try {
     switch (cmd) {
       case 'lint':
-        return await lint(rest[0] ?? 'mappings', Boolean(v.json));
+        return await lint(rest[0] ?? 'mappings', Boolean(v.json), Boolean(v.explain));
       case 'test':
         return await test(rest[0] ?? 'mappings', { update: Boolean(v.update), filter: v.filter, json: Boolean(v.json) });
       case 'map':

@@ -1,6 +1,7 @@
 // Compiling JSONata expressions once, at load, and evaluating them with time and depth limits.
 import jsonata from 'jsonata';
 import { WabError } from './errors.js';
+import { compileAst, Fallback, StepLimitExceeded, type CompileResult } from './jsonata-compiler.js';
 
 /** Where an expression's text lives, so errors can point at file:line:col. */
 export interface SourceRef {
@@ -32,6 +33,14 @@ export const DEFAULT_LIMITS: Limits = { maxSteps: 200_000, maxDepth: 500, timeou
 export interface Compiled {
   readonly name: string;
   readonly text: string;
+  /**
+   * True when the expression runs on the compiled fast path (engine/jsonata-compiler.ts). Every
+   * Compiled that compile() returns sets it; it is optional only so that placeholders built elsewhere
+   * for expressions that failed to load (mapping-loader, bsp-simulator) stay valid: absent means false.
+   */
+  readonly fastPath?: boolean;
+  /** Why the compiler declined the expression (it then runs on jsonata), when it did. */
+  readonly declined?: string;
   evaluate(input: unknown, bindings?: Record<string, unknown>): Promise<unknown>;
 }
 
@@ -54,6 +63,8 @@ interface JsonataError {
 }
 
 const GUARD = '__wab_guard';
+/** Fallback reasons that depend on one message's data; every other reason is the expression's shape. */
+const DATA_DEPENDENT = new Set(['depth', 'error among concurrently evaluated siblings']);
 const ENTRY = Symbol.for('jsonata.__evaluate_entry');
 const EXIT = Symbol.for('jsonata.__evaluate_exit');
 
@@ -164,10 +175,12 @@ export function compile(text: string, ref: SourceRef, allFunctions: readonly Fun
     if (g) g.stack.pop();
   });
 
-  return {
-    name: ref.name,
-    text,
-    async evaluate(input, bindings) {
+  // The fast path: a synchronous closure compiled from the same AST (wrapped text included), or the
+  // reason it declined. WAB_JSONATA_FASTPATH=0 turns it off (every expression then runs on jsonata).
+  const fast: CompileResult =
+    process.env.WAB_JSONATA_FASTPATH === '0' ? { ok: false, reason: 'fast path disabled (WAB_JSONATA_FASTPATH=0)' } : compileAst(expr.ast());
+
+  const viaJsonata = async (input: unknown, bindings: Record<string, unknown> | undefined): Promise<unknown> => {
       const guard: Guard = { deadline: Date.now() + limits.timeoutMs, steps: 0, stack: [], limits };
       try {
         return await expr.evaluate(input, { ...bindings, [GUARD]: guard });
@@ -180,6 +193,44 @@ export function compile(text: string, ref: SourceRef, allFunctions: readonly Fun
         if (isJsonataError(e)) throw new WabError('WAB_MAPPING_EVAL', `${ref.name}: ${e.message}${e.code ? ` (${e.code})` : ''}`, where(pos));
         // jsonata itself can fail with a TypeError on some malformed calls; still one message's error.
         throw new WabError('WAB_MAPPING_EVAL', `${ref.name}: ${e instanceof Error ? e.message : String(e)}`, where(pos));
+      }
+  };
+
+  if (!fast.ok) {
+    return { name: ref.name, text, fastPath: false, declined: fast.reason, evaluate: viaJsonata };
+  }
+  let run: typeof fast.run | undefined = fast.run;
+  let declined: string | undefined;
+  return {
+    name: ref.name,
+    text,
+    get fastPath() {
+      return run !== undefined;
+    },
+    get declined() {
+      return declined;
+    },
+    async evaluate(input, bindings) {
+      if (!run) return viaJsonata(input, bindings);
+      try {
+        return run(input, bindings, limits);
+      } catch (e) {
+        if (e instanceof Rejection || e instanceof WabError) throw e;
+        if (e instanceof StepLimitExceeded) {
+          const what = e.kind === 'steps' ? `took more than ${limits.maxSteps} steps` : `ran longer than ${limits.timeoutMs} ms`;
+          throw new WabError('WAB_MAPPING_TIMEOUT', `${ref.name}: evaluation ${what} (infinite loop?)`, where(e.position));
+        }
+        // Fallback (a case only jsonata handles exactly) or a JSONata error: the compiled error has the
+        // same code, but jsonata's run gives the identical message and file:line:col. Errors are the
+        // cold path, and expressions are pure, so evaluating again is safe.
+        // A fallback caused by the expression's shape (not by this message's data) would repeat on
+        // every message, paying for both paths: from then on this expression runs on jsonata only.
+        if (e instanceof Fallback && !DATA_DEPENDENT.has(e.reason)) {
+          run = undefined;
+          declined = `at run time: ${e.reason}`;
+        }
+        if (e instanceof Fallback || (typeof e === 'object' && e !== null && 'code' in e)) return viaJsonata(input, bindings);
+        throw e;
       }
     },
   };

@@ -1,0 +1,1240 @@
+// The JSONata fast path: compiles a jsonata 2.2.2 AST (`jsonata(text).ast()`) into a tree of
+// synchronous JavaScript closures that evaluate it with the same semantics, or declines.
+//
+// Exactness first. The closures mirror jsonata's own evaluator function by function (evaluate,
+// evaluatePath, evaluateStep, evaluateFilter, evaluateGroupExpression, apply/trampoline, ...), keep its
+// value model (sequences are arrays flagged `sequence`, constructed arrays `cons`, `keepSingleton`,
+// `outerWrapper`), and call jsonata's *own* implementations of the synchronous built-ins ($string,
+// $number, $round, $substring, $formatNumber, $toMillis, ...) with their own signature validators, taken
+// from a jsonata environment once at load. The asynchronous built-ins (the higher-order ones and the
+// regex-taking string functions) are ported here line for line in synchronous form.
+//
+// Anything not implemented (transforms, order-by, parent `%`, tuple binding `@`/`#`, partial
+// application, $eval, ...) makes `compileAst` decline with a reason; the caller then keeps jsonata for
+// that expression. A few rare situations are only known while evaluating (a binding returning a
+// promise, function chaining `$f ~> $g`, recursion deeper than the limit): the closure then throws
+// `Fallback`, and the caller evaluates that message through jsonata instead (expressions are pure, so
+// re-running is safe).
+/* eslint-disable @typescript-eslint/no-explicit-any */
+import jsonata from 'jsonata';
+
+export interface CompileLimits {
+  maxSteps: number;
+  maxDepth: number;
+  timeoutMs: number;
+}
+
+/** Thrown while evaluating when the compiled form cannot finish this message exactly: use jsonata. */
+export class Fallback extends Error {
+  constructor(readonly reason: string) {
+    super(`fast path fallback: ${reason}`);
+    this.name = 'Fallback';
+  }
+}
+
+/** Thrown when the step budget (or the last-resort clock) is exhausted. */
+export class StepLimitExceeded extends Error {
+  constructor(
+    readonly kind: 'steps' | 'time',
+    readonly position: number,
+  ) {
+    super(kind === 'steps' ? 'step limit exceeded' : 'time limit exceeded');
+    this.name = 'StepLimitExceeded';
+  }
+}
+
+export type CompiledFn = (input: unknown, bindings: Record<string, unknown> | undefined, limits: CompileLimits) => unknown;
+
+export type CompileResult = { ok: true; run: CompiledFn } | { ok: false; reason: string };
+
+class Decline extends Error {}
+const decline = (reason: string): never => {
+  throw new Decline(reason);
+};
+
+// ---------------------------------------------------------------------------------------------
+// jsonata's built-in function definitions ({_jsonata_function, implementation, signature}), read
+// synchronously from an evaluation environment: the entry hook runs before jsonata's first await.
+
+const BUILTIN_NAMES = [
+  'sum', 'count', 'max', 'min', 'average', 'string', 'substring', 'substringBefore', 'substringAfter',
+  'lowercase', 'uppercase', 'length', 'trim', 'pad', 'match', 'contains', 'replace', 'split', 'join',
+  'formatNumber', 'formatBase', 'formatInteger', 'parseInteger', 'number', 'floor', 'ceil', 'round', 'abs',
+  'sqrt', 'power', 'random', 'boolean', 'not', 'map', 'zip', 'filter', 'single', 'reduce', 'sift', 'keys',
+  'lookup', 'append', 'exists', 'spread', 'merge', 'reverse', 'each', 'error', 'assert', 'type', 'sort',
+  'shuffle', 'distinct', 'base64encode', 'base64decode', 'encodeUrlComponent', 'encodeUrl',
+  'decodeUrlComponent', 'decodeUrl', 'eval', 'toMillis', 'fromMillis', 'clone', 'now', 'millis',
+] as const;
+
+interface NativeDef {
+  _jsonata_function: true;
+  implementation: (...args: any[]) => any;
+  signature?: { validate(args: unknown[], context: unknown): unknown[] };
+}
+
+const jsonataDefs: Record<string, NativeDef> = Object.create(null);
+let builtinsReady = false;
+{
+  const probe = jsonata('0');
+  probe.assign(Symbol.for('jsonata.__evaluate_entry') as unknown as string, (_n: unknown, _i: unknown, env: { lookup(n: string): unknown }) => {
+    if (builtinsReady) return;
+    for (const n of BUILTIN_NAMES) jsonataDefs[n] = env.lookup(n) as NativeDef;
+    builtinsReady = BUILTIN_NAMES.every((n) => {
+      const d = jsonataDefs[n];
+      return d && d._jsonata_function === true && typeof d.implementation === 'function' && (!d.signature || typeof d.signature.validate === 'function');
+    });
+  });
+  probe.evaluate(null).catch(() => undefined);
+}
+
+// ---------------------------------------------------------------------------------------------
+// jsonata's value model and utilities (ported from jsonata 2.2.2 utils.js / functions.js).
+
+function createSequence(...items: unknown[]): any[] {
+  const s: any = [];
+  s.sequence = true;
+  if (items.length === 1) s.push(items[0]);
+  return s;
+}
+
+const isSequence = (v: any): boolean => v.sequence === true && Array.isArray(v);
+
+function isNumeric(n: unknown): boolean {
+  let isNum = false;
+  if (typeof n === 'number') {
+    isNum = !isNaN(n);
+    if (isNum && !isFinite(n)) throw { code: 'D1001', value: n, stack: new Error().stack };
+  }
+  return isNum;
+}
+
+const isFunction = (arg: any): boolean => (arg && (arg._jsonata_function === true || arg._jsonata_lambda === true)) || typeof arg === 'function';
+
+function isArrayOfNumbers(arg: unknown): boolean {
+  return Array.isArray(arg) && arg.filter((item) => !isNumeric(item)).length === 0;
+}
+function isArrayOfStrings(arg: unknown): boolean {
+  return Array.isArray(arg) && arg.filter((item) => typeof item !== 'string').length === 0;
+}
+
+function getFunctionArity(func: any): number {
+  return typeof func.arity === 'number' ? func.arity : typeof func.implementation === 'function' ? func.implementation.length : typeof func.length === 'number' ? func.length : func.arguments.length;
+}
+
+const isPromise = (arg: any): boolean => typeof arg === 'object' && arg !== null && 'then' in arg && typeof arg.then === 'function';
+const isIterable = (arg: any): boolean => typeof arg === 'object' && arg !== null && Symbol.iterator in arg && 'next' in arg && typeof arg.next === 'function';
+const okeys = (arg: any): string[] => (typeof arg === 'object' && arg !== null ? Object.keys(arg) : []);
+
+const fnBoolean = (v: unknown): any => jsonataDefs.boolean!.implementation(v);
+const fnString = (v: unknown): any => jsonataDefs.string!.implementation(v);
+const FOCUS = { createSequence, options: undefined as unknown, input: undefined as unknown, environment: { timestamp: new Date(0) } };
+
+function lookup(input: any, key: string): any {
+  let result: any;
+  if (Array.isArray(input)) {
+    result = createSequence();
+    for (let ii = 0; ii < input.length; ii++) {
+      const res = lookup(input[ii], key);
+      if (typeof res !== 'undefined') {
+        if (Array.isArray(res)) for (const v of res) result.push(v);
+        else result.push(res);
+      }
+    }
+  } else if (input !== null && typeof input === 'object' && Object.prototype.hasOwnProperty.call(input, key) && !isFunction(input)) {
+    result = input[key];
+  }
+  return result;
+}
+
+function append(arg1: any, arg2: any): any {
+  if (typeof arg1 === 'undefined') return arg2;
+  if (typeof arg2 === 'undefined') return arg1;
+  if (!Array.isArray(arg1)) arg1 = createSequence(arg1);
+  if (!Array.isArray(arg2)) arg2 = [arg2];
+  return arg1.concat(arg2);
+}
+
+function isDeepEqual(lhs: any, rhs: any): boolean {
+  if (lhs === rhs) return true;
+  if (typeof lhs === 'object' && typeof rhs === 'object' && lhs !== null && rhs !== null) {
+    if (Array.isArray(lhs) && Array.isArray(rhs)) {
+      if (lhs.length !== rhs.length) return false;
+      for (let ii = 0; ii < lhs.length; ii++) if (!isDeepEqual(lhs[ii], rhs[ii])) return false;
+      return true;
+    }
+    let lkeys = Object.getOwnPropertyNames(lhs);
+    let rkeys = Object.getOwnPropertyNames(rhs);
+    if (lkeys.length !== rkeys.length) return false;
+    lkeys = lkeys.sort();
+    rkeys = rkeys.sort();
+    for (let ii = 0; ii < lkeys.length; ii++) if (lkeys[ii] !== rkeys[ii]) return false;
+    for (let ii = 0; ii < lkeys.length; ii++) if (!isDeepEqual(lhs[lkeys[ii]!], rhs[lkeys[ii]!])) return false;
+    return true;
+  }
+  return false;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Evaluation state. Evaluation is synchronous, so the current message's budget lives in a module
+// variable (saved and restored around nested evaluations).
+
+interface Run {
+  steps: number;
+  depth: number;
+  maxSteps: number;
+  maxDepth: number;
+  deadline: number;
+  timestamp: Date;
+}
+let run: Run = { steps: 0, depth: 0, maxSteps: Infinity, maxDepth: Infinity, deadline: Infinity, timestamp: new Date() };
+
+class Frame {
+  readonly vars = new Map<string, unknown>();
+  constructor(readonly parent: Frame | null) {}
+}
+
+function lookupVar(f: Frame | null, name: string): unknown {
+  for (let fr = f; fr !== null; fr = fr.parent) {
+    if (fr.vars.has(name)) return fr.vars.get(name);
+  }
+  return builtins[name];
+}
+
+/** A pending tail call (jsonata's thunk lambda): resolved by the nearest `applyFn` loop. */
+class Thunk {
+  constructor(
+    readonly proc: any,
+    readonly args: unknown[],
+  ) {}
+}
+
+const INVOKE = Symbol('wab.invoke');
+
+type Fn = (input: any, f: Frame) => any;
+
+function enter(pos: number): void {
+  const r = run;
+  if (++r.steps > r.maxSteps) throw new StepLimitExceeded('steps', pos);
+  if ((r.steps & 1023) === 0 && Date.now() > r.deadline) throw new StepLimitExceeded('time', pos);
+  // jsonata trampolines tail calls and so supports deeper recursion than this closure tree: let it run
+  // the message (it applies the same depth limit, its own way).
+  if (++r.depth > r.maxDepth) throw new Fallback('depth');
+}
+
+function normalize(result: any, keepArray: boolean): any {
+  if (result && isSequence(result) && !result.tupleStream) {
+    if (keepArray) result.keepSingleton = true;
+    if (result.length === 0) return undefined;
+    if (result.length === 1) return result.keepSingleton ? result : result[0];
+  }
+  return result;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Applying functions (jsonata's apply / applyInner, synchronous).
+
+function applyFn(proc: any, args: unknown[], input: unknown): any {
+  let result = applyInner(proc, args, input);
+  while (result instanceof Thunk) result = applyInner(result.proc, result.args, input);
+  return result;
+}
+
+function applyInner(proc: any, args: unknown[], input: unknown): any {
+  try {
+    let validated = args;
+    if (proc && typeof proc.signature !== 'undefined') validated = proc.signature.validate(args, input);
+    if (typeof proc === 'function' && proc[INVOKE]) return proc[INVOKE](validated);
+    if (proc && proc._jsonata_function === true) {
+      FOCUS.input = input;
+      FOCUS.environment.timestamp = run.timestamp;
+      let result = proc.implementation.apply(FOCUS, validated);
+      if (isIterable(result)) result = result.next().value;
+      if (isPromise(result)) throw new Fallback('a built-in returned a promise');
+      return result;
+    }
+    if (typeof proc === 'function') {
+      const result = proc.apply(input, validated);
+      if (isPromise(result)) {
+        result.then(undefined, () => undefined);
+        throw new Fallback('a bound function returned a promise');
+      }
+      return result;
+    }
+    throw { code: 'T1006', stack: new Error().stack };
+  } catch (err: any) {
+    if (proc && err && typeof err === 'object' && !(err instanceof Fallback) && !(err instanceof StepLimitExceeded)) {
+      if (typeof err.token == 'undefined' && typeof proc.token !== 'undefined') err.token = proc.token;
+      err.position = proc.position || err.position;
+    }
+    throw err;
+  }
+}
+
+/** jsonata's evaluateFunction wraps function arguments: `async (...params) => apply(arg, params, null)`. */
+function wrapArg(arg: any): any {
+  const w: any = (...params: unknown[]) => applyFn(arg, params, null);
+  w.arity = getFunctionArity(arg);
+  return w;
+}
+
+/** What jsonata's evaluateFunction passes to natives for a function argument: `apply(arg, params, null)`. */
+const callValue = (func: any, args: unknown[]): any => applyFn(func, args, null);
+
+// ---------------------------------------------------------------------------------------------
+// Built-ins that jsonata implements asynchronously, ported to synchronous form.
+
+function hofFuncArgs(func: any, arg1: unknown, arg2: unknown, arg3: unknown): unknown[] {
+  const a = [arg1];
+  const length = getFunctionArity(func);
+  if (length >= 2) a.push(arg2);
+  if (length >= 3) a.push(arg3);
+  return a;
+}
+
+function evaluateMatcher(matcher: any, str?: string): any {
+  const result = callValue(matcher, str === undefined ? [] : [str]);
+  if (result && !(typeof result.start === 'number' || result.end === 'number' || Array.isArray(result.groups) || isFunction(result.next))) {
+    throw { code: 'T1010', stack: new Error().stack };
+  }
+  return result;
+}
+
+const ported: Record<string, (...args: any[]) => any> = {
+  contains(str: any, token: any) {
+    if (typeof str === 'undefined' || typeof token === 'undefined') return undefined;
+    if (typeof token === 'string') return str.indexOf(token) !== -1;
+    return typeof evaluateMatcher(token, str) !== 'undefined';
+  },
+  match(str: any, regex: any, limit: any) {
+    if (typeof str === 'undefined') return undefined;
+    if (limit < 0) throw { stack: new Error().stack, value: limit, code: 'D3040', index: 3 };
+    const result = createSequence();
+    if (typeof limit === 'undefined' || limit > 0) {
+      let count = 0;
+      let matches = evaluateMatcher(regex, str);
+      while (typeof matches !== 'undefined' && (typeof limit === 'undefined' || count < limit)) {
+        result.push({ match: matches.match, index: matches.start, groups: matches.groups });
+        matches = evaluateMatcher(matches.next);
+        count++;
+      }
+    }
+    return result;
+  },
+  replace(str: any, pattern: any, replacement: any, limit: any) {
+    if (typeof str === 'undefined') return undefined;
+    if (pattern === '') throw { code: 'D3010', stack: new Error().stack, value: pattern, index: 2 };
+    if (limit < 0) throw { code: 'D3011', stack: new Error().stack, value: limit, index: 4 };
+    let replacer: (m: any) => any;
+    if (typeof replacement === 'string') {
+      replacer = (regexMatch: any) => {
+        let substitute = '';
+        let position = 0;
+        let index = replacement.indexOf('$', position);
+        while (index !== -1 && position < replacement.length) {
+          substitute += replacement.substring(position, index);
+          position = index + 1;
+          const dollarVal = replacement.charAt(position);
+          if (dollarVal === '$') {
+            substitute += '$';
+            position++;
+          } else if (dollarVal === '0') {
+            substitute += regexMatch.match;
+            position++;
+          } else {
+            let maxDigits: number;
+            if (regexMatch.groups.length === 0) maxDigits = 1;
+            else maxDigits = Math.floor(Math.log(regexMatch.groups.length) * Math.LOG10E) + 1;
+            index = parseInt(replacement.substring(position, position + maxDigits), 10);
+            if (maxDigits > 1 && index > regexMatch.groups.length) index = parseInt(replacement.substring(position, position + maxDigits - 1), 10);
+            if (!isNaN(index)) {
+              if (regexMatch.groups.length > 0) {
+                const submatch = regexMatch.groups[index - 1];
+                if (typeof submatch !== 'undefined') substitute += submatch;
+              }
+              position += index.toString().length;
+            } else {
+              substitute += '$';
+            }
+          }
+          index = replacement.indexOf('$', position);
+        }
+        substitute += replacement.substring(position);
+        return substitute;
+      };
+    } else {
+      replacer = (m: any) => callValue(replacement, [m]);
+    }
+    let result = '';
+    let position = 0;
+    if (typeof limit === 'undefined' || limit > 0) {
+      let count = 0;
+      if (typeof pattern === 'string') {
+        let index = str.indexOf(pattern, position);
+        while (index !== -1 && (typeof limit === 'undefined' || count < limit)) {
+          result += str.substring(position, index);
+          result += replacement;
+          position = index + pattern.length;
+          count++;
+          index = str.indexOf(pattern, position);
+        }
+        result += str.substring(position);
+      } else {
+        let matches = evaluateMatcher(pattern, str);
+        if (typeof matches !== 'undefined') {
+          while (typeof matches !== 'undefined' && (typeof limit === 'undefined' || count < limit)) {
+            result += str.substring(position, matches.start);
+            const replacedWith = replacer(matches);
+            if (typeof replacedWith === 'string') result += replacedWith;
+            else throw { code: 'D3012', stack: new Error().stack, value: replacedWith };
+            position = matches.start + matches.match.length;
+            count++;
+            matches = evaluateMatcher(matches.next);
+          }
+          result += str.substring(position);
+        } else {
+          result = str;
+        }
+      }
+    } else {
+      result = str;
+    }
+    return result;
+  },
+  split(str: any, separator: any, limit: any) {
+    if (typeof str === 'undefined') return undefined;
+    if (limit < 0) throw { code: 'D3020', stack: new Error().stack, value: limit, index: 3 };
+    let result: any[] = [];
+    if (typeof limit === 'undefined' || limit > 0) {
+      if (typeof separator === 'string') {
+        result = str.split(separator, limit);
+      } else {
+        let count = 0;
+        let matches = evaluateMatcher(separator, str);
+        if (typeof matches !== 'undefined') {
+          let start = 0;
+          while (typeof matches !== 'undefined' && (typeof limit === 'undefined' || count < limit)) {
+            result.push(str.substring(start, matches.start));
+            start = matches.end;
+            matches = evaluateMatcher(matches.next);
+            count++;
+          }
+          if (typeof limit === 'undefined' || count < limit) result.push(str.substring(start));
+        } else {
+          result.push(str);
+        }
+      }
+    }
+    return result;
+  },
+  map(arr: any, func: any) {
+    if (typeof arr === 'undefined') return undefined;
+    const result = createSequence();
+    for (let i = 0; i < arr.length; i++) {
+      const res = callValue(func, hofFuncArgs(func, arr[i], i, arr));
+      if (typeof res !== 'undefined') result.push(res);
+    }
+    return result;
+  },
+  filter(arr: any, func: any) {
+    if (typeof arr === 'undefined') return undefined;
+    const result = createSequence();
+    for (let i = 0; i < arr.length; i++) {
+      const entry = arr[i];
+      if (fnBoolean(callValue(func, hofFuncArgs(func, entry, i, arr)))) result.push(entry);
+    }
+    return result;
+  },
+  single(arr: any, func: any) {
+    if (typeof arr === 'undefined') return undefined;
+    let hasFoundMatch = false;
+    let result: any;
+    for (let i = 0; i < arr.length; i++) {
+      const entry = arr[i];
+      let positiveResult = true;
+      if (typeof func !== 'undefined') positiveResult = fnBoolean(callValue(func, hofFuncArgs(func, entry, i, arr)));
+      if (positiveResult) {
+        if (!hasFoundMatch) {
+          result = entry;
+          hasFoundMatch = true;
+        } else {
+          throw { stack: new Error().stack, code: 'D3138', index: i };
+        }
+      }
+    }
+    if (!hasFoundMatch) throw { stack: new Error().stack, code: 'D3139' };
+    return result;
+  },
+  reduce(sequence: any, func: any, init: any) {
+    if (typeof sequence === 'undefined') return undefined;
+    let result: any;
+    const arity = getFunctionArity(func);
+    if (arity < 2) throw { stack: new Error().stack, code: 'D3050', index: 1 };
+    let index: number;
+    if (typeof init === 'undefined' && sequence.length > 0) {
+      result = sequence[0];
+      index = 1;
+    } else {
+      result = init;
+      index = 0;
+    }
+    while (index < sequence.length) {
+      const args = [result, sequence[index]];
+      if (arity >= 3) args.push(index);
+      if (arity >= 4) args.push(sequence);
+      result = callValue(func, args);
+      index++;
+    }
+    return result;
+  },
+  sift(arg: any, func: any) {
+    let result: any = Object.create(null);
+    for (const item of okeys(arg)) {
+      const entry = arg[item];
+      if (fnBoolean(callValue(func, hofFuncArgs(func, entry, item, arg)))) result[item] = entry;
+    }
+    if (okeys(result).length === 0) result = undefined;
+    return result;
+  },
+  each(obj: any, func: any) {
+    const result = createSequence();
+    for (const key of okeys(obj)) {
+      const val = callValue(func, hofFuncArgs(func, obj[key], key, obj));
+      if (typeof val !== 'undefined') result.push(val);
+    }
+    return result;
+  },
+  sort(arr: any, comparator: any) {
+    if (typeof arr === 'undefined') return undefined;
+    if (arr.length <= 1) return arr;
+    let comp: (a: any, b: any) => any;
+    if (typeof comparator === 'undefined') {
+      if (!isArrayOfNumbers(arr) && !isArrayOfStrings(arr)) throw { stack: new Error().stack, code: 'D3070', index: 1 };
+      comp = (a, b) => a > b;
+    } else {
+      comp = (a, b) => callValue(comparator, [a, b]);
+    }
+    const merge = (l: any[], r: any[]): any[] => {
+      // jsonata's merge_iter, iteratively: the comparator is called on the same pairs in the same order.
+      const result: any[] = [];
+      let i = 0;
+      let j = 0;
+      for (;;) {
+        if (i >= l.length) {
+          for (; j < r.length; j++) result.push(r[j]);
+          return result;
+        }
+        if (j >= r.length) {
+          for (; i < l.length; i++) result.push(l[i]);
+          return result;
+        }
+        if (comp(l[i], r[j])) result.push(r[j++]);
+        else result.push(l[i++]);
+      }
+    };
+    const msort = (array: any): any => {
+      if (!Array.isArray(array) || array.length <= 1) return array;
+      const middle = Math.floor(array.length / 2);
+      return merge(msort(array.slice(0, middle)), msort(array.slice(middle)));
+    };
+    return msort(arr);
+  },
+  now(picture: any, timezone: any) {
+    return jsonataDefs.fromMillis!.implementation.call(FOCUS, run.timestamp.getTime(), picture, timezone);
+  },
+  millis() {
+    return run.timestamp.getTime();
+  },
+};
+
+/** Built-ins as values: jsonata's own definitions, with the async ones swapped for the ports above. */
+const builtins: Record<string, unknown> = Object.create(null);
+if (builtinsReady) {
+  for (const n of BUILTIN_NAMES) {
+    const def = jsonataDefs[n]!;
+    const impl = ported[n];
+    builtins[n] = impl ? { _jsonata_function: true, implementation: impl, signature: def.signature } : def;
+  }
+  // same parameter counts as jsonata's implementations, for getFunctionArity when passed as values
+  for (const n of Object.keys(ported)) {
+    const def = jsonataDefs[n];
+    if (def && def.implementation.length !== ported[n]!.length) builtinsReady = false;
+  }
+}
+const UNSUPPORTED_BUILTINS = new Set(['eval']);
+
+// ---------------------------------------------------------------------------------------------
+// The compiler: one closure per AST node, mirroring jsonata's evaluate().
+
+interface Node {
+  type: string;
+  value?: any;
+  position?: number;
+  [k: string]: any;
+}
+
+class Compiler {
+  /** Compiles a node as jsonata's evaluate(): counts, evaluates, applies predicates/group, normalizes. */
+  node(n: Node): Fn {
+    if (n.tuple || n.focus !== undefined || n.index !== undefined || n.seekingParent || n.ancestor) decline(`tuple/parent binding at ${n.position}`);
+    const inner = this.inner(n);
+    const preds = n.predicate ? (n.predicate as { type: string; expr: Node }[]).map((p) => this.filter(p)) : undefined;
+    const group = n.type !== 'path' && n.group ? this.group(n.group) : undefined;
+    const keepArray = n.keepArray === true;
+    const pos = n.position ?? 0;
+    if ((n.type === 'string' || n.type === 'number' || n.type === 'value') && !preds && !group && !keepArray) {
+      const v = n.value;
+      return () => v;
+    }
+    if (!preds && !group) {
+      return (input, f) => {
+        enter(pos);
+        const r = inner(input, f);
+        run.depth--;
+        return normalize(r, keepArray);
+      };
+    }
+    return (input, f) => {
+      enter(pos);
+      let r = inner(input, f);
+      if (preds) for (const p of preds) r = p(r, f);
+      if (group) r = group(r, f);
+      run.depth--;
+      return normalize(r, keepArray);
+    };
+  }
+
+  inner(n: Node): Fn {
+    switch (n.type) {
+      case 'path':
+        return this.path(n);
+      case 'binary':
+        return this.binary(n);
+      case 'unary':
+        return this.unary(n);
+      case 'name': {
+        const key = n.value as string;
+        return (input) => lookup(input, key);
+      }
+      case 'string':
+      case 'number':
+      case 'value': {
+        const v = n.value;
+        return () => v;
+      }
+      case 'wildcard':
+        return (input) => wildcard(input);
+      case 'descendant':
+        return (input) => descendants(input);
+      case 'condition':
+        return this.condition(n);
+      case 'block':
+        return this.block(n);
+      case 'bind': {
+        const name = n.lhs.value as string;
+        const rhs = this.node(n.rhs);
+        return (input, f) => {
+          const v = rhs(input, f);
+          f.vars.set(name, v);
+          return v;
+        };
+      }
+      case 'regex':
+        return this.regex(n);
+      case 'function':
+        return this.call(n, false);
+      case 'variable':
+        return this.variable(n);
+      case 'lambda':
+        return this.lambda(n);
+      case 'apply':
+        return this.apply(n);
+      default:
+        return decline(`${n.type} expressions are not compiled`);
+    }
+  }
+
+  variable(n: Node): Fn {
+    const name = n.value as string;
+    if (name === '') return (input) => (input && input.outerWrapper ? input[0] : input);
+    if (UNSUPPORTED_BUILTINS.has(name)) decline(`$${name} is not compiled`);
+    return (_input, f) => lookupVar(f, name);
+  }
+
+  path(n: Node): Fn {
+    const steps = n.steps as Node[];
+    const firstIsVariable = steps[0]!.type === 'variable';
+    const compiled = steps.map((step, ii) => {
+      if (step.type === 'sort') decline('order-by is not compiled');
+      if (step.tuple || step.focus !== undefined || step.index !== undefined) decline('tuple binding (@, #) is not compiled');
+      if (ii === 0 && step.consarray && step.stages) decline('stages on a constructed first step');
+      if (ii === 0 && step.consarray) return { cons: true, fn: this.node(step), stages: undefined as undefined | ((r: any, f: Frame) => any)[] };
+      const stages = step.stages ? (step.stages as { type: string; expr: Node }[]).map((s) => (s.type === 'filter' ? this.filter(s) : decline('index stage is not compiled'))) : undefined;
+      return { cons: false, fn: this.node(step), stages };
+    });
+    const last = compiled.length - 1;
+    const keepSingletonArray = n.keepSingletonArray === true;
+    const group = n.group ? this.group(n.group) : undefined;
+    return (input, f) => {
+      let inputSequence: any = Array.isArray(input) && !firstIsVariable ? input : createSequence(input);
+      let resultSequence: any;
+      for (let ii = 0; ii <= last; ii++) {
+        const step = compiled[ii]!;
+        if (step.cons) {
+          resultSequence = step.fn(inputSequence, f);
+        } else {
+          resultSequence = evaluateStep(step.fn, step.stages, inputSequence, f, ii === last);
+        }
+        if (typeof resultSequence === 'undefined' || resultSequence.length === 0) break;
+        inputSequence = resultSequence;
+      }
+      if (keepSingletonArray) {
+        if (Array.isArray(resultSequence) && (resultSequence as any).cons && !(resultSequence as any).sequence) resultSequence = createSequence(resultSequence);
+        resultSequence.keepSingleton = true;
+      }
+      if (group) resultSequence = group(resultSequence, f);
+      return resultSequence;
+    };
+  }
+
+  filter(p: { type: string; expr: Node }): (input: any, f: Frame) => any {
+    const predicate = p.expr;
+    if (predicate.type === 'number') {
+      const literal = predicate.value as number;
+      return (input) => {
+        let results: any = createSequence();
+        if (!Array.isArray(input)) input = createSequence(input);
+        let index = Math.floor(literal);
+        if (index < 0) index = input.length + index;
+        const item = input[index];
+        if (typeof item !== 'undefined') {
+          if (Array.isArray(item)) results = item;
+          else results.push(item);
+        }
+        return results;
+      };
+    }
+    const pred = this.node(predicate);
+    return (input, f) => {
+      const results: any = createSequence();
+      if (input && input.tupleStream) throw new Fallback('tuple stream');
+      if (!Array.isArray(input)) input = createSequence(input);
+      for (let index = 0; index < input.length; index++) {
+        const item = input[index];
+        let res = pred(item, f);
+        if (isNumeric(res)) res = [res];
+        if (isArrayOfNumbers(res)) {
+          for (const ires of res) {
+            let ii = Math.floor(ires);
+            if (ii < 0) ii = input.length + ii;
+            if (ii === index) results.push(item);
+          }
+        } else if (fnBoolean(res)) {
+          results.push(item);
+        }
+      }
+      return results;
+    };
+  }
+
+  binary(n: Node): Fn {
+    const op = n.value as string;
+    const lhs = this.node(n.lhs);
+    const rhs = this.node(n.rhs);
+    const pos = n.position;
+    const fail = (err: any): never => {
+      if (err && typeof err === 'object' && !(err instanceof Fallback) && !(err instanceof StepLimitExceeded) && !(err instanceof Error)) {
+        err.position = pos;
+        err.token = op;
+      }
+      throw err;
+    };
+    const guarded = (g: (l: any, r: any) => any): Fn => (input, f) => {
+      const l = lhs(input, f);
+      const r = rhs(input, f);
+      try {
+        return g(l, r);
+      } catch (err) {
+        return fail(err);
+      }
+    };
+    switch (op) {
+      case 'and':
+        return (input, f) => {
+          const l = lhs(input, f);
+          try {
+            return boolize(l) && boolize(rhs(input, f));
+          } catch (err) {
+            return fail(err);
+          }
+        };
+      case 'or':
+        return (input, f) => {
+          const l = lhs(input, f);
+          try {
+            return boolize(l) || boolize(rhs(input, f));
+          } catch (err) {
+            return fail(err);
+          }
+        };
+      case '+':
+      case '-':
+      case '*':
+      case '/':
+      case '%':
+        return guarded((l, r) => numeric(l, r, op));
+      case '=':
+        return guarded((l, r) => (typeof l === 'undefined' || typeof r === 'undefined' ? false : isDeepEqual(l, r)));
+      case '!=':
+        return guarded((l, r) => (typeof l === 'undefined' || typeof r === 'undefined' ? false : !isDeepEqual(l, r)));
+      case '<':
+      case '<=':
+      case '>':
+      case '>=':
+        return guarded((l, r) => comparison(l, r, op));
+      case '&':
+        return guarded((l, r) => {
+          const ls = typeof l !== 'undefined' ? fnString(l) : '';
+          const rs = typeof r !== 'undefined' ? fnString(r) : '';
+          return ls.concat(rs);
+        });
+      case '..':
+        return guarded(range);
+      case 'in':
+        return guarded((l, r) => {
+          if (typeof l === 'undefined' || typeof r === 'undefined') return false;
+          if (!Array.isArray(r)) r = [r];
+          for (let i = 0; i < r.length; i++) if (r[i] === l) return true;
+          return false;
+        });
+      default:
+        return decline(`operator ${op} is not compiled`);
+    }
+  }
+
+  unary(n: Node): Fn {
+    switch (n.value) {
+      case '-': {
+        const e = this.node(n.expression);
+        const pos = n.position;
+        return (input, f) => {
+          const result = e(input, f);
+          if (typeof result === 'undefined') return undefined;
+          if (isNumeric(result)) return -result;
+          throw { code: 'D1002', stack: new Error().stack, position: pos, token: '-', value: result };
+        };
+      }
+      case '[': {
+        const items = (n.expressions as Node[]).map((item) => ({ nested: item.value === '[', fn: this.node(item) }));
+        const cons = n.consarray === true;
+        return (input, f) => {
+          let result: any = [];
+          for (let i = 0; i < items.length; i++) {
+            const item = items[i]!;
+            const value = i === items.length - 1 ? item.fn(input, f) : parallel(item.fn, input, f);
+            if (typeof value !== 'undefined') {
+              if (item.nested) result.push(value);
+              else result = append(result, value);
+            }
+          }
+          if (cons) Object.defineProperty(result, 'cons', { enumerable: false, configurable: false, value: true });
+          return result;
+        };
+      }
+      case '{': {
+        const group = this.group(n);
+        return (input, f) => group(input, f);
+      }
+      default:
+        return decline(`unary ${n.value} is not compiled`);
+    }
+  }
+
+  group(g: Node): (input: any, f: Frame) => any {
+    const pairs = (g.lhs as [Node, Node][]).map(([k, v]) => {
+      // a literal string key needs no evaluation (nor counting): the common case in mappings
+      const literalKey = k.type === 'string' && !k.predicate && !k.group && !k.keepArray ? (k.value as string) : undefined;
+      return { literalKey, key: literalKey === undefined ? this.node(k) : undefined, value: this.node(v) };
+    });
+    const pos = g.position;
+    if (pairs.every((p) => p.literalKey !== undefined) && new Set(pairs.map((p) => p.literalKey)).size === pairs.length && !pairs.some((p) => p.literalKey === '_jsonata_lambda' || p.literalKey === '_jsonata_function')) {
+      // distinct literal keys: every input item lands in every key; a key's value is evaluated once
+      // against the item (one item) or the appended items (several), in jsonata's key order.
+      const order = orderKeys(pairs.map((p, i) => ({ key: p.literalKey!, i })));
+      return (input, f) => {
+        if (input && input.tupleStream) throw new Fallback('tuple stream');
+        if (!Array.isArray(input)) input = createSequence(input);
+        if (input.length === 0) input.push(undefined);
+        let data: any;
+        if (input.length === 1) data = input[0];
+        else {
+          data = input[0];
+          for (let i = 1; i < input.length; i++) data = append(data, input[i]);
+        }
+        const result = Object.create(null);
+        for (let o = 0; o < order.length; o++) {
+          const { key, i } = order[o]!;
+          const value = o === order.length - 1 ? pairs[i]!.value(data, f) : parallel(pairs[i]!.value, data, f);
+          if (typeof value !== 'undefined') result[key] = value;
+        }
+        return result;
+      };
+    }
+    return (input, f) => {
+      const result = Object.create(null);
+      const groups: Record<string, { data: any; exprIndex: number }> = Object.create(null);
+      if (input && input.tupleStream) throw new Fallback('tuple stream');
+      if (!Array.isArray(input)) input = createSequence(input);
+      if (input.length === 0) input.push(undefined);
+      for (let itemIndex = 0; itemIndex < input.length; itemIndex++) {
+        const item = input[itemIndex];
+        for (let pairIndex = 0; pairIndex < pairs.length; pairIndex++) {
+          const pair = pairs[pairIndex]!;
+          const key = pair.literalKey !== undefined ? pair.literalKey : pair.key!(item, f);
+          if (typeof key !== 'string' && key !== undefined) throw { code: 'T1003', stack: new Error().stack, position: pos, value: key };
+          if (key !== undefined) {
+            if (key === '_jsonata_lambda' || key === '_jsonata_function') throw { code: 'D1013', stack: new Error().stack, position: pos, value: key };
+            if (Object.prototype.hasOwnProperty.call(groups, key)) {
+              if (groups[key]!.exprIndex !== pairIndex) throw { code: 'D1009', stack: new Error().stack, position: pos, value: key };
+              groups[key]!.data = append(groups[key]!.data, item);
+            } else {
+              groups[key] = { data: item, exprIndex: pairIndex };
+            }
+          }
+        }
+      }
+      const keys = Object.keys(groups);
+      for (let k = 0; k < keys.length; k++) {
+        const key = keys[k]!;
+        const entry = groups[key]!;
+        const value = k === keys.length - 1 ? pairs[entry.exprIndex]!.value(entry.data, f) : parallel(pairs[entry.exprIndex]!.value, entry.data, f);
+        if (typeof value !== 'undefined') result[key] = value;
+      }
+      return result;
+    };
+  }
+
+  condition(n: Node): Fn {
+    const cond = this.node(n.condition);
+    const then = this.tailOrNode(n.then);
+    const otherwise = n.else !== undefined ? this.tailOrNode(n.else) : undefined;
+    return (input, f) => {
+      if (fnBoolean(cond(input, f))) return then(input, f);
+      return otherwise ? otherwise(input, f) : undefined;
+    };
+  }
+
+  block(n: Node): Fn {
+    const exprs = (n.expressions as Node[]).map((e) => this.tailOrNode(e));
+    return (input, f) => {
+      const frame = new Frame(f);
+      let result: any;
+      for (let i = 0; i < exprs.length; i++) result = exprs[i]!(input, frame);
+      return result;
+    };
+  }
+
+  /** Thunk lambdas (tail calls marked by jsonata's parser) only appear in tail positions of lambda bodies. */
+  tailOrNode(n: Node): Fn {
+    if (n.type === 'lambda' && n.thunk === true) return this.thunk(n);
+    return this.node(n);
+  }
+
+  /**
+   * jsonata evaluates a thunk lambda to a procedure that its apply() loop then calls with the outer
+   * call's input as context, skipping the normalization of the enclosing nodes; Thunk reproduces that.
+   */
+  thunk(n: Node): Fn {
+    const call = n.body as Node;
+    if (n.predicate || n.group || n.keepArray || call.keepArray || call.group) decline('tail call with predicate/grouping');
+    const proc = this.node(call.procedure);
+    const args = (call.arguments as Node[]).map((a) => this.node(a));
+    const pos = n.position ?? 0;
+    return (input, f) => {
+      enter(pos);
+      const p = proc(input, f);
+      if (p === null || (typeof p !== 'object' && typeof p !== 'function')) throw new Fallback('tail call of a non-function');
+      const evaluated = args.map((a) => a(input, f));
+      // jsonata's trampoline passes function arguments unwrapped; only lambdas take them the same way
+      if (!(typeof p === 'function' && p[INVOKE]) && evaluated.some(isFunction)) throw new Fallback('tail call passing a function to a native');
+      run.depth--;
+      return new Thunk(p, evaluated);
+    };
+  }
+
+  regex(n: Node): Fn {
+    const source = n.value as RegExp;
+    const pos = n.position;
+    return () => {
+      const re = new RegExp(source);
+      const closure = (str: string, fromIndex?: number): any => {
+        let result: any;
+        re.lastIndex = fromIndex || 0;
+        const match = re.exec(str);
+        if (match !== null) {
+          result = { match: match[0], start: match.index, end: match.index + match[0].length, groups: [] as unknown[] };
+          if (match.length > 1) for (let i = 1; i < match.length; i++) result.groups.push(match[i]);
+          result.next = () => {
+            if (re.lastIndex >= str.length) return undefined;
+            const next = closure(str, re.lastIndex);
+            if (next && next.match === '') throw { code: 'D1004', stack: new Error().stack, position: pos, value: source.source };
+            return next;
+          };
+        }
+        return result;
+      };
+      return closure;
+    };
+  }
+
+  /** jsonata's evaluateFunction; `applyto` is the `~>` left side, passed as the first argument. */
+  call(n: Node, applyto: boolean): (input: any, f: Frame, context?: any) => any {
+    const procNode = n.procedure as Node;
+    if (procNode.type === 'variable' && UNSUPPORTED_BUILTINS.has(procNode.value)) decline(`$${procNode.value} is not compiled`);
+    const proc = this.node(procNode);
+    const args = (n.arguments as Node[]).map((a) => {
+      if (a.type === 'operator' && a.value === '?') decline('partial application is not compiled');
+      return this.node(a);
+    });
+    const pos = n.position;
+    const procName = procNode.type === 'path' ? procNode.steps[0].value : procNode.value;
+    const forgotDollar = procNode.type === 'path' ? (procNode.steps[0].value as string) : undefined;
+    return (input, f, context) => {
+      const p = proc(input, f);
+      if (typeof p === 'undefined' && forgotDollar !== undefined && lookupVar(f, forgotDollar)) {
+        throw { code: 'T1005', stack: new Error().stack, position: pos, token: forgotDollar };
+      }
+      const evaluated: unknown[] = [];
+      if (applyto) evaluated.push(context);
+      for (let i = 0; i < args.length; i++) {
+        const arg = args[i]!(input, f);
+        evaluated.push(isFunction(arg) ? wrapArg(arg) : arg);
+      }
+      try {
+        return applyFn(p, evaluated, input);
+      } catch (err: any) {
+        if (err && typeof err === 'object' && !(err instanceof Fallback) && !(err instanceof StepLimitExceeded)) {
+          if (!err.position) err.position = pos;
+          if (!err.token) err.token = procName;
+        }
+        throw err;
+      }
+    };
+  }
+
+  lambda(n: Node): Fn {
+    if (n.thunk) decline('thunk outside a tail position');
+    const params = (n.arguments as Node[]).map((a) => a.value as string);
+    const signature = n.signature;
+    const body = this.tailOrNode(n.body);
+    return (input, f) => {
+      const lambda: any = function (...args: unknown[]) {
+        return applyFn(lambda, args, null);
+      };
+      lambda[INVOKE] = (validated: unknown[]) => {
+        const env = new Frame(f);
+        for (let i = 0; i < params.length; i++) env.vars.set(params[i]!, validated[i]);
+        return body(input, env);
+      };
+      lambda.arity = params.length;
+      if (signature !== undefined) lambda.signature = signature;
+      return lambda;
+    };
+  }
+
+  apply(n: Node): Fn {
+    const lhs = this.node(n.lhs);
+    const rhsNode = n.rhs as Node;
+    const pos = n.position;
+    if (rhsNode.type === 'function') {
+      if (rhsNode.predicate || rhsNode.group) decline('~> into a call with predicate/grouping');
+      const call = this.call(rhsNode, true);
+      return (input, f) => call(input, f, lhs(input, f));
+    }
+    const rhs = this.node(rhsNode);
+    return (input, f) => {
+      const l = lhs(input, f);
+      const func = rhs(input, f);
+      if (!isFunction(func)) throw { code: 'T2006', stack: new Error().stack, position: pos, value: func };
+      if (isFunction(l)) throw new Fallback('function chaining');
+      return applyFn(func, [l], null);
+    };
+  }
+}
+
+/**
+ * jsonata evaluates array items and object values concurrently (Promise.all): when one fails, a later
+ * sibling may fail first in time and decide the error. Which one wins depends on jsonata's scheduling,
+ * so an error in any but the last sibling is left to jsonata.
+ */
+function parallel(fn: Fn, input: any, f: Frame): any {
+  try {
+    return fn(input, f);
+  } catch (e) {
+    if (e instanceof StepLimitExceeded || e instanceof Fallback) throw e;
+    throw new Fallback('error among concurrently evaluated siblings');
+  }
+}
+
+function evaluateStep(step: Fn, stages: ((r: any, f: Frame) => any)[] | undefined, input: any[], f: Frame, lastStep: boolean): any {
+  const result: any[] = [];
+  for (let ii = 0; ii < input.length; ii++) {
+    let res = step(input[ii], f);
+    if (stages) for (const s of stages) res = s(res, f);
+    if (typeof res !== 'undefined') result.push(res);
+  }
+  if (lastStep && result.length === 1 && Array.isArray(result[0]) && !isSequence(result[0])) return result[0];
+  const resultSequence = createSequence();
+  for (const res of result) {
+    if (!Array.isArray(res) || (res as any).cons) resultSequence.push(res);
+    else for (const v of res) resultSequence.push(v);
+  }
+  return resultSequence;
+}
+
+/** The order in which an object's keys come out: integer-like keys first, ascending (JS objects). */
+function orderKeys(entries: { key: string; i: number }[]): { key: string; i: number }[] {
+  const probe: Record<string, number> = Object.create(null);
+  for (const e of entries) probe[e.key] = e.i;
+  return Object.keys(probe).map((key) => ({ key, i: probe[key]! }));
+}
+
+function boolize(value: unknown): boolean {
+  const b = fnBoolean(value);
+  return typeof b === 'undefined' ? false : b;
+}
+
+function numeric(lhs: any, rhs: any, op: string): any {
+  if (typeof lhs !== 'undefined' && !isNumeric(lhs)) throw { code: 'T2001', stack: new Error().stack, value: lhs };
+  if (typeof rhs !== 'undefined' && !isNumeric(rhs)) throw { code: 'T2002', stack: new Error().stack, value: rhs };
+  if (typeof lhs === 'undefined' || typeof rhs === 'undefined') return undefined;
+  switch (op) {
+    case '+':
+      return lhs + rhs;
+    case '-':
+      return lhs - rhs;
+    case '*':
+      return lhs * rhs;
+    case '/':
+      return lhs / rhs;
+    default:
+      return lhs % rhs;
+  }
+}
+
+function comparison(lhs: any, rhs: any, op: string): any {
+  const ltype = typeof lhs;
+  const rtype = typeof rhs;
+  const lcomparable = ltype === 'undefined' || ltype === 'string' || ltype === 'number';
+  const rcomparable = rtype === 'undefined' || rtype === 'string' || rtype === 'number';
+  if (!lcomparable || !rcomparable) {
+    throw { code: 'T2010', stack: new Error().stack, value: !(ltype === 'string' || ltype === 'number') ? lhs : rhs };
+  }
+  if (ltype === 'undefined' || rtype === 'undefined') return undefined;
+  if (ltype !== rtype) throw { code: 'T2009', stack: new Error().stack, value: lhs, value2: rhs };
+  switch (op) {
+    case '<':
+      return lhs < rhs;
+    case '<=':
+      return lhs <= rhs;
+    case '>':
+      return lhs > rhs;
+    default:
+      return lhs >= rhs;
+  }
+}
+
+function range(lhs: any, rhs: any): any {
+  if (typeof lhs !== 'undefined' && !Number.isInteger(lhs)) throw { code: 'T2003', stack: new Error().stack, value: lhs };
+  if (typeof rhs !== 'undefined' && !Number.isInteger(rhs)) throw { code: 'T2004', stack: new Error().stack, value: rhs };
+  if (typeof lhs === 'undefined' || typeof rhs === 'undefined') return undefined;
+  if (lhs > rhs) return undefined;
+  const size = rhs - lhs + 1;
+  if (size > 1e7) throw { code: 'D2014', stack: new Error().stack, value: size };
+  const result: any = new Array(size);
+  for (let item = lhs, index = 0; item <= rhs; item++, index++) result[index] = item;
+  result.sequence = true;
+  return result;
+}
+
+function flatten(arg: any, flattened: any[] = []): any[] {
+  if (Array.isArray(arg)) for (const item of arg) flatten(item, flattened);
+  else flattened.push(arg);
+  return flattened;
+}
+
+function wildcard(input: any): any {
+  let results: any = createSequence();
+  if (Array.isArray(input) && (input as any).outerWrapper && input.length > 0) input = input[0];
+  if (input !== null && typeof input === 'object' && !isFunction(input)) {
+    for (const key of okeys(input)) {
+      let value = input[key];
+      if (Array.isArray(value)) {
+        value = flatten(value);
+        results = append(results, value);
+      } else {
+        results.push(value);
+      }
+    }
+  }
+  return results;
+}
+
+function recurseDescendants(input: any, results: any[]): void {
+  if (!Array.isArray(input)) results.push(input);
+  if (Array.isArray(input)) {
+    for (const member of input) recurseDescendants(member, results);
+  } else if (input !== null && typeof input === 'object') {
+    for (const key of Object.keys(input)) recurseDescendants(input[key], results);
+  }
+}
+
+function descendants(input: any): any {
+  let result: any;
+  const resultSequence = createSequence();
+  if (typeof input !== 'undefined') {
+    recurseDescendants(input, resultSequence);
+    if (resultSequence.length === 1) result = resultSequence[0];
+    else result = resultSequence;
+  }
+  return result;
+}
+
+/**
+ * Compiles a jsonata AST into a synchronous closure `(input, bindings, limits) => result`, or declines
+ * with the reason. `bindings` may hold values and JavaScript functions (called like jsonata calls
+ * them: `this` is the context, arguments unvalidated unless the function carries a `signature`).
+ */
+export function compileAst(ast: unknown): CompileResult {
+  if (!builtinsReady) return { ok: false, reason: 'jsonata built-ins are not reachable (jsonata version changed?)' };
+  let fn: Fn;
+  try {
+    fn = new Compiler().node(ast as Node);
+  } catch (e) {
+    if (e instanceof Decline) return { ok: false, reason: e.message };
+    throw e;
+  }
+  const runFn: CompiledFn = (input, bindings, limits) => {
+    const root = new Frame(null);
+    if (bindings) for (const k of Object.keys(bindings)) root.vars.set(k, bindings[k]);
+    root.vars.set('$', input);
+    if (Array.isArray(input) && !isSequence(input)) {
+      input = createSequence(input);
+      (input as any).outerWrapper = true;
+    }
+    const saved = run;
+    run = { steps: 0, depth: 0, maxSteps: limits.maxSteps, maxDepth: limits.maxDepth, deadline: Date.now() + limits.timeoutMs, timestamp: new Date() };
+    try {
+      const r = fn(input, root);
+      // a thunk at the top level cannot happen (thunks only sit in lambda bodies)
+      return r;
+    } finally {
+      run = saved;
+    }
+  };
+  return { ok: true, run: runFn };
+}
+
+/** Convenience for tools and tests: compile expression text. Throws jsonata's syntax errors. */
+export function compileText(text: string): CompileResult {
+  return compileAst(jsonata(text).ast());
+}

@@ -1,0 +1,269 @@
+// The JSONata fast path (engine/jsonata-compiler.ts) must be indistinguishable from jsonata:
+// (a) differentially, on every expression of every mapping, fed the inputs the engine builds from the
+//     golden fixtures plus generated variations; (b) on the official JSONata test suite.
+import t from 'tap';
+import jsonata from 'jsonata';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { compileAst, Fallback, StepLimitExceeded } from '../engine/jsonata-compiler.js';
+import { loadMapping, mappingDirs, type Mapping } from '../engine/mapping-loader.js';
+import { runMappingFixtures } from '../engine/golden.js';
+import { Rejection, type Compiled } from '../engine/expression.js';
+
+const root = (p: string) => fileURLToPath(new URL(`../${p}`, import.meta.url));
+
+/** A serialization that tells undefined from absent, sequences' items apart from nesting, and keeps key order. */
+function ser(v: unknown, seen = new Set<unknown>()): string {
+  if (v === undefined) return 'undefined';
+  if (typeof v === 'function' || (v && typeof v === 'object' && ((v as Record<string, unknown>)._jsonata_lambda || (v as Record<string, unknown>)._jsonata_function))) return '<function>';
+  if (typeof v === 'number') return Object.is(v, -0) ? '-0' : String(v);
+  if (v === null || typeof v !== 'object') return JSON.stringify(v);
+  if (seen.has(v)) return '<cycle>';
+  seen.add(v);
+  const out = Array.isArray(v) ? `[${v.map((x) => ser(x, seen)).join(',')}]` : `{${Object.keys(v).map((k) => `${JSON.stringify(k)}:${ser((v as Record<string, unknown>)[k], seen)}`).join(',')}}`;
+  seen.delete(v);
+  return out;
+}
+
+/** Key-order-insensitive form, for comparing with the suite's JSON expectations (as its runner does). */
+function canon(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(canon);
+  if (typeof v === 'function') return '<function>';
+  if (v && typeof v === 'object') {
+    const o = v as Record<string, unknown>;
+    if (o._jsonata_lambda || o._jsonata_function) return '<function>';
+    return Object.fromEntries(Object.keys(o).sort().filter((k) => o[k] !== undefined).map((k) => [k, canon(o[k])]));
+  }
+  return v;
+}
+
+type Outcome = { ok: true; value: string } | { ok: false; code: string };
+const codeOf = (e: unknown): string => {
+  if (e instanceof Rejection) return `Rejection:${e.answerCode}:${e.reason}`;
+  if (e && typeof e === 'object' && 'code' in e) return String((e as { code: unknown }).code);
+  return e instanceof Error ? `${e.name}` : String(e);
+};
+
+// ------------------------------------------------------------------------------------------------
+// (a) differential: every mapping expression, golden fixture inputs + variations.
+
+function variations(input: unknown): unknown[] {
+  const out: unknown[] = [];
+  const clone = (x: unknown) => structuredClone(x);
+  const paths: (string | number)[][] = [];
+  const walk = (v: unknown, path: (string | number)[]) => {
+    if (paths.length > 200) return;
+    if (path.length > 0) paths.push(path);
+    if (Array.isArray(v)) v.forEach((x, i) => walk(x, [...path, i]));
+    else if (v && typeof v === 'object') for (const k of Object.keys(v)) walk((v as Record<string, unknown>)[k], [...path, k]);
+  };
+  walk(input, []);
+  const set = (doc: unknown, path: (string | number)[], f: (old: unknown) => unknown, del = false) => {
+    let cur = doc as Record<string | number, unknown>;
+    for (const p of path.slice(0, -1)) cur = cur[p] as Record<string | number, unknown>;
+    const last = path.at(-1)!;
+    if (del) {
+      if (Array.isArray(cur)) cur.splice(Number(last), 1);
+      else delete cur[last];
+    } else cur[last] = f(cur[last]);
+  };
+  const mutations: [(old: unknown) => unknown, boolean][] = [
+    [() => undefined, true],
+    [() => null, false],
+    [(o) => [o], false],
+    [(o) => (typeof o === 'string' ? `${o}é😀\u0000"\\` : o), false],
+    [(o) => (typeof o === 'number' ? 1e21 : typeof o === 'string' ? '1e21' : o), false],
+    [(o) => (typeof o === 'number' ? 0.1 + 0.2 : typeof o === 'string' ? '' : o), false],
+    [(o) => (typeof o === 'number' ? -0 : typeof o === 'string' ? '-0' : o), false],
+    [(o) => (typeof o === 'string' ? 123456789012345680000 : o), false],
+    [(o) => (o && typeof o === 'object' && !Array.isArray(o) ? [o, o] : o), false],
+  ];
+  // eight variations per input (paths spread over the document, mutations rotating): enough to
+  // reach every expression's branches over all fixtures, while keeping the run fast
+  const picked = paths.filter((_, i) => i % Math.max(1, Math.ceil(paths.length / 4)) === 0);
+  picked.forEach((path, i) => {
+    for (let m = 0; m < 2; m++) {
+      const [f, del] = mutations[(i * 2 + m + paths.length) % mutations.length]!;
+      const doc = clone(input);
+      set(doc, path, f, del);
+      out.push(doc);
+    }
+  });
+  return out;
+}
+
+async function outcome(c: Compiled, input: unknown, bindings: Record<string, unknown> | undefined): Promise<Outcome> {
+  try {
+    return { ok: true, value: ser(await c.evaluate(input, bindings)) };
+  } catch (e) {
+    return { ok: false, code: codeOf(e) };
+  }
+}
+
+t.test('differential: mapping expressions on golden inputs and variations', async (t) => {
+  const dirs = [...mappingDirs(root('mappings')), ...(existsSync(root('test/mappings')) ? mappingDirs(root('test/mappings')) : [])];
+  let compared = 0;
+  let expressions = 0;
+  let fast = 0;
+  const mismatches: string[] = [];
+  for (const dir of dirs) {
+    const a = loadMapping(dir);
+    process.env.WAB_JSONATA_FASTPATH = '0';
+    let b: ReturnType<typeof loadMapping>;
+    try {
+      b = loadMapping(dir);
+    } finally {
+      delete process.env.WAB_JSONATA_FASTPATH;
+    }
+    if (!a.ok || !b.ok) continue;
+    const fastMapping: Mapping = a.mapping;
+    const ref = b.mapping.expressions;
+    expressions += fastMapping.expressions.length;
+    fast += fastMapping.expressions.filter((c) => c.fastPath).length;
+    t.equal(ref.length, fastMapping.expressions.length, `${fastMapping.name}: same expressions`);
+    t.ok(ref.every((c) => !c.fastPath), `${fastMapping.name}: WAB_JSONATA_FASTPATH=0 keeps jsonata`);
+    const seen = new Set<string>();
+    fastMapping.expressions.forEach((c, i) => {
+      const r = ref[i]!;
+      if (!c.fastPath) return;
+      const original = c.evaluate.bind(c);
+      const check = async (input: unknown, bindings: Record<string, unknown> | undefined) => {
+        const [x, y] = [await outcome({ ...c, evaluate: original }, input, bindings), await outcome(r, input, bindings)];
+        compared++;
+        if (ser(x) !== ser(y)) mismatches.push(`${fastMapping.name} ${c.name} on ${JSON.stringify(input)?.slice(0, 300)}\n  fast:    ${JSON.stringify(x).slice(0, 400)}\n  jsonata: ${JSON.stringify(y).slice(0, 400)}`);
+      };
+      (c as { evaluate: Compiled['evaluate'] }).evaluate = async (input, bindings) => {
+        const key = `${c.name}\u0000${JSON.stringify(input)}`;
+        if (!seen.has(key)) {
+          seen.add(key);
+          await check(input, bindings);
+          for (const v of variations(input)) await check(v, bindings);
+        }
+        return original(input, bindings);
+      };
+    });
+    const results = await runMappingFixtures(fastMapping);
+    t.ok(results.length > 0, `${fastMapping.name}: fixtures ran`);
+  }
+  t.same(mismatches.slice(0, 20), [], 'fast path and jsonata agree on every input');
+  t.ok(compared > 1000, `compared ${compared} evaluations`);
+  const line = `mapping expressions on the fast path: ${fast}/${expressions} (${compared} evaluations compared)`;
+  t.comment(line);
+  console.log(line);
+});
+
+// ------------------------------------------------------------------------------------------------
+// (b) the official JSONata test suite.
+
+interface Case {
+  expr?: string;
+  'expr-file'?: string;
+  data?: unknown;
+  dataset?: string | null;
+  bindings?: Record<string, unknown>;
+  result?: unknown;
+  undefinedResult?: boolean;
+  code?: string;
+  error?: { code: string };
+  timelimit?: number;
+  depth?: number;
+}
+
+const suiteDir = [root('../shared/jsonata-test-suite'), '/work/shared/jsonata-test-suite'].find((d) => existsSync(join(d, 'groups')));
+
+/** The official runner's guard for cases with a time limit or depth. */
+function timebox(expr: jsonata.Expression, timeout: number, maxDepth: number): void {
+  let depth = 0;
+  const start = Date.now();
+  const check = () => {
+    if (depth > maxDepth) throw { code: 'U1001', message: 'Stack overflow error' };
+    if (Date.now() - start > timeout) throw { code: 'U1001', message: 'Expression evaluation timeout' };
+  };
+  expr.assign(Symbol.for('jsonata.__evaluate_entry') as unknown as string, (_e: unknown, _i: unknown, env: { isParallelCall?: boolean }) => {
+    if (env.isParallelCall) return;
+    depth++;
+    check();
+  });
+  expr.assign(Symbol.for('jsonata.__evaluate_exit') as unknown as string, (_e: unknown, _i: unknown, env: { isParallelCall?: boolean }) => {
+    if (env.isParallelCall) return;
+    depth--;
+    check();
+  });
+}
+
+function expectation(c: Case): { code: string } | { value: unknown } {
+  if (c.code !== undefined) return { code: c.code };
+  if (c.error?.code !== undefined) return { code: c.error.code };
+  if (c.undefinedResult) return { value: undefined };
+  return { value: c.result };
+}
+
+const matches = (exp: ReturnType<typeof expectation>, got: { value: unknown } | { code: string }): boolean =>
+  'code' in exp ? 'code' in got && got.code === exp.code : 'value' in got && JSON.stringify(canon(got.value)) === JSON.stringify(canon(exp.value));
+
+if (!suiteDir) {
+  t.comment('jsonata-suite: skipped, ../shared/jsonata-test-suite not found');
+  console.log('jsonata-suite: skipped, ../shared/jsonata-test-suite not found');
+} else {
+  t.test('official JSONata test suite', async (t) => {
+    const datasets = new Map<string, unknown>();
+    const dataset = (name: string) => {
+      if (!datasets.has(name)) datasets.set(name, JSON.parse(readFileSync(join(suiteDir, 'datasets', `${name}.json`), 'utf8')));
+      return structuredClone(datasets.get(name));
+    };
+    let total = 0;
+    let identical = 0;
+    const failures: string[] = [];
+    const groups = readdirSync(join(suiteDir, 'groups')).sort();
+    for (const group of groups) {
+      const gdir = join(suiteDir, 'groups', group);
+      for (const file of readdirSync(gdir).filter((f) => f.endsWith('.json')).sort()) {
+        const raw = JSON.parse(readFileSync(join(gdir, file), 'utf8')) as Case | Case[];
+        const cases = Array.isArray(raw) ? raw : [raw];
+        for (const [k, c] of cases.entries()) {
+          total++;
+          const name = `${group}/${file}${cases.length > 1 ? `#${k}` : ''}`;
+          const text = c.expr ?? (c['expr-file'] ? readFileSync(join(gdir, c['expr-file']), 'utf8') : '');
+          const input = () => (c.data !== undefined ? structuredClone(c.data) : c.dataset ? dataset(c.dataset) : undefined);
+          const exp = expectation(c);
+          let expr: jsonata.Expression | undefined;
+          try {
+            expr = jsonata(text);
+          } catch (e) {
+            // syntax errors: nothing to compile; jsonata reports them
+            if (!matches(exp, { code: codeOf(e) })) failures.push(`${name}: jsonata compile error ${codeOf(e)} but expected ${JSON.stringify(exp)}`);
+            continue;
+          }
+          const compiled = compileAst(expr.ast());
+          if (compiled.ok) {
+            let got: { value: unknown } | { code: string } | undefined;
+            try {
+              got = { value: compiled.run(input(), c.bindings ?? {}, { maxSteps: 5_000_000, maxDepth: c.depth ?? 500, timeoutMs: c.timelimit ?? 5000 }) };
+            } catch (e) {
+              if (!(e instanceof Fallback) && !(e instanceof StepLimitExceeded)) got = { code: codeOf(e) };
+            }
+            if (got !== undefined) {
+              if (matches(exp, got)) identical++;
+              else failures.push(`${name}: ${text}\n  compiled: ${JSON.stringify('code' in got ? got : canon(got.value))?.slice(0, 300)}\n  expected: ${JSON.stringify(exp).slice(0, 300)}`);
+              continue;
+            }
+          }
+          // declined (or fell back at run time): jsonata must pass the case
+          if (c.timelimit !== undefined || c.depth !== undefined) timebox(expr, c.timelimit ?? 5000, c.depth ?? 1000);
+          let got: { value: unknown } | { code: string };
+          try {
+            got = { value: await expr.evaluate(input(), c.bindings ?? {}) };
+          } catch (e) {
+            got = { code: codeOf(e) };
+          }
+          if (!matches(exp, got)) failures.push(`${name} (jsonata fallback): ${text}\n  got: ${JSON.stringify(got).slice(0, 300)}`);
+        }
+      }
+    }
+    t.same(failures, [], 'every case compiled and identical, or declined and passed by jsonata');
+    const line = `jsonata-suite: ${identical}/${total} cases compiled and identical`;
+    t.comment(line);
+    console.log(line);
+  });
+}
