@@ -38,9 +38,11 @@ for (const dir of mappingDirs('mappings')) {
   for (const c of readdirSync(join(dir, 'fixtures'), { withFileTypes: true }).filter((d) => d.isDirectory())) {
     const caseDir = join(dir, 'fixtures', c.name);
     const fixture = parseYaml(readFileSync(join(caseDir, 'fixture.yaml'), 'utf8')) as { kind: string };
-    const inputFile = join(caseDir, 'input.json');
-    if (!existsSync(inputFile)) continue;
-    const text = readFileSync(inputFile, 'utf8');
+    const json = join(caseDir, 'input.json');
+    const form = join(caseDir, 'input.txt');
+    if (!existsSync(json) && !(fixture.kind === 'webhook' && existsSync(form))) continue;
+    const text = readFileSync(existsSync(json) ? json : form, 'utf8');
+    const contentType = existsSync(json) ? 'application/json' : 'application/x-www-form-urlencoded';
     if (fixture.kind === 'send') {
       const canonical = toCanonical(text);
       if (!canonical.ok || canonical.message.isValidation) continue;
@@ -48,7 +50,7 @@ for (const dir of mappingDirs('mappings')) {
       r.normalizeUs.push(await time(() => toCanonical(text)));
       r.sendUs.push(await time(() => planSend(mapping, message, settings)));
     } else if (fixture.kind === 'webhook') {
-      const req = { url: 'http://127.0.0.1/webhook', headers: { 'content-type': 'application/json' }, query: {}, rawBody: text };
+      const req = { url: 'http://127.0.0.1/webhook', headers: { 'content-type': contentType }, query: {}, rawBody: text };
       r.webhookUs.push(await time(() => mapWebhook(mapping, req, settings)));
     }
   }
