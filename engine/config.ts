@@ -35,7 +35,7 @@ export interface Config {
     drainMs: number;
   };
   /** `redis` set: the shared Redis store (several instances); `sqlite` is then unused. */
-  store: { sqlite: string; redis?: string; correlationTtlMs: number };
+  store: { sqlite: string; redis?: string; redisPrefix: string; correlationTtlMs: number };
   callbacks: { retryForMs: number; baseDelayMs: number; maxDelayMs: number; batchSize: number; lookupWindowMs: number };
   tenants: Map<string, TenantConfig>;
 }
@@ -113,6 +113,7 @@ export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): 
     store: {
       sqlite: raw.store?.sqlite === ':memory:' ? ':memory:' : at(resolveRefs(raw.store?.sqlite ?? 'data/wabridge.db', ['store', 'sqlite'])),
       redis: raw.store?.redis === undefined ? undefined : resolveRefs(raw.store.redis, ['store', 'redis']),
+      redisPrefix: raw.store?.redisPrefix === undefined ? 'wabridge:' : resolveRefs(raw.store.redisPrefix, ['store', 'redisPrefix']),
       correlationTtlMs: parseDuration(raw.store?.correlationTtl ?? '30d'),
     },
     callbacks: {

@@ -4,6 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { BspClient } from './bsp-client.js';
+import { LocalConcurrencyLimiter, RedisConcurrencyLimiter, type ConcurrencyLimiter } from './concurrency.js';
 import { CallbackDelivery } from './callback-delivery.js';
 import { loadConfig, type Config } from './config.js';
 import { WabError } from './errors.js';
@@ -70,7 +71,20 @@ export async function startHost(opts: HostOptions): Promise<Host> {
   }
   if (problems.length > 0) throw new WabError('WAB_SETTINGS_INVALID', `${config.file}:\n${problems.join('\n')}`);
 
-  const store = config.store.redis ? await openRedisStore(config.store.redis) : openSqliteStore(config.store.sqlite);
+  const store = config.store.redis ? await openRedisStore(config.store.redis, { prefix: config.store.redisPrefix }) : openSqliteStore(config.store.sqlite);
+  let lastFallbackLog = 0;
+  // The per-tenant concurrency limit is fleet-wide when instances share a Redis, per process otherwise.
+  const limiter: ConcurrencyLimiter = config.store.redis
+    ? await RedisConcurrencyLimiter.open(config.store.redis, {
+        prefix: config.store.redisPrefix,
+        onFallback: (tenant, err) => {
+          // One line per 10 s at most: during an outage every message would log it.
+          if (Date.now() - lastFallbackLog < 10_000) return;
+          lastFallbackLog = Date.now();
+          logger.warn({ tenant, err: err.message }, 'concurrency limit: Redis unavailable, counting this instance only');
+        },
+      })
+    : new LocalConcurrencyLimiter();
   const client = new BspClient();
   const media = new MediaLinks(config.server.mediaSecret ?? randomBytes(32).toString('hex'), config.server.publicUrl, config.server.mediaLinkTtlMs);
 
@@ -92,7 +106,7 @@ export async function startHost(opts: HostOptions): Promise<Host> {
   });
   const resolver = new PendingResolver({ store, windowMs: config.callbacks.lookupWindowMs, logger });
 
-  const app = buildServer({ config, registry, store, client, metrics, logger, media });
+  const app = buildServer({ config, registry, store, client, metrics, logger, media, limiter });
   const gauges = setInterval(() => {
     store
       .stats()
@@ -130,6 +144,7 @@ export async function startHost(opts: HostOptions): Promise<Host> {
       await delivery.stop();
       // Late BSP calls get what is left of the drain time; their statuses then wait for a look-up.
       await client.close(Math.max(0, config.server.drainMs - (Date.now() - started)));
+      await limiter.close();
       await store.close();
       logger.info('wabridge stopped');
     })());

@@ -5,6 +5,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import Fastify, { LogController, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { BspClient } from './bsp-client.js';
+import { LocalConcurrencyLimiter, type ConcurrencyLimiter } from './concurrency.js';
 import type { Config, TenantConfig } from './config.js';
 import { planMediaDownload, planMediaLookup } from './media.js';
 import type { MediaLinks } from './media-links.js';
@@ -25,6 +26,8 @@ export interface HostDeps {
   metrics: Metrics;
   logger: Logger;
   media: MediaLinks;
+  /** Per-tenant in-flight limit on the messaging endpoint; shared through Redis in a fleet. Default: this process only. */
+  limiter?: ConcurrencyLimiter;
   /** Outbox depth etc. for /v1/admin/status; provided by the delivery worker. */
   queueStats?: () => Promise<Record<string, number>>;
 }
@@ -70,7 +73,7 @@ export function buildServer(deps: HostDeps) {
     routerOptions: { maxParamLength: 2048 },
     forceCloseConnections: false,
   });
-  const inFlight = new Map<string, number>();
+  const limiter = deps.limiter ?? new LocalConcurrencyLimiter();
   const mediaDispatcher = deps.client.agent.compose(interceptors.redirect({ maxRedirections: 3 }));
   const tokens = new TokenCache((req) => deps.client.send(req, 10_000));
   const sendDeps = { store, tokens, client: deps.client, metrics, logger: deps.logger, correlationTtlMs: config.store.correlationTtlMs, lateWindowMs: 30_000 };
@@ -104,19 +107,17 @@ export function buildServer(deps: HostDeps) {
     if (!authorized(req, tenant)) return reply.code(401).send({ message: 'Invalid credentials', code: 'WAB_UNAUTHORIZED' });
     const type = req.headers['content-type'] ?? '';
     if (!type.toLowerCase().includes('json')) return reply.code(415).send({ message: `content-type must be application/json, got '${type || 'none'}'`, code: 'WAB_UNSUPPORTED_MEDIA_TYPE' });
-    const busy = inFlight.get(tenant.id) ?? 0;
-    if (busy >= tenant.concurrency) {
+    const mapping = mappingOf(tenant, reply);
+    if (!mapping) return reply;
+    if (!(await limiter.acquire(tenant.id, tenant.concurrency))) {
       metrics.requests.inc({ tenant: tenant.id, answer: '429' });
       return reply.code(429).send({ message: 'Too many requests to process' });
     }
-    const mapping = mappingOf(tenant, reply);
-    if (!mapping) return reply;
-    inFlight.set(tenant.id, busy + 1);
     try {
       const out = await handleSend(sendDeps, tenant, mapping, typeof req.body === 'string' ? req.body : '');
       return reply.code(out.httpStatus).send(out.answer);
     } finally {
-      inFlight.set(tenant.id, (inFlight.get(tenant.id) ?? 1) - 1);
+      await limiter.release(tenant.id);
     }
   });
 
@@ -190,7 +191,7 @@ export function buildServer(deps: HostDeps) {
   };
   app.get('/v1/admin/status', { preHandler: admin }, async () => ({
     mappings: registry.list(),
-    tenants: [...config.tenants.values()].map((t) => ({ id: t.id, provider: t.provider, inFlight: inFlight.get(t.id) ?? 0, concurrency: t.concurrency })),
+    tenants: [...config.tenants.values()].map((t) => ({ id: t.id, provider: t.provider, inFlight: limiter.local(t.id), concurrency: t.concurrency })),
     store: { kind: store.kind, ...(await store.stats()) },
     queues: deps.queueStats ? await deps.queueStats() : undefined,
     unmatched: await store.listUnmatched(20),
