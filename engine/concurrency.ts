@@ -16,7 +16,16 @@
 // While Redis does not answer (a restart, a failover), acquire falls back to this instance's own
 // count against the full limit: the endpoint keeps serving (and its answers are bounded per
 // process) instead of turning every message into a 429 or a hang.
+//
+// Next to it, the per-tenant BSP rate limit (`bspRate`, messages per second): a fixed 1-second window
+// counter. In Redis one Lua script INCRs `rate:T:<epoch second>` (PEXPIRE 2 s) on the same connection
+// and prefix, with the second taken from Redis's own clock (TIME) so instances with skewed clocks still
+// share one window. A send over the limit waits for the next window and tries again, as long as the
+// wait fits in what is left of the tenant's deadline: a burst is smoothed into the next seconds, and
+// only what cannot be sent in time is refused (the caller answers 2004). Without Redis, or while Redis
+// does not answer, the same counter is kept in this process.
 import { randomBytes } from 'node:crypto';
+import { setTimeout as sleepMs } from 'node:timers/promises';
 import { Redis, type RedisOptions } from 'ioredis';
 
 export interface ConcurrencyLimiter {
@@ -27,6 +36,64 @@ export interface ConcurrencyLimiter {
   /** Slots this process holds now, per tenant (admin status). */
   local(tenant: string): number;
   close(): Promise<void>;
+}
+
+export interface RateLimiter {
+  /**
+   * Takes one of `tenant`'s `perSecond` tokens of the current second; when they are gone, waits for the
+   * next second and tries again, as long as the total wait stays within `maxWaitMs`. false = not in time.
+   */
+  take(tenant: string, perSecond: number, maxWaitMs: number): Promise<boolean>;
+  close(): Promise<void>;
+}
+
+/** One attempt: the count in the current window after this take, and the ms until the next window. */
+type RateAttempt = { n: number; msLeft: number };
+
+async function takeLoop(attempt: () => Promise<RateAttempt>, perSecond: number, maxWaitMs: number, now: () => number, sleep: (ms: number) => Promise<unknown>): Promise<boolean> {
+  const start = now();
+  for (;;) {
+    const { n, msLeft } = await attempt();
+    if (n <= perSecond) return true;
+    // +1 ms: wake up inside the next window, never at the very end of this one.
+    const wait = Math.max(1, msLeft) + 1;
+    if (now() - start + wait > maxWaitMs) return false;
+    await sleep(wait);
+  }
+}
+
+export interface LocalRateOptions {
+  /** Epoch milliseconds (tests inject a clock). */
+  now?: () => number;
+  sleep?: (ms: number) => Promise<unknown>;
+}
+
+/** One process: a counter per tenant for the current epoch second. */
+export class LocalRateLimiter implements RateLimiter {
+  private readonly windows = new Map<string, { sec: number; n: number }>();
+  private readonly now: () => number;
+  private readonly sleep: (ms: number) => Promise<unknown>;
+
+  constructor(options: LocalRateOptions = {}) {
+    this.now = options.now ?? Date.now;
+    this.sleep = options.sleep ?? sleepMs;
+  }
+
+  /** Counts one take in the current window (no waiting). */
+  count(tenant: string): RateAttempt {
+    const t = this.now();
+    const sec = Math.floor(t / 1000);
+    const w = this.windows.get(tenant);
+    const n = w && w.sec === sec ? w.n + 1 : 1;
+    this.windows.set(tenant, { sec, n });
+    return { n, msLeft: (sec + 1) * 1000 - t };
+  }
+
+  take(tenant: string, perSecond: number, maxWaitMs: number): Promise<boolean> {
+    return takeLoop(async () => this.count(tenant), perSecond, maxWaitMs, this.now, this.sleep);
+  }
+
+  async close(): Promise<void> {}
 }
 
 /** One process: a Map, what engine/server.ts did before. */
@@ -65,6 +132,8 @@ export interface RedisLimiterOptions {
   /** For tests; default random. */
   instanceId?: string;
   onFallback?: (tenant: string, error: Error) => void;
+  /** The BSP rate limit fell back to this instance's own count (Redis did not answer). */
+  onRateFallback?: (tenant: string, error: Error) => void;
 }
 
 const escTenant = (tenant: string) => tenant.replace(/%/g, '%25').replace(/:/g, '%3A');
@@ -107,7 +176,18 @@ end
 return 1
 `;
 
+// ARGV: prefix, tenant (escaped). Returns { count in this second after the take, ms until the next second }.
+const RATE_TAKE = `
+local t = redis.call('TIME')
+local ms = math.floor(tonumber(t[2]) / 1000)
+local key = ARGV[1] .. 'rate:' .. ARGV[2] .. ':' .. t[1]
+local n = redis.call('INCR', key)
+redis.call('PEXPIRE', key, 2000)
+return { n, 1000 - ms }
+`;
+
 type Scripts = {
+  wabRateTake(prefix: string, tenant: string): Promise<[number, number]>;
   wabCcAcquire(prefix: string, tenant: string, me: string, limit: number, ttl: number): Promise<number>;
   wabCcRelease(prefix: string, tenant: string, me: string): Promise<number>;
   wabCcHeartbeat(prefix: string, me: string, ttl: number, ...pairs: (string | number)[]): Promise<number>;
@@ -146,6 +226,7 @@ export class RedisConcurrencyLimiter implements ConcurrencyLimiter {
         wabCcAcquire: { lua: ACQUIRE, numberOfKeys: 0 },
         wabCcRelease: { lua: RELEASE, numberOfKeys: 0 },
         wabCcHeartbeat: { lua: HEARTBEAT, numberOfKeys: 0 },
+        wabRateTake: { lua: RATE_TAKE, numberOfKeys: 0 },
       },
     };
     const redis = new Redis(url, redisOptions) as Redis & Scripts;
@@ -180,6 +261,26 @@ export class RedisConcurrencyLimiter implements ConcurrencyLimiter {
   local(tenant: string): number {
     return this.held.get(tenant) ?? 0;
   }
+
+  /** The fleet-wide BSP rate limit, on this limiter's connection and prefix (closed with it). */
+  readonly rate: RateLimiter = {
+    take: (tenant, perSecond, maxWaitMs) => {
+      const attempt = async (): Promise<RateAttempt> => {
+        if (this.closed) return this.localRate.count(tenant);
+        try {
+          const [n, msLeft] = await this.redis.wabRateTake(this.prefix, escTenant(tenant));
+          return { n: Number(n), msLeft: Number(msLeft) };
+        } catch (e) {
+          this.options.onRateFallback?.(tenant, e as Error);
+          return this.localRate.count(tenant);
+        }
+      };
+      return takeLoop(attempt, perSecond, maxWaitMs, Date.now, sleepMs);
+    },
+    close: async () => undefined,
+  };
+
+  private readonly localRate = new LocalRateLimiter();
 
   private dec(tenant: string): void {
     const n = (this.held.get(tenant) ?? 1) - 1;

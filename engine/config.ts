@@ -17,6 +17,8 @@ export interface TenantConfig {
   callbacks: { status: string; inbound: string };
   concurrency: number;
   deadlineMs: number;
+  /** BSP messages per second for this tenant, fleet-wide; undefined = unlimited. */
+  bspRate?: number;
 }
 
 export interface Config {
@@ -93,6 +95,7 @@ export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): 
       callbacks: resolveRefs(t.callbacks, ['tenants', id, 'callbacks']),
       concurrency: t.concurrency ?? 1500,
       deadlineMs: parseDuration(t.deadline ?? '900ms'),
+      ...(t.bspRate !== undefined ? { bspRate: t.bspRate as number } : {}),
     });
   }
   return {

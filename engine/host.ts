@@ -4,7 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { BspClient } from './bsp-client.js';
-import { LocalConcurrencyLimiter, RedisConcurrencyLimiter, type ConcurrencyLimiter } from './concurrency.js';
+import { LocalConcurrencyLimiter, LocalRateLimiter, RedisConcurrencyLimiter, type ConcurrencyLimiter, type RateLimiter } from './concurrency.js';
 import { CallbackDelivery } from './callback-delivery.js';
 import { loadConfig, type Config } from './config.js';
 import { WabError } from './errors.js';
@@ -73,8 +73,9 @@ export async function startHost(opts: HostOptions): Promise<Host> {
 
   const store = config.store.redis ? await openRedisStore(config.store.redis, { prefix: config.store.redisPrefix }) : openSqliteStore(config.store.sqlite);
   let lastFallbackLog = 0;
-  // The per-tenant concurrency limit is fleet-wide when instances share a Redis, per process otherwise.
-  const limiter: ConcurrencyLimiter = config.store.redis
+  let lastRateFallbackLog = 0;
+  // The per-tenant concurrency limit and BSP rate are fleet-wide when instances share a Redis, per process otherwise.
+  const redisLimiter = config.store.redis
     ? await RedisConcurrencyLimiter.open(config.store.redis, {
         prefix: config.store.redisPrefix,
         onFallback: (tenant, err) => {
@@ -83,8 +84,15 @@ export async function startHost(opts: HostOptions): Promise<Host> {
           lastFallbackLog = Date.now();
           logger.warn({ tenant, err: err.message }, 'concurrency limit: Redis unavailable, counting this instance only');
         },
+        onRateFallback: (tenant, err) => {
+          if (Date.now() - lastRateFallbackLog < 10_000) return;
+          lastRateFallbackLog = Date.now();
+          logger.warn({ tenant, err: err.message }, 'BSP rate limit: Redis unavailable, counting this instance only');
+        },
       })
-    : new LocalConcurrencyLimiter();
+    : undefined;
+  const limiter: ConcurrencyLimiter = redisLimiter ?? new LocalConcurrencyLimiter();
+  const rate: RateLimiter = redisLimiter?.rate ?? new LocalRateLimiter();
   const client = new BspClient();
   const media = new MediaLinks(config.server.mediaSecret ?? randomBytes(32).toString('hex'), config.server.publicUrl, config.server.mediaLinkTtlMs);
 
@@ -106,7 +114,7 @@ export async function startHost(opts: HostOptions): Promise<Host> {
   });
   const resolver = new PendingResolver({ store, windowMs: config.callbacks.lookupWindowMs, logger });
 
-  const app = buildServer({ config, registry, store, client, metrics, logger, media, limiter });
+  const app = buildServer({ config, registry, store, client, metrics, logger, media, limiter, rate });
   const gauges = setInterval(() => {
     store
       .stats()

@@ -15,6 +15,7 @@ export function createMetrics() {
       registers: [registry],
     }),
     lateSuccess: new Counter({ name: 'wabridge_bsp_late_success_total', help: 'BSP accepted a message after CleverTap was answered 2004 (correlated anyway)', labelNames: ['tenant'] as const, registers: [registry] }),
+    rateLimited: new Counter({ name: 'wabridge_bsp_rate_limited_total', help: 'Sends answered 2004 because the tenant\'s bspRate left no room before the deadline', labelNames: ['tenant'] as const, registers: [registry] }),
     webhooks: new Counter({ name: 'wabridge_webhooks_total', help: 'BSP webhooks, by tenant and outcome', labelNames: ['tenant', 'outcome'] as const, registers: [registry] }),
     events: new Counter({ name: 'wabridge_webhook_events_total', help: 'Events mapped from BSP webhooks', labelNames: ['tenant', 'event'] as const, registers: [registry] }),
     callbacks: new Counter({ name: 'wabridge_callbacks_total', help: 'Callbacks to CleverTap, by outcome (delivered, retry, dead)', labelNames: ['outcome'] as const, registers: [registry] }),

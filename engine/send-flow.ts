@@ -2,6 +2,7 @@
 // tenant's deadline → CleverTap answer, with the msgId ↔ BSP id pair stored before answering.
 import type { Logger } from 'pino';
 import { TransportError, type BspClient } from './bsp-client.js';
+import type { RateLimiter } from './concurrency.js';
 import type { TenantConfig } from './config.js';
 import { WabError } from './errors.js';
 import type { Mapping } from './mapping-loader.js';
@@ -21,6 +22,8 @@ export interface SendDeps {
   correlationTtlMs: number;
   /** How long a BSP call may go on after CleverTap was answered, so a late success is still correlated. */
   lateWindowMs: number;
+  /** The tenants' bspRate (fleet-wide with Redis); without it bspRate is not enforced. */
+  rate?: RateLimiter;
 }
 
 export interface SendOutcome {
@@ -56,6 +59,10 @@ export async function handleSend(deps: SendDeps, tenant: TenantConfig, mapping: 
     const plan = await planSend(mapping, message, tenant.settings, token);
     if (plan.kind === 'answer') {
       answer = plan.answer;
+    } else if (tenant.bspRate !== undefined && deps.rate && !(await deps.rate.take(tenant.id, tenant.bspRate, tenant.deadlineMs - (performance.now() - started)))) {
+      // Over the rate, and the next free second comes after the deadline: CleverTap retries later.
+      answer = failure(2004, `BSP rate limit of ${tenant.bspRate}/s reached`);
+      deps.metrics.rateLimited.inc({ tenant: tenant.id });
     } else {
       const remaining = Math.max(1, tenant.deadlineMs - (performance.now() - started));
       const t0 = performance.now();

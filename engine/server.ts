@@ -5,7 +5,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import Fastify, { LogController, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { BspClient } from './bsp-client.js';
-import { LocalConcurrencyLimiter, type ConcurrencyLimiter } from './concurrency.js';
+import { LocalConcurrencyLimiter, LocalRateLimiter, type ConcurrencyLimiter, type RateLimiter } from './concurrency.js';
 import type { Config, TenantConfig } from './config.js';
 import { planMediaDownload, planMediaLookup } from './media.js';
 import type { MediaLinks } from './media-links.js';
@@ -28,6 +28,8 @@ export interface HostDeps {
   media: MediaLinks;
   /** Per-tenant in-flight limit on the messaging endpoint; shared through Redis in a fleet. Default: this process only. */
   limiter?: ConcurrencyLimiter;
+  /** The tenants' bspRate; shared through Redis in a fleet. Default: this process only. */
+  rate?: RateLimiter;
   /** Outbox depth etc. for /v1/admin/status; provided by the delivery worker. */
   queueStats?: () => Promise<Record<string, number>>;
 }
@@ -76,7 +78,7 @@ export function buildServer(deps: HostDeps) {
   const limiter = deps.limiter ?? new LocalConcurrencyLimiter();
   const mediaDispatcher = deps.client.agent.compose(interceptors.redirect({ maxRedirections: 3 }));
   const tokens = new TokenCache((req) => deps.client.send(req, 10_000));
-  const sendDeps = { store, tokens, client: deps.client, metrics, logger: deps.logger, correlationTtlMs: config.store.correlationTtlMs, lateWindowMs: 30_000 };
+  const sendDeps = { store, tokens, client: deps.client, metrics, logger: deps.logger, correlationTtlMs: config.store.correlationTtlMs, lateWindowMs: 30_000, rate: deps.rate ?? new LocalRateLimiter() };
   const webhookDeps = { store, metrics, logger: deps.logger, media: deps.media };
 
   app.removeAllContentTypeParsers();

@@ -206,6 +206,48 @@ if (!admin) {
     t.ok(servedAfter > 0 && servedAfter < 15_000, `A's slots reclaimed ${servedAfter} ms after its kill -9 (instance TTL 10 s)`);
   });
 
+  t.test('(1b) a fleet-wide BSP rate: bspRate 10 across two instances, a burst smoothed within the deadline', { timeout: 30_000 }, async (t) => {
+    const f = await fleetFor(t, { instances: 2, bspRate: 10, deadline: '3s' });
+    const [A, B] = f.instances as [Fleet['instances'][0], Fleet['instances'][0]];
+    // One send per instance first (connections, first-call costs), in a second of its own.
+    for (const inst of [A, B]) t.match(await sendTo(inst.url, payload(`fleet|rate|warm${inst.name}|1`)), { status: 200 }, `${inst.name} warmed up`);
+    const before = f.sim.sent().length;
+    // Start 300 ms into a fresh second: every token is then taken well inside its window (the first
+    // ones at once, the waiting ones right after a second begins), so the BSP sees them in that second.
+    await sleep(1000 - (Date.now() % 1000) + 300);
+    const N = 50;
+    const t0 = Date.now();
+    const answers = await Promise.all(Array.from({ length: N }, (_, i) => sendTo(i % 2 ? B.url : A.url, payload(`fleet|rate|${i}|1`))));
+    const tookMs = Date.now() - t0;
+    const codes: Record<string, number> = {};
+    let success = 0;
+    const other: unknown[] = [];
+    for (const a of answers) {
+      const body = 'body' in a ? (a.body as { status?: string; error?: { code?: number; message?: string } }) : undefined;
+      const k = 'error' in a ? 'error' : a.status !== 200 ? `HTTP ${a.status}` : body?.status === 'success' ? 'success' : `${body?.error?.code}: ${body?.error?.message}`;
+      codes[k] = (codes[k] ?? 0) + 1;
+      if (k === 'success') success++;
+      else if (k !== '2004: BSP rate limit of 10/s reached') other.push(a);
+    }
+    const sent = f.sim.sent().slice(before);
+    const perSecond = new Map<number, number>();
+    for (const r of sent) {
+      const sec = Math.floor(Date.parse(r.at) / 1000);
+      perSecond.set(sec, (perSecond.get(sec) ?? 0) + 1);
+    }
+    const t0s = Math.floor(t0 / 1000);
+    t.comment(`${N} sends (25 on A, 25 on B) at ${t0 % 1000} ms into a second, answered within ${tookMs} ms: ${JSON.stringify(codes)}; BSP calls per second: ${JSON.stringify(Object.fromEntries([...perSecond].map(([k, v]) => [`+${k - t0s}s`, v])))}`);
+    t.same(other, [], 'every answer is HTTP 200: success or 2004 "BSP rate limit of 10/s reached" (none 5xx, none 429, no deadline miss)');
+    t.ok(Math.max(...perSecond.values()) <= 10, 'at most 10 BSP calls in any calendar second, across both instances');
+    t.ok(success >= 30, `the burst was smoothed over the next seconds, not refused (${success} sent, ≥ 30)`);
+    t.ok(N - success >= 10, `what could not be sent within the 3 s deadline got 2004 (${N - success})`);
+    t.equal(sent.length, success, 'the BSP got exactly the sends answered success: none lost, none sent after a 2004');
+    t.ok(tookMs < 3800, 'every answer within the deadline');
+    const metrics = await Promise.all([A, B].map(async (i) => (await get(`${i.url}/metrics`)).text));
+    const limited = metrics.reduce((n, m) => n + Number(/^wabridge_bsp_rate_limited_total\{tenant="demo"\} (\d+)/m.exec(m)?.[1] ?? 0), 0);
+    t.equal(limited, N - success, 'wabridge_bsp_rate_limited_total counts them');
+  });
+
   t.test('(2) kill -9 of one of three instances in the middle of 10,000 statuses', { timeout: 150_000 }, async (t) => {
     // Statuses 0.1, 4 and 8 s after each send: the kill always lands with statuses of the same msgIds
     // still to come. The simulator retries a failed webhook after 1, 2, 4 s (through the balancer), all

@@ -53,6 +53,8 @@ export interface StackOptions {
   /** The tenant's BSP deadline; tests default to a generous 5 s so a loaded machine does not turn answers into 2004. */
   deadline?: string;
   concurrency?: number;
+  /** The tenant's bspRate (messages per second); absent = unlimited. */
+  bspRate?: number;
   retry?: { baseDelay: string; maxDelay: string; retryFor: string };
 }
 
@@ -86,7 +88,7 @@ tenants:
       inbound: ${o.sinkUrl}/callbacks/demo/inbound
     concurrency: ${o.concurrency ?? 1500}
     deadline: ${o.deadline ?? '5s'}
-`,
+${o.bspRate !== undefined ? `    bspRate: ${o.bspRate}\n` : ''}`,
   );
 }
 
