@@ -179,9 +179,9 @@ export function loadMapping(dir: string, limits: Limits = DEFAULT_LIMITS): LoadR
   }
 
   const expressions: Compiled[] = [];
+  const valueAt = (path: KeyPath): Raw => path.reduce<Raw>((v, k) => v?.[k], raw);
   const expr = (path: KeyPath): Compiled => {
-    let value: unknown = raw;
-    for (const k of path) value = (value as Raw)?.[k];
+    const value: unknown = valueAt(path);
     const r = ref(path);
     try {
       const c = compile(String(value), r, functions, limits);
@@ -194,18 +194,13 @@ export function loadMapping(dir: string, limits: Limits = DEFAULT_LIMITS): LoadR
     }
   };
   const opt = (path: KeyPath): Compiled | undefined => {
-    let value: unknown = raw;
-    for (const k of path) value = (value as Raw)?.[k];
-    return value === undefined ? undefined : expr(path);
+    return valueAt(path) === undefined ? undefined : expr(path);
   };
   const exprMap = (path: KeyPath): [string, Compiled][] => {
-    let value: unknown = raw;
-    for (const k of path) value = (value as Raw)?.[k];
-    return Object.keys((value as Record<string, string> | undefined) ?? {}).map((k) => [k, expr([...path, k])]);
+    return Object.keys(valueAt(path) ?? {}).map((k) => [k, expr([...path, k])]);
   };
   const request = (path: KeyPath): CompiledRequest => {
-    let r: Raw = raw;
-    for (const k of path) r = r?.[k];
+    const r = valueAt(path);
     return {
       method: r.method,
       url: expr([...path, 'url']),

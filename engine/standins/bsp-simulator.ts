@@ -10,16 +10,15 @@ import type { AddressInfo } from 'node:net';
 import { basename, join, relative, resolve } from 'node:path';
 import { request as httpRequest } from 'undici';
 import { WabError } from '../errors.js';
-import { checkSyntax, compile, DEFAULT_LIMITS, type Compiled, type FunctionSource, type SourceRef } from '../expression.js';
+import { checkSyntax, compile, type Compiled, type FunctionSource, type SourceRef } from '../expression.js';
 import { loadMapping, type Mapping, type Method } from '../mapping-loader.js';
 import { describeError, pointerToPath, projectSchema, usefulErrors, validatorFor } from '../schema-validator.js';
+import { readBody, sendJson } from './http.js';
 import { formDecode, formEncode } from '../send.js';
 import { sign } from '../webhook.js';
-import { dotted, locate, offsetToPosition, parseYamlSource, type KeyPath, type YamlSource } from '../yaml-source.js';
+import { dotted, locate, locateSchemaError, offsetToPosition, parseYamlSource, type KeyPath, type YamlSource } from '../yaml-source.js';
 
 export const SIMULATOR_FILE = 'simulator.yaml';
-// A stand-in on a busy test machine must not fail a message on the production 250 ms budget.
-const SIM_LIMITS = { ...DEFAULT_LIMITS, timeoutMs: 2000 };
 
 // ---------------------------------------------------------------------------------------------
 // simulator.yaml
@@ -96,8 +95,8 @@ export function loadSimulator(dir: string): SimulatorLoadResult {
   const valid: boolean = validate(raw);
   if (!valid) {
     for (const e of usefulErrors(validate.errors ?? [])) {
-      const path = pointerToPath(e.instancePath);
-      errors.push(new WabError('WAB_MAPPING_SCHEMA', `${dotted(path) || '(top level)'}: ${describeError(e)}`, locate(src, path)));
+      const { where, path } = locateSchemaError(src, pointerToPath(e.instancePath), e.keyword, e.params as Record<string, unknown>);
+      errors.push(new WabError('WAB_MAPPING_SCHEMA', `${dotted(path) || '(top level)'}: ${describeError(e)}`, where));
     }
     return { ok: false, errors };
   }
@@ -129,7 +128,7 @@ export function loadSimulator(dir: string): SimulatorLoadResult {
     const r = ref(path);
     const t = String(valueAt(path));
     try {
-      const c = compile(t, r, functions, SIM_LIMITS);
+      const c = compile(t, r, functions);
       expressions.push(c);
       return c;
     } catch (e) {
@@ -318,7 +317,6 @@ export interface BspSimulator {
   idle(timeoutMs?: number): Promise<void>;
 }
 
-const MAX_BODY = 1024 * 1024;
 const MAX_RETRIES = 3;
 // A 1x1 transparent PNG: what /_sim/media/<id> serves.
 const PNG = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII=', 'base64');
@@ -353,29 +351,6 @@ function parseBody(raw: string, contentType: string | undefined): unknown {
   return raw;
 }
 
-function readBody(req: IncomingMessage): Promise<string> {
-  return new Promise((resolvePromise, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size > MAX_BODY) {
-        reject(new Error('body too large'));
-        req.destroy();
-        return;
-      }
-      chunks.push(c);
-    });
-    req.on('end', () => resolvePromise(Buffer.concat(chunks).toString('utf8')));
-    req.on('error', reject);
-  });
-}
-
-function sendJson(res: ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) });
-  res.end(text);
-}
 
 function plain(v: unknown): unknown {
   return v === undefined ? undefined : JSON.parse(JSON.stringify(v));

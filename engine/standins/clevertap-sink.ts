@@ -6,6 +6,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { describeError, pointerToPath, projectSchema, usefulErrors, validatorFor } from '../schema-validator.js';
+import { readBody, sendJson } from './http.js';
 import { dotted } from '../yaml-source.js';
 
 export interface SinkLogger {
@@ -66,7 +67,6 @@ export interface CleverTapSink {
   close(): Promise<void>;
 }
 
-const MAX_BODY = 1024 * 1024;
 const SCHEMAS: Record<CallbackKind, string> = {
   status: 'clevertap/status-callback.schema.json',
   incoming: 'clevertap/incoming-callback.schema.json',
@@ -80,29 +80,6 @@ export function redactPhone(n: unknown): string {
   return `${digits.slice(0, 4)}…${digits.slice(-2)}`;
 }
 
-function readBody(req: IncomingMessage): Promise<string> {
-  return new Promise((resolveBody, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size > MAX_BODY) {
-        reject(new Error('body too large'));
-        req.destroy();
-        return;
-      }
-      chunks.push(c);
-    });
-    req.on('end', () => resolveBody(Buffer.concat(chunks).toString('utf8')));
-    req.on('error', reject);
-  });
-}
-
-function sendJson(res: ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) });
-  res.end(text);
-}
 
 function validate(kind: CallbackKind, body: unknown): string[] {
   const v = validatorFor(projectSchema(SCHEMAS[kind]));
