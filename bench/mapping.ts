@@ -1,67 +1,211 @@
-// Mapping cost per message: for every `send` and `webhook` golden fixture of every mapping, time the
-// CleverTap normalizer and the mapping step separately. Reports medians in microseconds; the last
-// line is one JSON object for scripts. `--quick` runs fewer iterations.
+// Mapping cost per message, over every `send` and `webhook` golden fixture of every mapping, three
+// ways side by side in this process: wabridge as it runs (compiled fast path), wabridge on plain
+// jsonata evaluation (the same mapping loaded with WAB_JSONATA_FASTPATH=0), and, for meta-cloud, the
+// hand-written JavaScript mapping in bench/handwritten/ (test/handwritten-baseline.test.ts proves it
+// gives the same results). "Mapping" is the whole step the engine runs per message: CleverTap's
+// canonical message → the BSP's HTTP request (planSend: URL, headers, serialized body), and a BSP
+// webhook body → checked CleverTap events (mapWebhook: parse, map, check).
+//
+// Variants are timed in interleaved rounds, so a neighbour's load drifts over all of them alike; each
+// figure is a ratio of two variants on the same fixture, then the median over fixtures.
+//   node --import tsx bench/mapping.ts [--quick]     (last line: one JSON object)
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
-import { loadMapping, mappingDirs } from '../engine/mapping-loader.js';
+import { loadMapping, mappingDirs, type Mapping } from '../engine/mapping-loader.js';
 import { toCanonical } from '../engine/pipeline.js';
 import { planSend } from '../engine/send.js';
 import { mapWebhook } from '../engine/webhook.js';
 import { checkSettings } from '../engine/settings.js';
+import type { CanonicalMessage } from '../engine/clevertap/model.js';
+import { metaSend, metaWebhookEvents, type MetaSettings } from './handwritten/meta-cloud.js';
 
-const quick = process.argv.includes('--quick');
-const iterations = quick ? 300 : 3000;
-const warmup = quick ? 100 : 500;
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
-async function time(fn: () => unknown): Promise<number> {
-  for (let i = 0; i < warmup; i++) await fn();
-  const start = process.hrtime.bigint();
-  for (let i = 0; i < iterations; i++) await fn();
-  return Number(process.hrtime.bigint() - start) / 1000 / iterations;
+export interface MappingFigures {
+  /** Meta fixtures: wabridge ÷ hand-written, median per fixture (lower is better). */
+  mapping_vs_handwritten: number;
+  mapping_vs_handwritten_send: number;
+  mapping_vs_handwritten_webhook: number;
+  /** Meta fixtures: jsonata ÷ wabridge, median per fixture (higher is better). */
+  mapping_speedup_vs_jsonata: number;
+  /** The same over every mapping's fixtures. */
+  mapping_speedup_vs_jsonata_all: number;
+  /** Per mapping: median µs per message for each variant. */
+  mappings: Record<string, { sends: number; webhooks: number; send_us: number; send_jsonata_us: number; webhook_us: number; webhook_jsonata_us: number; normalize_us: number }>;
+  meta_handwritten_send_us: number;
+  meta_handwritten_webhook_us: number;
 }
 
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
+type Variant = () => unknown;
+
+/**
+ * Times variants in interleaved rounds; returns µs per call for each. A round gives every variant
+ * about the same wall time, so fast and slow variants are both measured over many calls.
+ */
+async function interleaved(variants: Variant[], rounds: number, roundMs: number): Promise<number[]> {
+  const perCall: number[] = [];
+  // calibrate: calls per round for each variant (after a warm-up that also lets V8 optimize)
+  const batch: number[] = [];
+  for (const v of variants) {
+    for (let i = 0; i < 50; i++) await v();
+    const t0 = performance.now();
+    let n = 0;
+    while (performance.now() - t0 < roundMs) {
+      await v();
+      n++;
+    }
+    batch.push(Math.max(1, n));
+  }
+  const total = variants.map(() => 0);
+  const calls = variants.map(() => 0);
+  for (let r = 0; r < rounds; r++) {
+    for (let k = 0; k < variants.length; k++) {
+      const v = variants[k]!;
+      const n = batch[k]!;
+      const t0 = performance.now();
+      for (let i = 0; i < n; i++) await v();
+      total[k]! += performance.now() - t0;
+      calls[k]! += n;
+    }
+  }
+  for (let k = 0; k < variants.length; k++) perCall.push((total[k]! / calls[k]!) * 1000);
+  return perCall;
+}
+
+export const median = (xs: number[]): number => {
+  const s = [...xs].filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
   const m = Math.floor(s.length / 2);
   return s.length === 0 ? NaN : s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 };
 
-const results: Record<string, { normalizeUs: number[]; sendUs: number[]; webhookUs: number[] }> = {};
-for (const dir of mappingDirs('mappings')) {
-  const loaded = loadMapping(dir);
-  if (!loaded.ok) throw new Error(loaded.errors.map((e) => e.message).join('\n'));
-  const mapping = loaded.mapping;
-  const settingsFile = join(dir, 'fixtures', 'settings.yaml');
-  const settings = checkSettings(mapping.settings, existsSync(settingsFile) ? parseYaml(readFileSync(settingsFile, 'utf8')) : {});
-  const r = (results[mapping.name] = { normalizeUs: [], sendUs: [], webhookUs: [] } as (typeof results)[string]);
-  for (const c of readdirSync(join(dir, 'fixtures'), { withFileTypes: true }).filter((d) => d.isDirectory())) {
-    const caseDir = join(dir, 'fixtures', c.name);
-    const fixture = parseYaml(readFileSync(join(caseDir, 'fixture.yaml'), 'utf8')) as { kind: string };
-    const json = join(caseDir, 'input.json');
-    const form = join(caseDir, 'input.txt');
-    if (!existsSync(json) && !(fixture.kind === 'webhook' && existsSync(form))) continue;
-    const text = readFileSync(existsSync(json) ? json : form, 'utf8');
-    const contentType = existsSync(json) ? 'application/json' : 'application/x-www-form-urlencoded';
-    if (fixture.kind === 'send') {
-      const canonical = toCanonical(text);
-      if (!canonical.ok || canonical.message.isValidation) continue;
-      const message = canonical.message;
-      r.normalizeUs.push(await time(() => toCanonical(text)));
-      r.sendUs.push(await time(() => planSend(mapping, message, settings)));
-    } else if (fixture.kind === 'webhook') {
-      const req = { url: 'http://127.0.0.1/webhook', headers: { 'content-type': contentType }, query: {}, rawBody: text };
-      r.webhookUs.push(await time(() => mapWebhook(mapping, req, settings)));
-    }
+const r2 = (x: number) => Math.round(x * 100) / 100;
+
+function load(dir: string, fastPath: boolean): Mapping {
+  const saved = process.env.WAB_JSONATA_FASTPATH;
+  if (fastPath) delete process.env.WAB_JSONATA_FASTPATH;
+  else process.env.WAB_JSONATA_FASTPATH = '0';
+  try {
+    const loaded = loadMapping(dir);
+    if (!loaded.ok) throw new Error(loaded.errors.map((e) => e.message).join('\n'));
+    return loaded.mapping;
+  } finally {
+    if (saved === undefined) delete process.env.WAB_JSONATA_FASTPATH;
+    else process.env.WAB_JSONATA_FASTPATH = saved;
   }
 }
 
-const summary: Record<string, number> = {};
-for (const [name, r] of Object.entries(results)) {
-  const row = { normalize: median(r.normalizeUs), send: median(r.sendUs), webhook: median(r.webhookUs) };
-  console.log(`${name}: median per message over ${r.sendUs.length} send fixtures: normalize ${row.normalize.toFixed(1)} µs, send mapping ${row.send.toFixed(1)} µs; over ${r.webhookUs.length} webhook fixtures: ${row.webhook.toFixed(1)} µs`);
-  summary[`${name}_normalize_us`] = Number(row.normalize.toFixed(2));
-  summary[`${name}_send_us`] = Number(row.send.toFixed(2));
-  summary[`${name}_webhook_us`] = Number(row.webhook.toFixed(2));
+interface Fixture {
+  name: string;
+  kind: 'send' | 'webhook';
+  text: string;
+  contentType: string;
+  settings: Record<string, unknown>;
 }
-console.log(JSON.stringify({ iterations, ...summary }));
+
+function fixtures(dir: string, mapping: Mapping): Fixture[] {
+  const settingsFile = join(dir, 'fixtures', 'settings.yaml');
+  const base = existsSync(settingsFile) ? (parseYaml(readFileSync(settingsFile, 'utf8')) as Record<string, unknown>) : {};
+  const out: Fixture[] = [];
+  for (const c of readdirSync(join(dir, 'fixtures'), { withFileTypes: true }).filter((d) => d.isDirectory())) {
+    const caseDir = join(dir, 'fixtures', c.name);
+    const fixture = parseYaml(readFileSync(join(caseDir, 'fixture.yaml'), 'utf8')) as { kind: string; settings?: Record<string, unknown> };
+    if (fixture.kind !== 'send' && fixture.kind !== 'webhook') continue;
+    const json = join(caseDir, 'input.json');
+    const form = join(caseDir, 'input.txt');
+    const file = existsSync(json) ? json : fixture.kind === 'webhook' && existsSync(form) ? form : undefined;
+    if (!file) continue;
+    out.push({
+      name: c.name,
+      kind: fixture.kind,
+      text: readFileSync(file, 'utf8'),
+      contentType: file === json ? 'application/json' : 'application/x-www-form-urlencoded',
+      settings: checkSettings(mapping.settings, { ...base, ...fixture.settings }),
+    });
+  }
+  return out;
+}
+
+export async function runMappingBench(opts: { quick: boolean; log?: (line: string) => void }): Promise<MappingFigures> {
+  const log = opts.log ?? ((line: string) => console.log(line));
+  const rounds = opts.quick ? 3 : 8;
+  const roundMs = opts.quick ? 2 : 5;
+  const mappings: MappingFigures['mappings'] = {};
+  const speedups: number[] = [];
+  const metaSpeedups: number[] = [];
+  const vsHand: { send: number[]; webhook: number[] } = { send: [], webhook: [] };
+  const hand: { send: number[]; webhook: number[] } = { send: [], webhook: [] };
+
+  for (const dir of mappingDirs(join(ROOT, 'mappings'))) {
+    const fast = load(dir, true);
+    const slow = load(dir, false);
+    const isMeta = fast.name === 'meta-cloud';
+    const row = { send: [] as number[], sendJ: [] as number[], webhook: [] as number[], webhookJ: [] as number[], normalize: [] as number[] };
+    for (const fx of fixtures(dir, fast)) {
+      if (fx.kind === 'send') {
+        const canonical = toCanonical(fx.text);
+        if (!canonical.ok || canonical.message.isValidation) continue;
+        const message: CanonicalMessage = canonical.message;
+        const variants: Variant[] = [() => planSend(fast, message, fx.settings), () => planSend(slow, message, fx.settings), () => toCanonical(fx.text)];
+        if (isMeta) variants.push(() => metaSend(message, fx.settings as MetaSettings));
+        const [a, b, n, c] = await interleaved(variants, rounds, roundMs);
+        row.send.push(a!);
+        row.sendJ.push(b!);
+        row.normalize.push(n!);
+        speedups.push(b! / a!);
+        if (isMeta) {
+          metaSpeedups.push(b! / a!);
+          vsHand.send.push(a! / c!);
+          hand.send.push(c!);
+        }
+      } else {
+        const req = { url: 'http://127.0.0.1/webhook', headers: { 'content-type': fx.contentType }, query: {}, rawBody: fx.text };
+        const variants: Variant[] = [() => mapWebhook(fast, req, fx.settings), () => mapWebhook(slow, req, fx.settings)];
+        if (isMeta && fx.contentType === 'application/json') variants.push(() => metaWebhookEvents(JSON.parse(fx.text), fx.settings));
+        const [a, b, c] = await interleaved(variants, rounds, roundMs);
+        row.webhook.push(a!);
+        row.webhookJ.push(b!);
+        speedups.push(b! / a!);
+        if (isMeta) metaSpeedups.push(b! / a!);
+        if (c !== undefined) {
+          vsHand.webhook.push(a! / c);
+          hand.webhook.push(c);
+        }
+      }
+    }
+    const m = (mappings[fast.name] = {
+      sends: row.send.length,
+      webhooks: row.webhook.length,
+      send_us: r2(median(row.send)),
+      send_jsonata_us: r2(median(row.sendJ)),
+      webhook_us: r2(median(row.webhook)),
+      webhook_jsonata_us: r2(median(row.webhookJ)),
+      normalize_us: r2(median(row.normalize)),
+    });
+    log(
+      `${fast.name.padEnd(11)} send (${m.sends}): ${m.send_us} µs, jsonata ${m.send_jsonata_us} µs | webhook (${m.webhooks}): ${m.webhook_us} µs, jsonata ${m.webhook_jsonata_us} µs | normalize ${m.normalize_us} µs`,
+    );
+  }
+  const figures: MappingFigures = {
+    mapping_vs_handwritten: r2(median([...vsHand.send, ...vsHand.webhook])),
+    mapping_vs_handwritten_send: r2(median(vsHand.send)),
+    mapping_vs_handwritten_webhook: r2(median(vsHand.webhook)),
+    mapping_speedup_vs_jsonata: r2(median(metaSpeedups)),
+    mapping_speedup_vs_jsonata_all: r2(median(speedups)),
+    mappings,
+    meta_handwritten_send_us: r2(median(hand.send)),
+    meta_handwritten_webhook_us: r2(median(hand.webhook)),
+  };
+  log(
+    `meta-cloud vs hand-written JavaScript (${hand.send.length} sends at ${figures.meta_handwritten_send_us} µs, ${hand.webhook.length} webhooks at ${figures.meta_handwritten_webhook_us} µs): ` +
+      `${figures.mapping_vs_handwritten}× (send ${figures.mapping_vs_handwritten_send}×, webhook ${figures.mapping_vs_handwritten_webhook}×)`,
+  );
+  log(`speed-up over jsonata evaluation: meta-cloud ${figures.mapping_speedup_vs_jsonata}×, all mappings ${figures.mapping_speedup_vs_jsonata_all}×`);
+  return figures;
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  const figures = await runMappingBench({ quick: process.argv.includes('--quick') });
+  console.log(JSON.stringify(figures));
+}

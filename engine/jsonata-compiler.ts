@@ -17,6 +17,7 @@
 // re-running is safe).
 /* eslint-disable @typescript-eslint/no-explicit-any */
 import jsonata from 'jsonata';
+import { fastValidator, type Signature } from './jsonata-signature.js';
 
 export interface CompileLimits {
   maxSteps: number;
@@ -97,6 +98,18 @@ function createSequence(...items: unknown[]): any[] {
   return s;
 }
 
+/** createSequence() and createSequence(item) without the rest-parameter array (hot). */
+function emptySequence(): any[] {
+  const s: any = [];
+  s.sequence = true;
+  return s;
+}
+function sequenceOf(item: unknown): any[] {
+  const s: any = [item];
+  s.sequence = true;
+  return s;
+}
+
 const isSequence = (v: any): boolean => v.sequence === true && Array.isArray(v);
 
 function isNumeric(n: unknown): boolean {
@@ -127,12 +140,22 @@ const okeys = (arg: any): string[] => (typeof arg === 'object' && arg !== null ?
 
 const fnBoolean = (v: unknown): any => jsonataDefs.boolean!.implementation(v);
 const fnString = (v: unknown): any => jsonataDefs.string!.implementation(v);
-const FOCUS = { createSequence, options: undefined as unknown, input: undefined as unknown, environment: { timestamp: new Date(0) } };
+// `this` for jsonata's native implementations; only $now/$millis read the timestamp, so it is made on demand.
+const FOCUS = {
+  createSequence,
+  options: undefined as unknown,
+  input: undefined as unknown,
+  environment: {
+    get timestamp(): Date {
+      return timestamp();
+    },
+  },
+};
 
 function lookup(input: any, key: string): any {
   let result: any;
   if (Array.isArray(input)) {
-    result = createSequence();
+    result = emptySequence();
     for (let ii = 0; ii < input.length; ii++) {
       const res = lookup(input[ii], key);
       if (typeof res !== 'undefined') {
@@ -149,7 +172,7 @@ function lookup(input: any, key: string): any {
 function append(arg1: any, arg2: any): any {
   if (typeof arg1 === 'undefined') return arg2;
   if (typeof arg2 === 'undefined') return arg1;
-  if (!Array.isArray(arg1)) arg1 = createSequence(arg1);
+  if (!Array.isArray(arg1)) arg1 = sequenceOf(arg1);
   if (!Array.isArray(arg2)) arg2 = [arg2];
   return arg1.concat(arg2);
 }
@@ -157,6 +180,8 @@ function append(arg1: any, arg2: any): any {
 function isDeepEqual(lhs: any, rhs: any): boolean {
   if (lhs === rhs) return true;
   if (typeof lhs === 'object' && typeof rhs === 'object' && lhs !== null && rhs !== null) {
+    // jsonata compares its lambda objects field by field, scopes included; not worth imitating
+    if (lhs instanceof Lambda || rhs instanceof Lambda) throw new Fallback('comparing functions');
     if (Array.isArray(lhs) && Array.isArray(rhs)) {
       if (lhs.length !== rhs.length) return false;
       for (let ii = 0; ii < lhs.length; ii++) if (!isDeepEqual(lhs[ii], rhs[ii])) return false;
@@ -183,22 +208,95 @@ interface Run {
   depth: number;
   maxSteps: number;
   maxDepth: number;
+  /** The step count at which to look at the budget and the clock next (every 1024 steps at most). */
+  checkAt: number;
+  started: number;
   deadline: number;
-  timestamp: Date;
+  /** jsonata fixes $now() at the start of an evaluation; made when first asked for. */
+  timestamp: Date | undefined;
+  /** The outermost scope: the caller's bindings and `$`. */
+  root: Frame | null;
 }
-let run: Run = { steps: 0, depth: 0, maxSteps: Infinity, maxDepth: Infinity, deadline: Infinity, timestamp: new Date() };
+let run: Run = { steps: 0, depth: 0, maxSteps: Infinity, maxDepth: Infinity, checkAt: Infinity, started: 0, deadline: Infinity, timestamp: undefined, root: null };
 
+function timestamp(): Date {
+  return (run.timestamp ??= new Date(run.started));
+}
+
+/**
+ * A scope. Scopes hold a handful of names, so two parallel arrays scanned linearly beat a Map (and
+ * cost one allocation less per block and per function call).
+ */
 class Frame {
-  readonly vars = new Map<string, unknown>();
-  constructor(readonly parent: Frame | null) {}
+  readonly names: string[];
+  readonly values: unknown[];
+  constructor(readonly parent: Frame | null) {
+    this.names = [];
+    this.values = [];
+  }
+  bind(name: string, value: unknown): void {
+    const i = this.names.indexOf(name);
+    if (i >= 0) this.values[i] = value;
+    else {
+      this.names.push(name);
+      this.values.push(value);
+    }
+  }
+}
+
+/** A variable no scope of the expression can bind: only the caller's bindings or a built-in. */
+function lookupGlobal(name: string): unknown {
+  const root = run.root!;
+  const i = root.names.indexOf(name);
+  return i >= 0 ? root.values[i] : builtins[name];
 }
 
 function lookupVar(f: Frame | null, name: string): unknown {
   for (let fr = f; fr !== null; fr = fr.parent) {
-    if (fr.vars.has(name)) return fr.vars.get(name);
+    const i = fr.names.indexOf(name);
+    if (i >= 0) return fr.values[i];
   }
   return builtins[name];
 }
+
+/**
+ * A lambda value. A plain object rather than a JavaScript closure: creating one per evaluation (every
+ * mapping function is defined afresh for each message) then costs one small allocation. Where a
+ * lambda is handed to JavaScript (a binding, a native), `wrapArg` makes it callable, as jsonata does.
+ */
+class Lambda {
+  declare readonly _jsonata_lambda: true;
+  // Private fields: invisible to JSON.stringify and to `$keys`/`$string`'s walk, so a lambda in a
+  // result serializes as jsonata's replacer decides, and its (possibly circular) scope never shows.
+  readonly #params: readonly string[];
+  readonly #body: Fn;
+  readonly #frame: Frame;
+  readonly #input: unknown;
+  readonly #signature: Signature | undefined;
+  constructor(params: readonly string[], body: Fn, frame: Frame, input: unknown, signature: Signature | undefined) {
+    this.#params = params;
+    this.#body = body;
+    this.#frame = frame;
+    this.#input = input;
+    this.#signature = signature;
+  }
+  get arity(): number {
+    return this.#params.length;
+  }
+  get input(): unknown {
+    return this.#input;
+  }
+  get signature(): Signature | undefined {
+    return this.#signature;
+  }
+  invoke(validated: unknown[]): any {
+    const env = new Frame(this.#frame);
+    const params = this.#params;
+    for (let i = 0; i < params.length; i++) env.bind(params[i]!, validated[i]);
+    return this.#body(this.#input, env);
+  }
+}
+Object.defineProperty(Lambda.prototype, '_jsonata_lambda', { value: true });
 
 /** A pending tail call (jsonata's thunk lambda): resolved by the nearest `applyFn` loop. */
 class Thunk {
@@ -208,17 +306,22 @@ class Thunk {
   ) {}
 }
 
-const INVOKE = Symbol('wab.invoke');
-
 type Fn = (input: any, f: Frame) => any;
 
 function enter(pos: number): void {
   const r = run;
-  if (++r.steps > r.maxSteps) throw new StepLimitExceeded('steps', pos);
-  if ((r.steps & 1023) === 0 && Date.now() > r.deadline) throw new StepLimitExceeded('time', pos);
+  if (++r.steps >= r.checkAt) checkBudget(pos);
   // jsonata trampolines tail calls and so supports deeper recursion than this closure tree: let it run
   // the message (it applies the same depth limit, its own way).
   if (++r.depth > r.maxDepth) throw new Fallback('depth');
+}
+
+/** Steps are counted in several places and by more than one at a time: every count ends up here. */
+function checkBudget(pos: number): void {
+  const r = run;
+  if (r.steps > r.maxSteps) throw new StepLimitExceeded('steps', pos);
+  if (Date.now() > r.deadline) throw new StepLimitExceeded('time', pos);
+  r.checkAt = Math.min(r.steps + 1024, r.maxSteps + 1);
 }
 
 function normalize(result: any, keepArray: boolean): any {
@@ -241,12 +344,12 @@ function applyFn(proc: any, args: unknown[], input: unknown): any {
 
 function applyInner(proc: any, args: unknown[], input: unknown): any {
   try {
+    if (typeof proc === 'function' && proc[WRAPPED] !== undefined) return applyFn(proc[WRAPPED], args, null);
     let validated = args;
     if (proc && typeof proc.signature !== 'undefined') validated = proc.signature.validate(args, input);
-    if (typeof proc === 'function' && proc[INVOKE]) return proc[INVOKE](validated);
+    if (proc instanceof Lambda) return proc.invoke(validated);
     if (proc && proc._jsonata_function === true) {
       FOCUS.input = input;
-      FOCUS.environment.timestamp = run.timestamp;
       let result = proc.implementation.apply(FOCUS, validated);
       if (isIterable(result)) result = result.next().value;
       if (isPromise(result)) throw new Fallback('a built-in returned a promise');
@@ -270,15 +373,30 @@ function applyInner(proc: any, args: unknown[], input: unknown): any {
   }
 }
 
-/** jsonata's evaluateFunction wraps function arguments: `async (...params) => apply(arg, params, null)`. */
+const WRAPPED = Symbol('wab.wrapped');
+
+/**
+ * jsonata's evaluateFunction wraps function arguments: `async (...params) => apply(arg, params, null)`.
+ * The wrapper remembers what it wraps, so calling it from compiled code skips the extra layer.
+ */
 function wrapArg(arg: any): any {
-  const w: any = (...params: unknown[]) => applyFn(arg, params, null);
+  return callable(function (...params: unknown[]) {
+    return applyFn(arg, params, null);
+  }, arg);
+}
+// (a separate function so the wrapper stays an anonymous expression: no per-call name definition)
+function callable(w: any, arg: any): any {
   w.arity = getFunctionArity(arg);
+  w[WRAPPED] = arg;
   return w;
 }
 
-/** What jsonata's evaluateFunction passes to natives for a function argument: `apply(arg, params, null)`. */
-const callValue = (func: any, args: unknown[]): any => applyFn(func, args, null);
+/**
+ * A native calling back a function argument. Usually that argument was wrapped by the call (jsonata's
+ * `apply(arg, params, null)`); a tail call hands natives the lambda itself, which jsonata then runs
+ * with the input it was defined in (`procedure.apply`), as here.
+ */
+const callValue = (func: any, args: unknown[]): any => applyFn(func, args, func instanceof Lambda ? func.input : null);
 
 // ---------------------------------------------------------------------------------------------
 // Built-ins that jsonata implements asynchronously, ported to synchronous form.
@@ -308,7 +426,7 @@ const ported: Record<string, (...args: any[]) => any> = {
   match(str: any, regex: any, limit: any) {
     if (typeof str === 'undefined') return undefined;
     if (limit < 0) throw { stack: new Error().stack, value: limit, code: 'D3040', index: 3 };
-    const result = createSequence();
+    const result = emptySequence();
     if (typeof limit === 'undefined' || limit > 0) {
       let count = 0;
       let matches = evaluateMatcher(regex, str);
@@ -428,7 +546,7 @@ const ported: Record<string, (...args: any[]) => any> = {
   },
   map(arr: any, func: any) {
     if (typeof arr === 'undefined') return undefined;
-    const result = createSequence();
+    const result = emptySequence();
     for (let i = 0; i < arr.length; i++) {
       const res = callValue(func, hofFuncArgs(func, arr[i], i, arr));
       if (typeof res !== 'undefined') result.push(res);
@@ -437,7 +555,7 @@ const ported: Record<string, (...args: any[]) => any> = {
   },
   filter(arr: any, func: any) {
     if (typeof arr === 'undefined') return undefined;
-    const result = createSequence();
+    const result = emptySequence();
     for (let i = 0; i < arr.length; i++) {
       const entry = arr[i];
       if (fnBoolean(callValue(func, hofFuncArgs(func, entry, i, arr)))) result.push(entry);
@@ -496,7 +614,7 @@ const ported: Record<string, (...args: any[]) => any> = {
     return result;
   },
   each(obj: any, func: any) {
-    const result = createSequence();
+    const result = emptySequence();
     for (const key of okeys(obj)) {
       const val = callValue(func, hofFuncArgs(func, obj[key], key, obj));
       if (typeof val !== 'undefined') result.push(val);
@@ -539,10 +657,10 @@ const ported: Record<string, (...args: any[]) => any> = {
     return msort(arr);
   },
   now(picture: any, timezone: any) {
-    return jsonataDefs.fromMillis!.implementation.call(FOCUS, run.timestamp.getTime(), picture, timezone);
+    return jsonataDefs.fromMillis!.implementation.call(FOCUS, timestamp().getTime(), picture, timezone);
   },
   millis() {
-    return run.timestamp.getTime();
+    return timestamp().getTime();
   },
 };
 
@@ -552,7 +670,8 @@ if (builtinsReady) {
   for (const n of BUILTIN_NAMES) {
     const def = jsonataDefs[n]!;
     const impl = ported[n];
-    builtins[n] = impl ? { _jsonata_function: true, implementation: impl, signature: def.signature } : def;
+    const signature = def.signature ? { definition: (def.signature as unknown as Signature).definition, validate: fastValidator(def.signature as unknown as Signature) } : undefined;
+    builtins[n] = { _jsonata_function: true, implementation: impl ?? def.implementation, signature };
   }
   // same parameter counts as jsonata's implementations, for getFunctionArity when passed as values
   for (const n of Object.keys(ported)) {
@@ -561,6 +680,8 @@ if (builtinsReady) {
   }
 }
 const UNSUPPORTED_BUILTINS = new Set(['eval']);
+/** The ported built-ins that call function arguments back (through callValue). */
+const HIGHER_ORDER = new Set(['map', 'filter', 'single', 'reduce', 'sift', 'each', 'sort', 'replace', 'match', 'split', 'contains'].map((n) => builtins[n]));
 
 // ---------------------------------------------------------------------------------------------
 // The compiler: one closure per AST node, mirroring jsonata's evaluate().
@@ -572,7 +693,34 @@ interface Node {
   [k: string]: any;
 }
 
+/** Every variable name the expression binds somewhere (`$x :=`, lambda parameters). */
+function boundNames(ast: unknown): Set<string> {
+  const names = new Set<string>();
+  const seen = new Set<object>();
+  const walk = (v: unknown): void => {
+    if (v === null || typeof v !== 'object' || v instanceof RegExp || seen.has(v)) return;
+    seen.add(v);
+    if (Array.isArray(v)) {
+      for (const item of v) walk(item);
+      return;
+    }
+    const n = v as Node;
+    if (n.type === 'bind' && n.lhs && typeof n.lhs.value === 'string') names.add(n.lhs.value);
+    if (n.type === 'lambda' && Array.isArray(n.arguments)) for (const a of n.arguments) if (typeof a?.value === 'string') names.add(a.value);
+    for (const k of Object.keys(n)) walk(n[k]);
+  };
+  walk(ast);
+  return names;
+}
+
 class Compiler {
+  constructor(private readonly bound: Set<string>) {}
+
+  /** How a variable is read: names the expression never binds skip the scope chain. */
+  reader(name: string): (f: Frame) => unknown {
+    return this.bound.has(name) ? (f) => lookupVar(f, name) : () => lookupGlobal(name);
+  }
+
   /** Compiles a node as jsonata's evaluate(): counts, evaluates, applies predicates/group, normalizes. */
   node(n: Node): Fn {
     if (n.tuple || n.focus !== undefined || n.index !== undefined || n.seekingParent || n.ancestor) decline(`tuple/parent binding at ${n.position}`);
@@ -584,6 +732,19 @@ class Compiler {
     if ((n.type === 'string' || n.type === 'number' || n.type === 'value') && !preds && !group && !keepArray) {
       const v = n.value;
       return () => v;
+    }
+    // Leaves that cannot nest (a variable, a chain of names) skip the depth bookkeeping; they still
+    // count as steps, and are normalized only when a sequence can come out.
+    if (!preds && !group && !keepArray && n.type === 'variable' && n.value !== '' && !UNSUPPORTED_BUILTINS.has(n.value)) {
+      const read = this.reader(n.value as string);
+      return (_input, f) => {
+        if (++run.steps >= run.checkAt) checkBudget(pos);
+        const v = read(f);
+        return Array.isArray(v) ? normalize(v, false) : v;
+      };
+    }
+    if (!preds && !group && !keepArray && n.type === 'path' && isPlainChain(n)) {
+      return inner;
     }
     if (!preds && !group) {
       return (input, f) => {
@@ -634,7 +795,7 @@ class Compiler {
         const rhs = this.node(n.rhs);
         return (input, f) => {
           const v = rhs(input, f);
-          f.vars.set(name, v);
+          f.bind(name, v);
           return v;
         };
       }
@@ -657,7 +818,8 @@ class Compiler {
     const name = n.value as string;
     if (name === '') return (input) => (input && input.outerWrapper ? input[0] : input);
     if (UNSUPPORTED_BUILTINS.has(name)) decline(`$${name} is not compiled`);
-    return (_input, f) => lookupVar(f, name);
+    const read = this.reader(name);
+    return (_input, f) => read(f);
   }
 
   path(n: Node): Fn {
@@ -674,8 +836,8 @@ class Compiler {
     const last = compiled.length - 1;
     const keepSingletonArray = n.keepSingletonArray === true;
     const group = n.group ? this.group(n.group) : undefined;
-    return (input, f) => {
-      let inputSequence: any = Array.isArray(input) && !firstIsVariable ? input : createSequence(input);
+    const general: Fn = (input, f) => {
+      let inputSequence: any = Array.isArray(input) && !firstIsVariable ? input : sequenceOf(input);
       let resultSequence: any;
       for (let ii = 0; ii <= last; ii++) {
         const step = compiled[ii]!;
@@ -688,12 +850,21 @@ class Compiler {
         inputSequence = resultSequence;
       }
       if (keepSingletonArray) {
-        if (Array.isArray(resultSequence) && (resultSequence as any).cons && !(resultSequence as any).sequence) resultSequence = createSequence(resultSequence);
+        if (Array.isArray(resultSequence) && (resultSequence as any).cons && !(resultSequence as any).sequence) resultSequence = sequenceOf(resultSequence);
         resultSequence.keepSingleton = true;
       }
       if (group) resultSequence = group(resultSequence, f);
       return resultSequence;
     };
+    if (!isPlainChain(n)) return general;
+    // the chain is returned by node() as is, so its fallback does the node's counting and normalizing
+    const wrapped: Fn = (input, f) => {
+      enter(0);
+      const r = general(input, f);
+      run.depth--;
+      return normalize(r, false);
+    };
+    return plainChain(steps, wrapped, firstIsVariable ? this.reader(steps[0]!.value as string) : undefined);
   }
 
   filter(p: { type: string; expr: Node }): (input: any, f: Frame) => any {
@@ -701,8 +872,8 @@ class Compiler {
     if (predicate.type === 'number') {
       const literal = predicate.value as number;
       return (input) => {
-        let results: any = createSequence();
-        if (!Array.isArray(input)) input = createSequence(input);
+        let results: any = emptySequence();
+        if (!Array.isArray(input)) input = sequenceOf(input);
         let index = Math.floor(literal);
         if (index < 0) index = input.length + index;
         const item = input[index];
@@ -715,9 +886,9 @@ class Compiler {
     }
     const pred = this.node(predicate);
     return (input, f) => {
-      const results: any = createSequence();
+      const results: any = emptySequence();
       if (input && input.tupleStream) throw new Fallback('tuple stream');
-      if (!Array.isArray(input)) input = createSequence(input);
+      if (!Array.isArray(input)) input = sequenceOf(input);
       for (let index = 0; index < input.length; index++) {
         const item = input[index];
         let res = pred(item, f);
@@ -860,9 +1031,12 @@ class Compiler {
       // distinct literal keys: every input item lands in every key; a key's value is evaluated once
       // against the item (one item) or the appended items (several), in jsonata's key order.
       const order = orderKeys(pairs.map((p, i) => ({ key: p.literalKey!, i })));
+      // jsonata builds objects without a prototype; V8 keeps those in dictionary mode, which makes
+      // building and serializing them slower. With no `__proto__` key, a plain object is the same data.
+      const makeObject: () => any = order.some((o) => o.key === '__proto__') ? () => Object.create(null) : () => ({});
       return (input, f) => {
         if (input && input.tupleStream) throw new Fallback('tuple stream');
-        if (!Array.isArray(input)) input = createSequence(input);
+        if (!Array.isArray(input)) input = sequenceOf(input);
         if (input.length === 0) input.push(undefined);
         let data: any;
         if (input.length === 1) data = input[0];
@@ -870,7 +1044,7 @@ class Compiler {
           data = input[0];
           for (let i = 1; i < input.length; i++) data = append(data, input[i]);
         }
-        const result = Object.create(null);
+        const result = makeObject();
         for (let o = 0; o < order.length; o++) {
           const { key, i } = order[o]!;
           const value = o === order.length - 1 ? pairs[i]!.value(data, f) : parallel(pairs[i]!.value, data, f);
@@ -880,11 +1054,15 @@ class Compiler {
       };
     }
     return (input, f) => {
+      if (input && input.tupleStream) throw new Fallback('tuple stream');
+      if (!Array.isArray(input)) input = sequenceOf(input);
+      if (input.length === 0) input.push(undefined);
+      if (input.length === 1) {
+        const single = singleItemObject(pairs, input[0], f, pos);
+        if (single !== NOT_SINGLE) return single;
+      }
       const result = Object.create(null);
       const groups: Record<string, { data: any; exprIndex: number }> = Object.create(null);
-      if (input && input.tupleStream) throw new Fallback('tuple stream');
-      if (!Array.isArray(input)) input = createSequence(input);
-      if (input.length === 0) input.push(undefined);
       for (let itemIndex = 0; itemIndex < input.length; itemIndex++) {
         const item = input[itemIndex];
         for (let pairIndex = 0; pairIndex < pairs.length; pairIndex++) {
@@ -954,8 +1132,10 @@ class Compiler {
       const p = proc(input, f);
       if (p === null || (typeof p !== 'object' && typeof p !== 'function')) throw new Fallback('tail call of a non-function');
       const evaluated = args.map((a) => a(input, f));
-      // jsonata's trampoline passes function arguments unwrapped; only lambdas take them the same way
-      if (!(typeof p === 'function' && p[INVOKE]) && evaluated.some(isFunction)) throw new Fallback('tail call passing a function to a native');
+      // jsonata's trampoline passes function arguments unwrapped. Lambdas take them alike, and so do the
+      // higher-order built-ins (ported here, they call back through callValue); what any other native
+      // or a JavaScript binding would make of a raw lambda is left to jsonata.
+      if (!(p instanceof Lambda) && !HIGHER_ORDER.has(p) && evaluated.some(isFunction)) throw new Fallback('tail call passing a function to a native');
       run.depth--;
       return new Thunk(p, evaluated);
     };
@@ -966,7 +1146,9 @@ class Compiler {
     const pos = n.position;
     return () => {
       const re = new RegExp(source);
-      const closure = (str: string, fromIndex?: number): any => {
+      // assigned to a property, not a variable, so the matcher made per evaluation is not given a name
+      const self: { closure: (str: string, fromIndex?: number) => any } = { closure: undefined as never };
+      self.closure = (str: string, fromIndex?: number): any => {
         let result: any;
         re.lastIndex = fromIndex || 0;
         const match = re.exec(str);
@@ -975,14 +1157,14 @@ class Compiler {
           if (match.length > 1) for (let i = 1; i < match.length; i++) result.groups.push(match[i]);
           result.next = () => {
             if (re.lastIndex >= str.length) return undefined;
-            const next = closure(str, re.lastIndex);
+            const next = self.closure(str, re.lastIndex);
             if (next && next.match === '') throw { code: 'D1004', stack: new Error().stack, position: pos, value: source.source };
             return next;
           };
         }
         return result;
       };
-      return closure;
+      return self.closure;
     };
   }
 
@@ -998,7 +1180,7 @@ class Compiler {
     const pos = n.position;
     const procName = procNode.type === 'path' ? procNode.steps[0].value : procNode.value;
     const forgotDollar = procNode.type === 'path' ? (procNode.steps[0].value as string) : undefined;
-    return (input, f, context) => {
+    const general = (input: any, f: Frame, context?: any): any => {
       const p = proc(input, f);
       if (typeof p === 'undefined' && forgotDollar !== undefined && lookupVar(f, forgotDollar)) {
         throw { code: 'T1005', stack: new Error().stack, position: pos, token: forgotDollar };
@@ -1019,26 +1201,45 @@ class Compiler {
         throw err;
       }
     };
+    // A built-in the expression never rebinds (the caller's bindings still may: checked per call) is
+    // called directly: jsonata's own implementation, the memoized signature check, no trampoline.
+    const name = procNode.type === 'variable' ? (procNode.value as string) : '';
+    const def = name !== '' && !this.bound.has(name) && !procNode.predicate && !procNode.group && !procNode.keepArray ? (builtins[name] as NativeDef | undefined) : undefined;
+    if (!def) return general;
+    const impl = def.implementation;
+    const signature = def.signature;
+    const procPos = procNode.position ?? 0;
+    return (input, f, context) => {
+      if (lookupGlobal(name) !== def) return general(input, f, context);
+      if (++run.steps >= run.checkAt) checkBudget(procPos);
+      const evaluated: unknown[] = [];
+      if (applyto) evaluated.push(context);
+      for (let i = 0; i < args.length; i++) {
+        const arg = args[i]!(input, f);
+        evaluated.push(isFunction(arg) ? wrapArg(arg) : arg);
+      }
+      try {
+        const validated = signature ? signature.validate(evaluated, input) : evaluated;
+        FOCUS.input = input;
+        const result = impl.apply(FOCUS, validated);
+        if (isPromise(result)) throw new Fallback('a built-in returned a promise');
+        return result;
+      } catch (err: any) {
+        if (err && typeof err === 'object' && !(err instanceof Fallback) && !(err instanceof StepLimitExceeded)) {
+          if (!err.position) err.position = pos;
+          if (!err.token) err.token = procName;
+        }
+        throw err;
+      }
+    };
   }
 
   lambda(n: Node): Fn {
     if (n.thunk) decline('thunk outside a tail position');
     const params = (n.arguments as Node[]).map((a) => a.value as string);
-    const signature = n.signature;
+    const signature: Signature | undefined = n.signature ? { definition: n.signature.definition, validate: fastValidator(n.signature) } : undefined;
     const body = this.tailOrNode(n.body);
-    return (input, f) => {
-      const lambda: any = function (...args: unknown[]) {
-        return applyFn(lambda, args, null);
-      };
-      lambda[INVOKE] = (validated: unknown[]) => {
-        const env = new Frame(f);
-        for (let i = 0; i < params.length; i++) env.vars.set(params[i]!, validated[i]);
-        return body(input, env);
-      };
-      lambda.arity = params.length;
-      if (signature !== undefined) lambda.signature = signature;
-      return lambda;
-    };
+    return (input, f) => new Lambda(params, body, f, input, signature);
   }
 
   apply(n: Node): Fn {
@@ -1059,6 +1260,83 @@ class Compiler {
       return applyFn(func, [l], null);
     };
   }
+}
+
+const PLAIN_STEP_KEYS = new Set(['type', 'value', 'position']);
+
+/** `a.b.c` or `$v.b.c`: names only, no predicates, grouping or array flags anywhere. */
+function isPlainChain(n: Node): boolean {
+  if (n.keepSingletonArray || n.group) return false;
+  return (n.steps as Node[]).every(
+    (st, i) => Object.keys(st).every((k) => PLAIN_STEP_KEYS.has(k)) && (st.type === 'name' || (i === 0 && st.type === 'variable' && st.value !== '')),
+  );
+}
+
+/**
+ * The common case of a path, walked directly: while every value on the way is a single object (no
+ * arrays, which a path maps over and flattens), a chain of names is a chain of property reads, and
+ * the result is what the sequence machinery would give after normalization. The moment an array (or
+ * a sequence bound to a variable) turns up, the general evaluation runs instead, from the start.
+ */
+function plainChain(steps: Node[], general: Fn, variable: ((f: Frame) => unknown) | undefined): Fn {
+  const count = steps.length;
+  const from = variable === undefined ? 0 : 1;
+  // Generated source rather than a loop over the keys, so that each chain has its own property-load
+  // sites: V8 then sees one object shape per site instead of every shape of every mapping at one.
+  // Keys enter the source only as JSON string literals.
+  let body = '';
+  for (let i = from; i < count; i++) {
+    const key = JSON.stringify(steps[i]!.value as string);
+    body +=
+      `if (v === undefined) return done(v);\n` +
+      `if (v === null || typeof v !== 'object' || isFunction(v)) return done(undefined);\n` +
+      `if (Array.isArray(v)) return general(input, f);\n` +
+      `v = hasOwn(v, ${key}) ? v[${key}] : undefined;\n`;
+  }
+  const factory = new Function(
+    'general', 'variable', 'isFunction', 'hasOwn', 'done',
+    `return function chain(input, f) {\nlet v = ${variable === undefined ? 'input' : 'variable(f)'};\n${body}if (Array.isArray(v)) return general(input, f);\nreturn done(v);\n};`,
+  ) as (...deps: unknown[]) => Fn;
+  const position = steps[0]!.position ?? 0;
+  const done = (v: unknown): unknown => {
+    const r = run;
+    r.steps += count + 1;
+    if (r.steps >= r.checkAt) checkBudget(position);
+    return v;
+  };
+  return factory(general, variable, isFunction, (o: object, k: string) => Object.prototype.hasOwnProperty.call(o, k), done);
+}
+
+const NOT_SINGLE = Symbol('not single');
+const ARRAY_INDEX = /^(?:0|[1-9][0-9]*)$/;
+
+/**
+ * An object constructor with computed keys over one input item (the usual case, e.g. `{$k: v}`):
+ * every key names one pair, so jsonata's grouping reduces to evaluating the keys in order, then the
+ * values in the object's key order. Keys that JavaScript orders specially (array indexes) or
+ * `__proto__` take the general route (NOT_SINGLE), which then evaluates the keys again: they are pure.
+ */
+function singleItemObject(pairs: { literalKey: string | undefined; key: Fn | undefined; value: Fn }[], item: any, f: Frame, pos: number | undefined): any {
+  const keys: string[] = [];
+  const which: number[] = [];
+  for (let p = 0; p < pairs.length; p++) {
+    const pair = pairs[p]!;
+    const key = pair.literalKey !== undefined ? pair.literalKey : pair.key!(item, f);
+    if (key === undefined) continue;
+    if (typeof key !== 'string') throw { code: 'T1003', stack: new Error().stack, position: pos, value: key };
+    if (key === '_jsonata_lambda' || key === '_jsonata_function') throw { code: 'D1013', stack: new Error().stack, position: pos, value: key };
+    if (keys.includes(key)) throw { code: 'D1009', stack: new Error().stack, position: pos, value: key };
+    if (key === '__proto__' || (ARRAY_INDEX.test(key) && Number(key) < 4294967295)) return NOT_SINGLE;
+    keys.push(key);
+    which.push(p);
+  }
+  const result: any = {};
+  for (let k = 0; k < keys.length; k++) {
+    const fn = pairs[which[k]!]!.value;
+    const value = k === keys.length - 1 ? fn(item, f) : parallel(fn, item, f);
+    if (typeof value !== 'undefined') result[keys[k]!] = value;
+  }
+  return result;
 }
 
 /**
@@ -1083,7 +1361,7 @@ function evaluateStep(step: Fn, stages: ((r: any, f: Frame) => any)[] | undefine
     if (typeof res !== 'undefined') result.push(res);
   }
   if (lastStep && result.length === 1 && Array.isArray(result[0]) && !isSequence(result[0])) return result[0];
-  const resultSequence = createSequence();
+  const resultSequence = emptySequence();
   for (const res of result) {
     if (!Array.isArray(res) || (res as any).cons) resultSequence.push(res);
     else for (const v of res) resultSequence.push(v);
@@ -1163,7 +1441,7 @@ function flatten(arg: any, flattened: any[] = []): any[] {
 }
 
 function wildcard(input: any): any {
-  let results: any = createSequence();
+  let results: any = emptySequence();
   if (Array.isArray(input) && (input as any).outerWrapper && input.length > 0) input = input[0];
   if (input !== null && typeof input === 'object' && !isFunction(input)) {
     for (const key of okeys(input)) {
@@ -1190,7 +1468,7 @@ function recurseDescendants(input: any, results: any[]): void {
 
 function descendants(input: any): any {
   let result: any;
-  const resultSequence = createSequence();
+  const resultSequence = emptySequence();
   if (typeof input !== 'undefined') {
     recurseDescendants(input, resultSequence);
     if (resultSequence.length === 1) result = resultSequence[0];
@@ -1208,21 +1486,22 @@ export function compileAst(ast: unknown): CompileResult {
   if (!builtinsReady) return { ok: false, reason: 'jsonata built-ins are not reachable (jsonata version changed?)' };
   let fn: Fn;
   try {
-    fn = new Compiler().node(ast as Node);
+    fn = new Compiler(boundNames(ast)).node(ast as Node);
   } catch (e) {
     if (e instanceof Decline) return { ok: false, reason: e.message };
     throw e;
   }
   const runFn: CompiledFn = (input, bindings, limits) => {
     const root = new Frame(null);
-    if (bindings) for (const k of Object.keys(bindings)) root.vars.set(k, bindings[k]);
-    root.vars.set('$', input);
+    if (bindings) for (const k in bindings) root.bind(k, bindings[k]);
+    root.bind('$', input);
     if (Array.isArray(input) && !isSequence(input)) {
-      input = createSequence(input);
+      input = sequenceOf(input);
       (input as any).outerWrapper = true;
     }
     const saved = run;
-    run = { steps: 0, depth: 0, maxSteps: limits.maxSteps, maxDepth: limits.maxDepth, deadline: Date.now() + limits.timeoutMs, timestamp: new Date() };
+    const started = Date.now();
+    run = { steps: 0, depth: 0, maxSteps: limits.maxSteps, maxDepth: limits.maxDepth, checkAt: Math.min(1024, limits.maxSteps + 1), started, deadline: started + limits.timeoutMs, timestamp: undefined, root };
     try {
       const r = fn(input, root);
       // a thunk at the top level cannot happen (thunks only sit in lambda bodies)

@@ -1,7 +1,7 @@
 // The send flow's mapping steps, free of I/O: CleverTap message → BSP HTTP request, and BSP HTTP
 // response (or transport failure) → CleverTap's answer. The host does the actual HTTP call.
 import { WabError } from './errors.js';
-import { Rejection, type Compiled } from './expression.js';
+import { evaluateNow, isPromise, Rejection, type Compiled } from './expression.js';
 import type { CompiledRequest, Mapping } from './mapping-loader.js';
 import type { CanonicalMessage } from './clevertap/model.js';
 
@@ -68,7 +68,10 @@ function rejectionAnswer(r: Rejection, slot: string): Answer {
 }
 
 async function evalStr(c: Compiled, input: unknown, slot: string): Promise<string | undefined> {
-  const v = await c.evaluate(input, bindings);
+  return asString(await c.evaluate(input, bindings), slot);
+}
+
+function asString(v: unknown, slot: string): string | undefined {
   if (v === undefined || v === null) return undefined;
   if (typeof v === 'string') return v;
   if (typeof v === 'number' || typeof v === 'boolean') return String(v);
@@ -92,12 +95,22 @@ export function formEncode(body: unknown, slot: string): string {
 
 /** Builds the HTTP request a request declaration describes (used for send and media look-ups). */
 export async function buildRequest(req: CompiledRequest, input: unknown, slot: string): Promise<HttpRequest> {
-  const [url, body, headerValues, queryValues] = await Promise.all([
-    evalStr(req.url, input, `${slot}.url`),
-    req.body ? req.body.evaluate(input, bindings) : undefined,
-    Promise.all(req.headers.map(([name, c]) => evalStr(c, input, `${slot}.headers.${name}`))),
-    Promise.all(req.query.map(([name, c]) => evalStr(c, input, `${slot}.query.${name}`))),
-  ]);
+  // Every slot is evaluated (on the fast path, synchronously) before any is awaited; the first
+  // failure in slot order decides, and later failures are observed so none goes unhandled.
+  const slots: Compiled[] = [req.url, ...(req.body ? [req.body] : []), ...req.headers.map(([, c]) => c), ...req.query.map(([, c]) => c)];
+  let values: unknown[] = [];
+  try {
+    for (const c of slots) values.push(evaluateNow(c, input, bindings));
+  } catch (e) {
+    for (const v of values) if (isPromise(v)) v.catch(() => undefined);
+    throw e;
+  }
+  if (values.some(isPromise)) values = await Promise.all(values);
+  let i = 0;
+  const url = asString(values[i++], `${slot}.url`);
+  const body = req.body ? values[i++] : undefined;
+  const headerValues = req.headers.map(([name]) => asString(values[i++], `${slot}.headers.${name}`));
+  const queryValues = req.query.map(([name]) => asString(values[i++], `${slot}.query.${name}`));
   let parsed: URL;
   try {
     parsed = new URL(url ?? '');

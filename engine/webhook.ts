@@ -2,6 +2,7 @@
 // webhook body → status and incoming events. The host resolves ids and delivers callbacks.
 import { createHash, createHmac, randomUUID, timingSafeEqual } from 'node:crypto';
 import { WabError } from './errors.js';
+import { evaluateNow, isPromise } from './expression.js';
 import type { Mapping } from './mapping-loader.js';
 import { describeError, pointerToPath, projectSchema, usefulErrors, validatorFor } from './schema-validator.js';
 import { formDecode } from './send.js';
@@ -140,7 +141,8 @@ export function sign(mapping: Mapping, payload: string, secret: string): string 
 /** BSP webhook → events, checked against schemas/events.schema.json. */
 export async function mapWebhook(mapping: Mapping, req: WebhookRequest, settings: Record<string, unknown>): Promise<WebhookEvent[]> {
   if (!mapping.webhook) throw new WabError('WAB_MAPPING_SCHEMA', `${mapping.name} declares no webhook`, mapping.file);
-  const out = await mapping.webhook.events.evaluate(inputFor(req, settings));
+  let out = evaluateNow(mapping.webhook.events, inputFor(req, settings));
+  if (isPromise(out)) out = await out;
   // JSONata yields a bare value for a one-item sequence and undefined for an empty one.
   const events = (out === undefined || out === null ? [] : Array.isArray(out) ? [...out] : [out]) as unknown[];
   const plain = JSON.parse(JSON.stringify(events)) as WebhookEvent[];

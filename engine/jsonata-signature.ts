@@ -1,0 +1,213 @@
+// Function signature checks for the compiled fast path, memoized. jsonata validates every built-in
+// call by building a type string of the arguments, matching it against the signature's regex and
+// rearranging the arguments (context substitution, wrapping a value into an array); that costs about
+// 250 ns a call, and a BSP request body makes dozens of such calls. The outcome depends only on the
+// arguments' type string (and the context's type), except for typed arrays (`a<n>`), whose items are
+// checked on each call. So each distinct type string is matched once and turned into a plan of slot
+// moves; anything the plan cannot decide, and every failure, goes to jsonata's own validator, which
+// then throws its own error (T0410/T0411/T0412) exactly as jsonata would.
+/* eslint-disable @typescript-eslint/no-explicit-any */
+
+export interface Signature {
+  definition: string;
+  validate(args: unknown[], context: unknown): unknown[];
+}
+
+interface Param {
+  regex: string;
+  type: string;
+  context?: boolean;
+  contextRegex?: RegExp;
+  subtype?: string;
+}
+
+/** jsonata's one-letter type of a value (its signature module's getSymbol). */
+export function symbolOf(value: any): string {
+  if ((value && (value._jsonata_function === true || value._jsonata_lambda === true)) || typeof value === 'function') return 'f';
+  switch (typeof value) {
+    case 'string':
+      return 's';
+    case 'number':
+      return 'n';
+    case 'boolean':
+      return 'b';
+    case 'object':
+      return value === null ? 'l' : Array.isArray(value) ? 'a' : 'o';
+    default:
+      return 'm';
+  }
+}
+
+/** The parameter list of a signature definition, read the way jsonata's parser reads it. */
+function parseParams(definition: string): Param[] | undefined {
+  const params: Param[] = [];
+  let prev: Param | undefined;
+  const push = (p: Param) => {
+    params.push(p);
+    prev = p;
+  };
+  const closing = (start: number, open: string, close: string): number => {
+    let depth = 1;
+    let pos = start;
+    while (pos < definition.length) {
+      pos++;
+      const c = definition.charAt(pos);
+      if (c === close && --depth === 0) break;
+      if (c === open) depth++;
+    }
+    return pos;
+  };
+  for (let pos = 1; pos < definition.length; pos++) {
+    const c = definition.charAt(pos);
+    if (c === ':') break;
+    switch (c) {
+      case 's':
+      case 'n':
+      case 'b':
+      case 'l':
+      case 'o':
+        push({ regex: `[${c}m]`, type: c });
+        break;
+      case 'a':
+      case 'x':
+        push({ regex: '[asnblfom]', type: c });
+        break;
+      case 'f':
+        push({ regex: 'f', type: c });
+        break;
+      case 'j':
+        push({ regex: '[asnblom]', type: c });
+        break;
+      case '-':
+        if (!prev) return undefined;
+        prev.context = true;
+        prev.contextRegex = new RegExp(prev.regex);
+        prev.regex += '?';
+        break;
+      case '?':
+      case '+':
+        if (!prev) return undefined;
+        prev.regex += c;
+        break;
+      case '(': {
+        const end = closing(pos, '(', ')');
+        const choice = definition.substring(pos + 1, end);
+        if (choice.includes('<')) return undefined;
+        push({ regex: `[${choice}m]`, type: `(${choice})` });
+        pos = end;
+        break;
+      }
+      case '<': {
+        if (!prev || (prev.type !== 'a' && prev.type !== 'f')) return undefined;
+        const end = closing(pos, '<', '>');
+        prev.subtype = definition.substring(pos + 1, end);
+        pos = end;
+        break;
+      }
+      default:
+        break;
+    }
+  }
+  return params;
+}
+
+// Plan steps: take argument i as is, wrap it into an array, pass undefined, pass the context, or take
+// an array argument whose items must all have the subtype's type.
+type Step = { op: 'arg' | 'wrap' | 'undef' | 'ctx'; i: number } | { op: 'typed'; i: number; item: string };
+
+/** One plan per argument type string; null when jsonata's validator must decide (it then throws). */
+function plan(params: Param[], regex: RegExp, supplied: string, contextSymbol: string): Step[] | null {
+  const valid = regex.exec(supplied);
+  if (!valid) return null;
+  const steps: Step[] = [];
+  let i = 0;
+  for (let p = 0; p < params.length; p++) {
+    const param = params[p]!;
+    const match = valid[p + 1] ?? '';
+    if (match === '') {
+      if (param.context && param.contextRegex) {
+        if (!param.contextRegex.test(contextSymbol)) return null;
+        steps.push({ op: 'ctx', i });
+      } else {
+        steps.push({ op: 'arg', i: i++ });
+      }
+      continue;
+    }
+    for (const single of match) {
+      if (param.type !== 'a') {
+        steps.push({ op: 'arg', i: i++ });
+      } else if (single === 'm') {
+        steps.push({ op: 'undef', i: i++ });
+      } else if (param.subtype !== undefined && single !== 'a') {
+        if (match !== param.subtype) return null;
+        steps.push({ op: 'wrap', i: i++ });
+      } else if (param.subtype !== undefined) {
+        steps.push({ op: 'typed', i: i++, item: param.subtype.charAt(0) });
+      } else {
+        steps.push({ op: single === 'a' ? 'arg' : 'wrap', i: i++ });
+      }
+    }
+  }
+  return steps;
+}
+
+const MAX_PLANS = 64;
+const validators = new WeakMap<Signature, (args: unknown[], context: unknown) => unknown[]>();
+
+/** A validator with the same results and errors as `sig.validate`, fast for repeated type strings. */
+export function fastValidator(sig: Signature): (args: unknown[], context: unknown) => unknown[] {
+  const known = validators.get(sig);
+  if (known) return known;
+  const slow = (args: unknown[], context: unknown) => sig.validate(args, context);
+  const params = typeof sig.definition === 'string' ? parseParams(sig.definition) : undefined;
+  if (!params) {
+    validators.set(sig, slow);
+    return slow;
+  }
+  const regex = new RegExp(`^${params.map((p) => `(${p.regex})`).join('')}$`);
+  const usesContext = params.some((p) => p.context);
+  const plans = new Map<string, Step[] | null>();
+  const validate = (args: unknown[], context: unknown): unknown[] => {
+    let supplied = '';
+    for (let k = 0; k < args.length; k++) supplied += symbolOf(args[k]);
+    const contextSymbol = usesContext ? symbolOf(context) : '';
+    const key = usesContext ? `${supplied}|${contextSymbol}` : supplied;
+    let steps = plans.get(key);
+    if (steps === undefined) {
+      steps = plan(params, regex, supplied, contextSymbol);
+      if (plans.size < MAX_PLANS) plans.set(key, steps);
+    }
+    if (steps === null) return sig.validate(args, context);
+    const out: unknown[] = [];
+    for (let s = 0; s < steps.length; s++) {
+      const step = steps[s]!;
+      switch (step.op) {
+        case 'arg':
+          out.push(args[step.i]);
+          break;
+        case 'wrap':
+          out.push([args[step.i]]);
+          break;
+        case 'undef':
+          out.push(undefined);
+          break;
+        case 'ctx':
+          out.push(context);
+          break;
+        case 'typed': {
+          const arr = args[step.i] as unknown[];
+          if (arr.length > 0) {
+            const first = symbolOf(arr[0]);
+            if (first !== step.item) return sig.validate(args, context);
+            for (let k = 1; k < arr.length; k++) if (symbolOf(arr[k]) !== first) return sig.validate(args, context);
+          }
+          out.push(arr);
+          break;
+        }
+      }
+    }
+    return out;
+  };
+  validators.set(sig, validate);
+  return validate;
+}
