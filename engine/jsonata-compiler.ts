@@ -172,9 +172,14 @@ function lookup(input: any, key: string): any {
 function append(arg1: any, arg2: any): any {
   if (typeof arg1 === 'undefined') return arg2;
   if (typeof arg2 === 'undefined') return arg1;
-  if (!Array.isArray(arg1)) arg1 = sequenceOf(arg1);
-  if (!Array.isArray(arg2)) arg2 = [arg2];
-  return arg1.concat(arg2);
+  // jsonata's `arg1.concat(arg2)`, by hand: concat on a flagged array takes V8's slow path, and the
+  // result is a plain array (no flags) either way
+  const out: any[] = [];
+  if (Array.isArray(arg1)) for (let i = 0; i < arg1.length; i++) out.push(arg1[i]);
+  else out.push(arg1);
+  if (Array.isArray(arg2)) for (let i = 0; i < arg2.length; i++) out.push(arg2[i]);
+  else out.push(arg2);
+  return out;
 }
 
 function isDeepEqual(lhs: any, rhs: any): boolean {
@@ -228,16 +233,27 @@ function timestamp(): Date {
  * cost one allocation less per block and per function call).
  */
 class Frame {
-  readonly names: string[];
-  readonly values: unknown[];
-  constructor(readonly parent: Frame | null) {
-    this.names = [];
-    this.values = [];
+  names: string[];
+  values: unknown[];
+  /** `names` is a lambda's parameter list, shared by its calls: copied before a name is added. */
+  private shared: boolean;
+  constructor(
+    readonly parent: Frame | null,
+    names?: string[],
+    values?: unknown[],
+  ) {
+    this.names = names ?? [];
+    this.values = values ?? [];
+    this.shared = names !== undefined;
   }
   bind(name: string, value: unknown): void {
     const i = this.names.indexOf(name);
     if (i >= 0) this.values[i] = value;
     else {
+      if (this.shared) {
+        this.names = this.names.slice();
+        this.shared = false;
+      }
       this.names.push(name);
       this.values.push(value);
     }
@@ -268,13 +284,16 @@ class Lambda {
   declare readonly _jsonata_lambda: true;
   // Private fields: invisible to JSON.stringify and to `$keys`/`$string`'s walk, so a lambda in a
   // result serializes as jsonata's replacer decides, and its (possibly circular) scope never shows.
-  readonly #params: readonly string[];
+  readonly #params: string[];
+  /** Distinct parameter names (the usual case): a call's scope can adopt them and the argument array. */
+  readonly #distinct: boolean;
   readonly #body: Fn;
   readonly #frame: Frame;
   readonly #input: unknown;
   readonly #signature: Signature | undefined;
-  constructor(params: readonly string[], body: Fn, frame: Frame, input: unknown, signature: Signature | undefined) {
+  constructor(params: string[], distinct: boolean, body: Fn, frame: Frame, input: unknown, signature: Signature | undefined) {
     this.#params = params;
+    this.#distinct = distinct;
     this.#body = body;
     this.#frame = frame;
     this.#input = input;
@@ -289,10 +308,17 @@ class Lambda {
   get signature(): Signature | undefined {
     return this.#signature;
   }
+  /** `validated` is always an array made for this call (by the caller or the signature check). */
   invoke(validated: unknown[]): any {
-    const env = new Frame(this.#frame);
     const params = this.#params;
-    for (let i = 0; i < params.length; i++) env.bind(params[i]!, validated[i]);
+    let env: Frame;
+    if (this.#distinct) {
+      if (validated.length !== params.length) validated = params.map((_, i) => validated[i]);
+      env = new Frame(this.#frame, params, validated);
+    } else {
+      env = new Frame(this.#frame);
+      for (let i = 0; i < params.length; i++) env.bind(params[i]!, validated[i]);
+    }
     return this.#body(this.#input, env);
   }
 }
@@ -738,13 +764,26 @@ class Compiler {
     if (!preds && !group && !keepArray && n.type === 'variable' && n.value !== '' && !UNSUPPORTED_BUILTINS.has(n.value)) {
       const read = this.reader(n.value as string);
       return (_input, f) => {
-        if (++run.steps >= run.checkAt) checkBudget(pos);
+        const r = run;
+        if (++r.steps >= r.checkAt) checkBudget(pos);
+        // a leaf adds no nesting of its own, but jsonata counts it as one more level: same limit here
+        if (r.depth >= r.maxDepth) throw new Fallback('depth');
         const v = read(f);
         return Array.isArray(v) ? normalize(v, false) : v;
       };
     }
     if (!preds && !group && !keepArray && n.type === 'path' && isPlainChain(n)) {
       return inner;
+    }
+    // Operators other than `..` give a single value and an object constructor an object: nothing to
+    // normalize. They still count as steps and as depth (recursion nests through them).
+    if (!preds && !group && !keepArray && ((n.type === 'binary' && n.value !== '..') || (n.type === 'unary' && n.value === '{'))) {
+      return (input, f) => {
+        enter(pos);
+        const v = inner(input, f);
+        run.depth--;
+        return v;
+      };
     }
     if (!preds && !group) {
       return (input, f) => {
@@ -998,13 +1037,15 @@ class Compiler {
         const items = (n.expressions as Node[]).map((item) => ({ nested: item.value === '[', fn: this.node(item) }));
         const cons = n.consarray === true;
         return (input, f) => {
-          let result: any = [];
+          const result: any = [];
           for (let i = 0; i < items.length; i++) {
             const item = items[i]!;
             const value = i === items.length - 1 ? item.fn(input, f) : parallel(item.fn, input, f);
             if (typeof value !== 'undefined') {
               if (item.nested) result.push(value);
-              else result = append(result, value);
+              // append(result, value), in place: `result` is this constructor's own fresh array
+              else if (Array.isArray(value)) for (let k = 0; k < value.length; k++) result.push(value[k]);
+              else result.push(value);
             }
           }
           if (cons) Object.defineProperty(result, 'cons', { enumerable: false, configurable: false, value: true });
@@ -1192,6 +1233,12 @@ class Compiler {
         evaluated.push(isFunction(arg) ? wrapArg(arg) : arg);
       }
       try {
+        // a mapping's own function without a signature: applyInner would only pass the arguments on
+        if (p instanceof Lambda && p.signature === undefined) {
+          let result = p.invoke(evaluated);
+          while (result instanceof Thunk) result = applyInner(result.proc, result.args, input);
+          return result;
+        }
         return applyFn(p, evaluated, input);
       } catch (err: any) {
         if (err && typeof err === 'object' && !(err instanceof Fallback) && !(err instanceof StepLimitExceeded)) {
@@ -1239,7 +1286,8 @@ class Compiler {
     const params = (n.arguments as Node[]).map((a) => a.value as string);
     const signature: Signature | undefined = n.signature ? { definition: n.signature.definition, validate: fastValidator(n.signature) } : undefined;
     const body = this.tailOrNode(n.body);
-    return (input, f) => new Lambda(params, body, f, input, signature);
+    const distinct = new Set(params).size === params.length;
+    return (input, f) => new Lambda(params, distinct, body, f, input, signature);
   }
 
   apply(n: Node): Fn {
@@ -1302,6 +1350,7 @@ function plainChain(steps: Node[], general: Fn, variable: ((f: Frame) => unknown
     const r = run;
     r.steps += count + 1;
     if (r.steps >= r.checkAt) checkBudget(position);
+    if (r.depth + 1 >= r.maxDepth) throw new Fallback('depth');
     return v;
   };
   return factory(general, variable, isFunction, (o: object, k: string) => Object.prototype.hasOwnProperty.call(o, k), done);

@@ -25,8 +25,13 @@ export function validatorFor(schemaPath: string): ValidateFunction {
   return v;
 }
 
+const schemaPaths = new Map<string, string>();
+
+/** The path of a schema in schemas/ (memoized: the webhook flow asks for one per request). */
 export function projectSchema(relative: string): string {
-  return fileURLToPath(new URL(`../schemas/${relative}`, import.meta.url));
+  let p = schemaPaths.get(relative);
+  if (p === undefined) schemaPaths.set(relative, (p = fileURLToPath(new URL(`../schemas/${relative}`, import.meta.url))));
+  return p;
 }
 
 /** "/a/b/0" → ["a", "b", 0] */
