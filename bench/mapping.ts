@@ -8,7 +8,7 @@
 //
 // Variants are timed in interleaved rounds, so a neighbour's load drifts over all of them alike; each
 // figure is a ratio of two variants on the same fixture, then the median over fixtures.
-//   node --import tsx bench/mapping.ts [--quick]     (last line: one JSON object)
+//   node --import tsx bench/mapping.ts [--quick] [--only <mapping>]     (last line: one JSON object)
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -127,7 +127,7 @@ function fixtures(dir: string, mapping: Mapping): Fixture[] {
   return out;
 }
 
-export async function runMappingBench(opts: { quick: boolean; log?: (line: string) => void }): Promise<MappingFigures> {
+export async function runMappingBench(opts: { quick: boolean; only?: string; log?: (line: string) => void }): Promise<MappingFigures> {
   const log = opts.log ?? ((line: string) => console.log(line));
   const rounds = opts.quick ? 3 : 8;
   const roundMs = opts.quick ? 2 : 5;
@@ -138,6 +138,7 @@ export async function runMappingBench(opts: { quick: boolean; log?: (line: strin
   const hand: { send: number[]; webhook: number[] } = { send: [], webhook: [] };
 
   for (const dir of mappingDirs(join(ROOT, 'mappings'))) {
+    if (opts.only !== undefined && !dir.endsWith(opts.only)) continue;
     const fast = load(dir, true);
     const slow = load(dir, false);
     const isMeta = fast.name === 'meta-cloud';
@@ -206,6 +207,7 @@ export async function runMappingBench(opts: { quick: boolean; log?: (line: strin
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  const figures = await runMappingBench({ quick: process.argv.includes('--quick') });
+  const only = process.argv.indexOf('--only');
+  const figures = await runMappingBench({ quick: process.argv.includes('--quick'), ...(only > 0 ? { only: process.argv[only + 1] } : {}) });
   console.log(JSON.stringify(figures));
 }

@@ -138,7 +138,7 @@ const isPromise = (arg: any): boolean => typeof arg === 'object' && arg !== null
 const isIterable = (arg: any): boolean => typeof arg === 'object' && arg !== null && Symbol.iterator in arg && 'next' in arg && typeof arg.next === 'function';
 const okeys = (arg: any): string[] => (typeof arg === 'object' && arg !== null ? Object.keys(arg) : []);
 
-const fnBoolean = (v: unknown): any => jsonataDefs.boolean!.implementation(v);
+const fnBoolean = (v: unknown): any => (typeof v === 'boolean' ? v : jsonataDefs.boolean!.implementation(v));
 const fnString = (v: unknown): any => jsonataDefs.string!.implementation(v);
 // `this` for jsonata's native implementations; only $now/$millis read the timestamp, so it is made on demand.
 const FOCUS = {
@@ -993,9 +993,20 @@ class Compiler {
       case '%':
         return guarded((l, r) => numeric(l, r, op));
       case '=':
-        return guarded((l, r) => (typeof l === 'undefined' || typeof r === 'undefined' ? false : isDeepEqual(l, r)));
-      case '!=':
-        return guarded((l, r) => (typeof l === 'undefined' || typeof r === 'undefined' ? false : !isDeepEqual(l, r)));
+      case '!=': {
+        // against a literal (`$h.type = "text"`), deep equality is `===` and nothing can throw
+        const literal = isLiteral(n.rhs) ? n.rhs.value : isLiteral(n.lhs) ? n.lhs.value : NO_LITERAL;
+        if (literal !== NO_LITERAL) {
+          const other = isLiteral(n.rhs) ? lhs : rhs;
+          return op === '=' ? (input, f) => other(input, f) === literal : (input, f) => {
+            const v = other(input, f);
+            return v !== undefined && v !== literal;
+          };
+        }
+        return op === '='
+          ? guarded((l, r) => (typeof l === 'undefined' || typeof r === 'undefined' ? false : isDeepEqual(l, r)))
+          : guarded((l, r) => (typeof l === 'undefined' || typeof r === 'undefined' ? false : !isDeepEqual(l, r)));
+      }
       case '<':
       case '<=':
       case '>':
@@ -1009,13 +1020,22 @@ class Compiler {
         });
       case '..':
         return guarded(range);
-      case 'in':
+      case 'in': {
+        // `$t in ["image", "video"]`: the list is made once (`in` only reads it)
+        const items = n.rhs.type === 'unary' && n.rhs.value === '[' && !n.rhs.predicate && !n.rhs.group && !n.rhs.keepArray && !n.rhs.consarray && (n.rhs.expressions as Node[]).every(isLiteral) ? (n.rhs.expressions as Node[]).map((e) => e.value) : undefined;
+        if (items && items.length > 0) {
+          return (input, f) => {
+            const l = lhs(input, f);
+            return l !== undefined && items.includes(l);
+          };
+        }
         return guarded((l, r) => {
           if (typeof l === 'undefined' || typeof r === 'undefined') return false;
           if (!Array.isArray(r)) r = [r];
           for (let i = 0; i < r.length; i++) if (r[i] === l) return true;
           return false;
         });
+      }
       default:
         return decline(`operator ${op} is not compiled`);
     }
@@ -1423,6 +1443,13 @@ function orderKeys(entries: { key: string; i: number }[]): { key: string; i: num
   const probe: Record<string, number> = Object.create(null);
   for (const e of entries) probe[e.key] = e.i;
   return Object.keys(probe).map((key) => ({ key, i: probe[key]! }));
+}
+
+const NO_LITERAL = Symbol('no literal');
+
+/** A string, number, true/false/null literal, with nothing attached. */
+function isLiteral(n: Node): boolean {
+  return (n.type === 'string' || n.type === 'number' || n.type === 'value') && !n.predicate && !n.group && !n.keepArray && (n.value === null || typeof n.value !== 'object');
 }
 
 function boolize(value: unknown): boolean {

@@ -138,6 +138,51 @@ export function sign(mapping: Mapping, payload: string, secret: string): string 
   return `${sig.prefix ?? ''}${digest}`;
 }
 
+const NOT_PLAIN = Symbol('not plain');
+
+/**
+ * `JSON.parse(JSON.stringify(v))` for the data a mapping gives (plain objects, arrays, strings, finite
+ * numbers, booleans, null; absent keys dropped), at a fraction of the cost; NOT_PLAIN for anything
+ * else (functions, dates, non-finite numbers, holes, `__proto__` keys, deep nesting), which the caller
+ * then takes through JSON itself.
+ */
+function plainCopy(v: unknown, depth: number): unknown {
+  switch (typeof v) {
+    case 'string':
+    case 'boolean':
+      return v;
+    case 'number':
+      return Number.isFinite(v) ? v + 0 : NOT_PLAIN;
+    case 'object': {
+      if (v === null) return null;
+      if (depth > 64) return NOT_PLAIN;
+      if (Array.isArray(v)) {
+        const out: unknown[] = [];
+        for (let i = 0; i < v.length; i++) {
+          const item = v[i] === undefined ? NOT_PLAIN : plainCopy(v[i], depth + 1);
+          if (item === NOT_PLAIN) return NOT_PLAIN;
+          out.push(item);
+        }
+        return out;
+      }
+      const proto = Object.getPrototypeOf(v) as unknown;
+      if (proto !== Object.prototype && proto !== null) return NOT_PLAIN;
+      const out: Record<string, unknown> = {};
+      for (const k of Object.keys(v)) {
+        const value = (v as Record<string, unknown>)[k];
+        if (value === undefined) continue;
+        if (k === '__proto__') return NOT_PLAIN;
+        const item = plainCopy(value, depth + 1);
+        if (item === NOT_PLAIN) return NOT_PLAIN;
+        out[k] = item;
+      }
+      return out;
+    }
+    default:
+      return NOT_PLAIN;
+  }
+}
+
 /** BSP webhook → events, checked against schemas/events.schema.json. */
 export async function mapWebhook(mapping: Mapping, req: WebhookRequest, settings: Record<string, unknown>): Promise<WebhookEvent[]> {
   if (!mapping.webhook) throw new WabError('WAB_MAPPING_SCHEMA', `${mapping.name} declares no webhook`, mapping.file);
@@ -145,7 +190,8 @@ export async function mapWebhook(mapping: Mapping, req: WebhookRequest, settings
   if (isPromise(out)) out = await out;
   // JSONata yields a bare value for a one-item sequence and undefined for an empty one.
   const events = (out === undefined || out === null ? [] : Array.isArray(out) ? [...out] : [out]) as unknown[];
-  const plain = JSON.parse(JSON.stringify(events)) as WebhookEvent[];
+  const copied = plainCopy(events, 0);
+  const plain = (copied === NOT_PLAIN ? JSON.parse(JSON.stringify(events)) : copied) as WebhookEvent[];
   const validate = validatorFor(projectSchema('events.schema.json'));
   if (!validate(plain)) {
     const problems = usefulErrors(validate.errors ?? []).map((e) => `events${pointerToPath(e.instancePath).map((k) => (typeof k === 'number' ? `[${k}]` : `.${k}`)).join('')}: ${describeError(e)}`);
