@@ -93,6 +93,13 @@ export function formEncode(body: unknown, slot: string): string {
   return params.toString();
 }
 
+/**
+ * URLs a mapping gave that passed the check, with their serialized form: a tenant's send URL is the
+ * same string for every message, and parsing it again each time costs more than the rest of the URL
+ * step. Bounded: cleared when full.
+ */
+const checkedUrls = new Map<string, string>();
+
 /** Builds the HTTP request a request declaration describes (used for send and media look-ups). */
 export async function buildRequest(req: CompiledRequest, input: unknown, slot: string): Promise<HttpRequest> {
   // Every slot is evaluated (on the fast path, synchronously) before any is awaited; the first
@@ -111,25 +118,37 @@ export async function buildRequest(req: CompiledRequest, input: unknown, slot: s
   const body = req.body ? values[i++] : undefined;
   const headerValues = req.headers.map(([name]) => asString(values[i++], `${slot}.headers.${name}`));
   const queryValues = req.query.map(([name]) => asString(values[i++], `${slot}.query.${name}`));
-  let parsed: URL;
-  try {
-    parsed = new URL(url ?? '');
-  } catch {
-    throw new WabError('WAB_MAPPING_OUTPUT', `${slot}.url: must give an absolute http(s) URL, got ${JSON.stringify(url)}`);
+  const href = req.query.length === 0 ? checkedUrls.get(url ?? '') : undefined;
+  let parsed: URL | undefined;
+  if (href === undefined) {
+    try {
+      parsed = new URL(url ?? '');
+    } catch {
+      throw new WabError('WAB_MAPPING_OUTPUT', `${slot}.url: must give an absolute http(s) URL, got ${JSON.stringify(url)}`);
+    }
+    if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
+      throw new WabError('WAB_MAPPING_OUTPUT', `${slot}.url: must be http or https, got ${parsed.protocol}`);
+    }
+    const target = parsed;
+    req.query.forEach(([name], i) => {
+      const v = queryValues[i];
+      if (v !== undefined) target.searchParams.append(name, v);
+    });
   }
-  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
-    throw new WabError('WAB_MAPPING_OUTPUT', `${slot}.url: must be http or https, got ${parsed.protocol}`);
-  }
-  req.query.forEach(([name], i) => {
-    const v = queryValues[i];
-    if (v !== undefined) parsed.searchParams.append(name, v);
-  });
   const headers: Record<string, string> = {};
   req.headers.forEach(([name], i) => {
     const v = headerValues[i];
     if (v !== undefined) headers[name] = v;
   });
-  const out: HttpRequest = { method: req.method, url: parsed.toString(), headers };
+  let finalUrl = href;
+  if (finalUrl === undefined) {
+    finalUrl = parsed!.toString();
+    if (req.query.length === 0) {
+      if (checkedUrls.size >= 1000) checkedUrls.clear();
+      checkedUrls.set(url!, finalUrl);
+    }
+  }
+  const out: HttpRequest = { method: req.method, url: finalUrl, headers };
   if (body !== undefined && body !== null) {
     const hasType = Object.keys(headers).some((h) => h.toLowerCase() === 'content-type');
     if (req.encoding === 'form') {
