@@ -229,8 +229,12 @@ export interface BspSimulatorOptions {
   webhookUrl: string;
   port?: number;
   host?: '127.0.0.1';
+  /** Listen backlog (default Node's 511); load tests opening thousands of connections at once need more, capped by net.core.somaxconn. */
+  backlog?: number;
   /** Delay from acceptance to each status webhook. Default 50 / 150 / 300 ms. */
   statusDelaysMs?: Partial<StatusDelays>;
+  /** Post status webhooks for accepted sends (default true). false: none, e.g. to load-test the send path alone. */
+  statusWebhooks?: boolean;
   /** How long scenario 'slow' waits before answering (default 1500 ms, past CleverTap's 1 s). */
   slowMs?: number;
   /** First webhook retry delay; doubles per retry (default 200 ms). At most 3 retries. */
@@ -599,7 +603,7 @@ export async function startBspSimulator(opts: BspSimulatorOptions): Promise<BspS
     // Accepted: the id exists from now on, even if the caller gives up waiting (scenario 'slow').
     const id = await newId('send');
     record.providerMessageId = id;
-    scheduleStatuses(id, recipient, msgId, doc);
+    if (opts.statusWebhooks !== false) scheduleStatuses(id, recipient, msgId, doc);
     if (s.scenario === 'slow' && !(await sleep(s.delayMs ?? slowMs))) return;
     record.answered = await respond(res, sim.send.accepted, { ...doc, id, recipient, msgId, nonce: nonce() });
   };
@@ -706,7 +710,7 @@ export async function startBspSimulator(opts: BspSimulatorOptions): Promise<BspS
   });
   await new Promise<void>((resolveListen, reject) => {
     server.once('error', reject);
-    server.listen(opts.port ?? 0, opts.host ?? '127.0.0.1', () => {
+    server.listen({ port: opts.port ?? 0, host: opts.host ?? '127.0.0.1', ...(opts.backlog !== undefined ? { backlog: opts.backlog } : {}) }, () => {
       server.off('error', reject);
       resolveListen();
     });

@@ -1,0 +1,219 @@
+// One server of the service bench (bench/service.ts) in its own process, so that the load generator,
+// the simulated BSP and the server under test do not share an event loop:
+//   node --import tsx bench/serve.ts <role> '<json options>'
+// roles: wabridge (startHost, the same call `wabridge serve` makes, logs at the configured level into
+// a file as production writes them to stdout), sim (the BSP simulator), pass (a bare fastify
+// pass-through to the simulator), sink (the CleverTap sink). Binds 127.0.0.1 only. Prints one JSON
+// line on stdout once listening ({role, url, port, pid}); answers {id, cmd} messages on the IPC
+// channel; stops on SIGTERM/SIGINT and when the parent goes away (IPC disconnect).
+import { writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
+import { join } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import Fastify from 'fastify';
+import pino from 'pino';
+import { Agent, request } from 'undici';
+import { startHost } from '../engine/host.js';
+import { startBspSimulator, type StatusDelays } from '../engine/standins/bsp-simulator.js';
+import { startCleverTapSink } from '../engine/standins/clevertap-sink.js';
+import { ROOT, SETTINGS } from '../test/support/stack.js';
+
+type Reply = Record<string, unknown>;
+type Handler = (msg: Record<string, unknown>) => Reply | Promise<Reply>;
+
+const role = process.argv[2] ?? '';
+const options = JSON.parse(process.argv[3] ?? '{}') as Record<string, unknown>;
+
+let stopping = false;
+let stopFn: () => Promise<void> = async () => undefined;
+const stop = (code: number) => {
+  if (stopping) return;
+  stopping = true;
+  // Bounded: a stop that hangs must not keep the process (and its port) alive.
+  setTimeout(() => process.exit(code), 15_000).unref();
+  stopFn().then(
+    () => process.exit(code),
+    (e: unknown) => {
+      process.stderr.write(`bench/serve ${role}: stop failed: ${(e as Error).message}\n`);
+      process.exit(1);
+    },
+  );
+};
+process.once('SIGTERM', () => stop(0));
+process.once('SIGINT', () => stop(0));
+// The parent died or closed the channel: nobody will ever stop us otherwise.
+process.once('disconnect', () => stop(0));
+
+// Event-loop delay of this process, read (and reset) over IPC: an HTTP scrape would queue behind the load.
+const loop = monitorEventLoopDelay({ resolution: 10 });
+loop.enable();
+const loopHandler: Handler = () => {
+  const ms = (ns: number) => Math.round(ns / 1e4) / 100;
+  const out = { count: loop.count, p50Ms: ms(loop.percentile(50)), p99Ms: ms(loop.percentile(99)), maxMs: ms(loop.max) };
+  loop.reset();
+  return out;
+};
+
+function serve(handlers: Record<string, Handler>): void {
+  handlers.loop ??= loopHandler;
+  process.on('message', (raw) => {
+    const msg = raw as Record<string, unknown>;
+    const h = handlers[String(msg.cmd)];
+    Promise.resolve()
+      .then(() => (h ? h(msg) : { error: `unknown command ${String(msg.cmd)}` }))
+      .then(
+        (r) => process.send?.({ id: msg.id, ...r }),
+        (e: unknown) => process.send?.({ id: msg.id, error: (e as Error).message }),
+      );
+  });
+}
+
+function ready(url: string): void {
+  process.stdout.write(`${JSON.stringify({ role, url, port: Number(new URL(url).port), pid: process.pid })}\n`);
+}
+
+async function wabridge(): Promise<void> {
+  const logFile = String(options.logFile ?? '/dev/null');
+  // pino's own file destination, as `wabridge serve` gets for stdout (asynchronous sonic-boom).
+  const host = await startHost({ configFile: String(options.configFile), logDestination: pino.destination(logFile) as unknown as NodeJS.WritableStream });
+  stopFn = () => host.close();
+  // A CPU profile of this process on demand (bench/service.ts --cpu-prof): the warm-up stays out of it.
+  let session: Session | undefined;
+  serve({
+    ping: () => ({ ok: true }),
+    /** process.memoryUsage(), after a full GC when asked and the process runs with --expose-gc. */
+    mem: (m) => {
+      const gc = (globalThis as { gc?: () => void }).gc;
+      if (m.gc === true && gc) gc();
+      return { ...process.memoryUsage(), gc: m.gc === true && gc !== undefined };
+    },
+    'profile-start': async () => {
+      session = new Session();
+      session.connect();
+      await session.post('Profiler.enable');
+      await session.post('Profiler.start');
+      return { ok: true };
+    },
+    'profile-stop': async (m) => {
+      if (!session) throw new Error('no profile started');
+      const { profile } = await session.post('Profiler.stop');
+      writeFileSync(String(m.file), JSON.stringify(profile));
+      session.disconnect();
+      session = undefined;
+      return { ok: true };
+    },
+  });
+  ready(host.url);
+}
+
+async function sim(): Promise<void> {
+  const s = await startBspSimulator({
+    mappingDir: join(ROOT, 'mappings', 'meta-cloud'),
+    settings: SETTINGS,
+    webhookUrl: String(options.webhookUrl),
+    port: Number(options.port ?? 0),
+    // A BSP's edge does not drop connections: 1500 opened at once must not overflow the accept queue.
+    backlog: 4096,
+    statusWebhooks: options.statusWebhooks !== false,
+    ...(options.statusDelaysMs ? { statusDelaysMs: options.statusDelaysMs as Partial<StatusDelays> } : {}),
+  });
+  stopFn = () => s.close();
+  // The BSP's answer time: scenario 'slow' with delayMs answers every accepted send after that long.
+  let delayMs = 0;
+  const apply = () => s.setScenario(delayMs > 0 ? { scenario: 'slow', delayMs } : { scenario: 'success' });
+  // The simulator records every request and webhook; for long runs drop them every few seconds
+  // (reset and scenario again in one synchronous step, so no request sees the default scenario).
+  let record = false;
+  const trim = setInterval(() => {
+    if (record) return;
+    s.reset();
+    apply();
+  }, 2_000);
+  trim.unref();
+  serve({
+    delay: (m) => {
+      delayMs = Number(m.ms);
+      apply();
+      return { ok: true };
+    },
+    record: (m) => {
+      record = m.on === true;
+      s.reset();
+      apply();
+      return { ok: true };
+    },
+    /** The accepted sends recorded since `record`: BSP id, the caller's msgId, recipient. */
+    sent: () => ({ sent: s.sent().filter((r) => r.providerMessageId).map((r) => ({ id: r.providerMessageId, msgId: r.msgId, recipient: r.recipient })) }),
+  });
+  ready(s.url);
+}
+
+async function pass(): Promise<void> {
+  const bspUrl = String(options.bspUrl);
+  const headers = options.headers as Record<string, string>;
+  // As wabridge's BspClient: one keep-alive agent with room for every concurrent request.
+  const agent = new Agent({ keepAliveTimeout: 30_000, keepAliveMaxTimeout: 600_000, connections: 2048, connect: { timeout: 5_000 } });
+  const app = Fastify({ logger: false });
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'string' }, (_req, b, done) => done(null, b));
+  app.post<{ Body: string }>('/pass', async (req, reply) => {
+    const res = await request(bspUrl, { method: 'POST', headers, body: req.body, dispatcher: agent, headersTimeout: 10_000, bodyTimeout: 10_000 });
+    const text = await res.body.text();
+    return reply.code(res.statusCode).type('application/json').send(text);
+  });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  stopFn = async () => {
+    await app.close();
+    await agent.close();
+  };
+  serve({ ping: () => ({ ok: true }) });
+  ready(`http://127.0.0.1:${(app.server.address() as { port: number }).port}`);
+}
+
+async function sink(): Promise<void> {
+  const s = await startCleverTapSink({ port: Number(options.port ?? 0), print: () => undefined });
+  stopFn = () => s.close();
+  // The sink keeps every callback; fold its counts into totals every few seconds and forget them,
+  // so a long soak does not grow this process without bound.
+  const totals = { statuses: 0, callbacks: 0, refused: 0, replays: 0 };
+  let firstAt = 0;
+  let lastAt = 0;
+  const fold = () => {
+    const got = s.received();
+    if (got.length === 0) return;
+    if (firstAt === 0) firstAt = Date.parse(got[0]!.at);
+    lastAt = Date.parse(got[got.length - 1]!.at);
+    totals.statuses += s.statuses().length;
+    totals.replays += s.replays();
+    totals.callbacks += got.length;
+    totals.refused += got.filter((c) => !c.accepted).length;
+    s.clear();
+  };
+  const folder = setInterval(fold, 5_000);
+  folder.unref();
+  serve({
+    count: () => {
+      fold();
+      return { ...totals, firstAt, lastAt };
+    },
+    reset: () => {
+      s.clear();
+      Object.assign(totals, { statuses: 0, callbacks: 0, refused: 0, replays: 0 });
+      firstAt = 0;
+      lastAt = 0;
+      return { ok: true };
+    },
+  });
+  ready(s.url);
+}
+
+const roles: Record<string, () => Promise<void>> = { wabridge, sim, pass, sink };
+const start = roles[role];
+if (!start) {
+  process.stderr.write(`bench/serve: unknown role '${role}' (one of ${Object.keys(roles).join(', ')})\n`);
+  process.exit(2);
+}
+start().catch((e: unknown) => {
+  process.stderr.write(`bench/serve ${role}: ${(e as Error).stack ?? String(e)}\n`);
+  process.exit(1);
+});
