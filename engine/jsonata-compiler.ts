@@ -110,7 +110,7 @@ function sequenceOf(item: unknown): any[] {
   return s;
 }
 
-const isSequence = (v: any): boolean => v.sequence === true && Array.isArray(v);
+const isSequence = (v: any): boolean => Array.isArray(v) && (v as any).sequence === true;
 
 function isNumeric(n: unknown): boolean {
   let isNum = false;
@@ -121,7 +121,7 @@ function isNumeric(n: unknown): boolean {
   return isNum;
 }
 
-const isFunction = (arg: any): boolean => (arg && (arg._jsonata_function === true || arg._jsonata_lambda === true)) || typeof arg === 'function';
+const isFunction = (arg: any): boolean => typeof arg === 'function' || (typeof arg === 'object' && arg !== null && (arg._jsonata_function === true || arg._jsonata_lambda === true));
 
 function isArrayOfNumbers(arg: unknown): boolean {
   return Array.isArray(arg) && arg.filter((item) => !isNumeric(item)).length === 0;
@@ -247,7 +247,7 @@ class Frame {
     this.shared = names !== undefined;
   }
   bind(name: string, value: unknown): void {
-    const i = this.names.indexOf(name);
+    const i = indexIn(this.names, name);
     if (i >= 0) this.values[i] = value;
     else {
       if (this.shared) {
@@ -263,13 +263,28 @@ class Frame {
 /** A variable no scope of the expression can bind: only the caller's bindings or a built-in. */
 function lookupGlobal(name: string): unknown {
   const root = run.root!;
-  const i = root.names.indexOf(name);
+  const i = indexIn(root.names, name);
   return i >= 0 ? root.values[i] : builtins[name];
+}
+
+/**
+ * The one copy V8 keeps of a string used as a property name. Scope lookups compare names with `===`;
+ * jsonata's parser cuts names out of the expression text (not interned), and comparing two such
+ * strings means comparing characters, where two interned strings compare by identity.
+ */
+function intern(name: string): string {
+  return Object.keys({ [name]: 0 })[0] ?? name;
+}
+
+/** names.indexOf(name) for the handful of names a scope holds, without the built-in's call overhead. */
+function indexIn(names: string[], name: string): number {
+  for (let i = 0; i < names.length; i++) if (names[i] === name) return i;
+  return -1;
 }
 
 function lookupVar(f: Frame | null, name: string): unknown {
   for (let fr = f; fr !== null; fr = fr.parent) {
-    const i = fr.names.indexOf(name);
+    const i = indexIn(fr.names, name);
     if (i >= 0) return fr.values[i];
   }
   return builtins[name];
@@ -351,10 +366,13 @@ function checkBudget(pos: number): void {
 }
 
 function normalize(result: any, keepArray: boolean): any {
-  if (result && isSequence(result) && !result.tupleStream) {
-    if (keepArray) result.keepSingleton = true;
-    if (result.length === 0) return undefined;
-    if (result.length === 1) return result.keepSingleton ? result : result[0];
+  if (Array.isArray(result)) {
+    const seq: any = result;
+    if (seq.sequence === true && !seq.tupleStream) {
+      if (keepArray) seq.keepSingleton = true;
+      if (seq.length === 0) return undefined;
+      if (seq.length === 1) return seq.keepSingleton ? seq : seq[0];
+    }
   }
   return result;
 }
@@ -743,7 +761,8 @@ class Compiler {
   constructor(private readonly bound: Set<string>) {}
 
   /** How a variable is read: names the expression never binds skip the scope chain. */
-  reader(name: string): (f: Frame) => unknown {
+  reader(text: string): (f: Frame) => unknown {
+    const name = intern(text);
     return this.bound.has(name) ? (f) => lookupVar(f, name) : () => lookupGlobal(name);
   }
 
@@ -830,7 +849,7 @@ class Compiler {
       case 'block':
         return this.block(n);
       case 'bind': {
-        const name = n.lhs.value as string;
+        const name = intern(n.lhs.value as string);
         const rhs = this.node(n.rhs);
         return (input, f) => {
           const v = rhs(input, f);
@@ -926,7 +945,7 @@ class Compiler {
     const pred = this.node(predicate);
     return (input, f) => {
       const results: any = emptySequence();
-      if (input && input.tupleStream) throw new Fallback('tuple stream');
+      if (Array.isArray(input) && (input as any).tupleStream) throw new Fallback('tuple stream');
       if (!Array.isArray(input)) input = sequenceOf(input);
       for (let index = 0; index < input.length; index++) {
         const item = input[index];
@@ -1094,9 +1113,10 @@ class Compiler {
       const order = orderKeys(pairs.map((p, i) => ({ key: p.literalKey!, i })));
       // jsonata builds objects without a prototype; V8 keeps those in dictionary mode, which makes
       // building and serializing them slower. With no `__proto__` key, a plain object is the same data.
-      const makeObject: () => any = order.some((o) => o.key === '__proto__') ? () => Object.create(null) : () => ({});
+      if (!order.some((o) => o.key === '__proto__')) return literalObject(order.map((o) => ({ key: o.key, value: pairs[o.i]!.value })));
+      const makeObject: () => any = () => Object.create(null);
       return (input, f) => {
-        if (input && input.tupleStream) throw new Fallback('tuple stream');
+        if (Array.isArray(input) && (input as any).tupleStream) throw new Fallback('tuple stream');
         if (!Array.isArray(input)) input = sequenceOf(input);
         if (input.length === 0) input.push(undefined);
         let data: any;
@@ -1115,7 +1135,7 @@ class Compiler {
       };
     }
     return (input, f) => {
-      if (input && input.tupleStream) throw new Fallback('tuple stream');
+      if (Array.isArray(input) && (input as any).tupleStream) throw new Fallback('tuple stream');
       if (!Array.isArray(input)) input = sequenceOf(input);
       if (input.length === 0) input.push(undefined);
       if (input.length === 1) {
@@ -1239,6 +1259,7 @@ class Compiler {
       return this.node(a);
     });
     const pos = n.position;
+    const argCount = args.length + (applyto ? 1 : 0);
     const procName = procNode.type === 'path' ? procNode.steps[0].value : procNode.value;
     const forgotDollar = procNode.type === 'path' ? (procNode.steps[0].value as string) : undefined;
     const general = (input: any, f: Frame, context?: any): any => {
@@ -1246,11 +1267,13 @@ class Compiler {
       if (typeof p === 'undefined' && forgotDollar !== undefined && lookupVar(f, forgotDollar)) {
         throw { code: 'T1005', stack: new Error().stack, position: pos, token: forgotDollar };
       }
-      const evaluated: unknown[] = [];
-      if (applyto) evaluated.push(context);
+      // sized up front: growing an array one push at a time is a visible cost at this rate
+      const evaluated: unknown[] = new Array(argCount);
+      let k = 0;
+      if (applyto) evaluated[k++] = context;
       for (let i = 0; i < args.length; i++) {
         const arg = args[i]!(input, f);
-        evaluated.push(isFunction(arg) ? wrapArg(arg) : arg);
+        evaluated[k++] = isFunction(arg) ? wrapArg(arg) : arg;
       }
       try {
         // a mapping's own function without a signature: applyInner would only pass the arguments on
@@ -1270,7 +1293,7 @@ class Compiler {
     };
     // A built-in the expression never rebinds (the caller's bindings still may: checked per call) is
     // called directly: jsonata's own implementation, the memoized signature check, no trampoline.
-    const name = procNode.type === 'variable' ? (procNode.value as string) : '';
+    const name = procNode.type === 'variable' ? intern(procNode.value as string) : '';
     const def = name !== '' && !this.bound.has(name) && !procNode.predicate && !procNode.group && !procNode.keepArray ? (builtins[name] as NativeDef | undefined) : undefined;
     if (!def) return general;
     const impl = def.implementation;
@@ -1279,11 +1302,13 @@ class Compiler {
     return (input, f, context) => {
       if (lookupGlobal(name) !== def) return general(input, f, context);
       if (++run.steps >= run.checkAt) checkBudget(procPos);
-      const evaluated: unknown[] = [];
-      if (applyto) evaluated.push(context);
+      // sized up front: growing an array one push at a time is a visible cost at this rate
+      const evaluated: unknown[] = new Array(argCount);
+      let k = 0;
+      if (applyto) evaluated[k++] = context;
       for (let i = 0; i < args.length; i++) {
         const arg = args[i]!(input, f);
-        evaluated.push(isFunction(arg) ? wrapArg(arg) : arg);
+        evaluated[k++] = isFunction(arg) ? wrapArg(arg) : arg;
       }
       try {
         const validated = signature ? signature.validate(evaluated, input) : evaluated;
@@ -1303,7 +1328,7 @@ class Compiler {
 
   lambda(n: Node): Fn {
     if (n.thunk) decline('thunk outside a tail position');
-    const params = (n.arguments as Node[]).map((a) => a.value as string);
+    const params = (n.arguments as Node[]).map((a) => intern(a.value as string));
     const signature: Signature | undefined = n.signature ? { definition: n.signature.definition, validate: fastValidator(n.signature) } : undefined;
     const body = this.tailOrNode(n.body);
     const distinct = new Set(params).size === params.length;
@@ -1351,19 +1376,24 @@ function plainChain(steps: Node[], general: Fn, variable: ((f: Frame) => unknown
   const from = variable === undefined ? 0 : 1;
   // Generated source rather than a loop over the keys, so that each chain has its own property-load
   // sites: V8 then sees one object shape per site instead of every shape of every mapping at one.
-  // Keys enter the source only as JSON string literals.
+  // Keys enter the source only as JSON string literals. A key Object.prototype also has (`toString`)
+  // must be an own property; any other key can be read directly from an object whose prototype is
+  // Object.prototype or null (JSON data and everything the compiled code builds).
   let body = '';
   for (let i = from; i < count; i++) {
-    const key = JSON.stringify(steps[i]!.value as string);
+    const name = steps[i]!.value as string;
+    const key = JSON.stringify(name);
+    const read = name in Object.prototype ? `(hasOwn(v, ${key}) ? v[${key}] : undefined)` : `((p = protoOf(v)) === OP || p === null || hasOwn(v, ${key}) ? v[${key}] : undefined)`;
     body +=
       `if (v === undefined) return done(v);\n` +
-      `if (v === null || typeof v !== 'object' || isFunction(v)) return done(undefined);\n` +
+      `if (typeof v !== 'object' || v === null) return done(undefined);\n` +
       `if (Array.isArray(v)) return general(input, f);\n` +
-      `v = hasOwn(v, ${key}) ? v[${key}] : undefined;\n`;
+      `if (v._jsonata_function === true || v._jsonata_lambda === true) return done(undefined);\n` +
+      `v = ${read};\n`;
   }
   const factory = new Function(
-    'general', 'variable', 'isFunction', 'hasOwn', 'done',
-    `return function chain(input, f) {\nlet v = ${variable === undefined ? 'input' : 'variable(f)'};\n${body}if (Array.isArray(v)) return general(input, f);\nreturn done(v);\n};`,
+    'general', 'variable', 'hasOwn', 'protoOf', 'OP', 'done',
+    `return function chain(input, f) {\nlet p;\nlet v = ${variable === undefined ? 'input' : 'variable(f)'};\n${body}if (Array.isArray(v)) return general(input, f);\nreturn done(v);\n};`,
   ) as (...deps: unknown[]) => Fn;
   const position = steps[0]!.position ?? 0;
   const done = (v: unknown): unknown => {
@@ -1373,7 +1403,41 @@ function plainChain(steps: Node[], general: Fn, variable: ((f: Frame) => unknown
     if (r.depth + 1 >= r.maxDepth) throw new Fallback('depth');
     return v;
   };
-  return factory(general, variable, isFunction, (o: object, k: string) => Object.prototype.hasOwnProperty.call(o, k), done);
+  return factory(general, variable, (o: object, k: string) => Object.prototype.hasOwnProperty.call(o, k), Object.getPrototypeOf, Object.prototype, done);
+}
+
+/**
+ * An object constructor whose keys are distinct literals (`{"type": "text", "text": $x}`), as
+ * generated code: each constructor stores its keys at its own sites, in jsonata's key order, so V8
+ * keeps one hidden class per constructor and the stores stay monomorphic. Values but the last are
+ * evaluated as `parallel` does (an error among them is left to jsonata).
+ */
+function literalObject(entries: { key: string; value: Fn }[]): Fn {
+  let body = '';
+  entries.forEach((e, i) => {
+    const call = `fns[${i}](data, f)`;
+    body += i === entries.length - 1 ? `v = ${call};\n` : `try { v = ${call}; } catch (e) { throw sibling(e); }\n`;
+    body += `if (v !== undefined) r[${JSON.stringify(e.key)}] = v;\n`;
+  });
+  const factory = new Function(
+    'fns', 'sibling', 'append', 'tupleStream',
+    `return function object(input, f) {\n` +
+      `let data = input;\n` +
+      `if (Array.isArray(input)) {\n` +
+      `  if (input.tupleStream) throw tupleStream();\n` +
+      `  if (input.length === 0) input.push(undefined);\n` +
+      `  data = input[0];\n` +
+      `  for (let i = 1; i < input.length; i++) data = append(data, input[i]);\n` +
+      `}\n` +
+      `const r = {};\nlet v;\n${body}return r;\n};`,
+  ) as (...deps: unknown[]) => Fn;
+  const sibling = (e: unknown): unknown => (e instanceof StepLimitExceeded || e instanceof Fallback ? e : new Fallback('error among concurrently evaluated siblings'));
+  return factory(
+    entries.map((e) => e.value),
+    sibling,
+    append,
+    () => new Fallback('tuple stream'),
+  );
 }
 
 const NOT_SINGLE = Symbol('not single');

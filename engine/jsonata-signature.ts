@@ -21,6 +21,23 @@ interface Param {
   subtype?: string;
 }
 
+/** symbolOf as a small number (f s n b l a o m → 0..7): plan keys are then numbers, not strings. */
+function symbolCode(value: any): number {
+  if ((value && (value._jsonata_function === true || value._jsonata_lambda === true)) || typeof value === 'function') return 0;
+  switch (typeof value) {
+    case 'string':
+      return 1;
+    case 'number':
+      return 2;
+    case 'boolean':
+      return 3;
+    case 'object':
+      return value === null ? 4 : Array.isArray(value) ? 5 : 6;
+    default:
+      return 7;
+  }
+}
+
 /** jsonata's one-letter type of a value (its signature module's getSymbol). */
 export function symbolOf(value: any): string {
   if ((value && (value._jsonata_function === true || value._jsonata_lambda === true)) || typeof value === 'function') return 'f';
@@ -166,17 +183,23 @@ export function fastValidator(sig: Signature): (args: unknown[], context: unknow
   }
   const regex = new RegExp(`^${params.map((p) => `(${p.regex})`).join('')}$`);
   const usesContext = params.some((p) => p.context);
-  const plans = new Map<string, Step[] | null>();
+  // key: the argument count, then each argument's and the context's type code, in base 8
+  const plans = new Map<number, Step[] | null | 'identity'>();
   const validate = (args: unknown[], context: unknown): unknown[] => {
-    let supplied = '';
-    for (let k = 0; k < args.length; k++) supplied += symbolOf(args[k]);
-    const contextSymbol = usesContext ? symbolOf(context) : '';
-    const key = usesContext ? `${supplied}|${contextSymbol}` : supplied;
+    if (args.length > 8) return sig.validate(args, context);
+    let key = args.length;
+    for (let k = 0; k < args.length; k++) key = key * 8 + symbolCode(args[k]);
+    if (usesContext) key = key * 8 + symbolCode(context);
     let steps = plans.get(key);
     if (steps === undefined) {
-      steps = plan(params, regex, supplied, contextSymbol);
+      let supplied = '';
+      for (let k = 0; k < args.length; k++) supplied += symbolOf(args[k]);
+      const made = plan(params, regex, supplied, usesContext ? symbolOf(context) : '');
+      // arguments passed on as they are (the common case) need no new array
+      steps = made !== null && made.length === args.length && made.every((st, i) => st.op === 'arg' && st.i === i) ? 'identity' : made;
       if (plans.size < MAX_PLANS) plans.set(key, steps);
     }
+    if (steps === 'identity') return args;
     if (steps === null) return sig.validate(args, context);
     const out: unknown[] = [];
     for (let s = 0; s < steps.length; s++) {
