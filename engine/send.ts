@@ -100,27 +100,73 @@ export function formEncode(body: unknown, slot: string): string {
  */
 const checkedUrls = new Map<string, string>();
 
+/** What a request declaration evaluates, in order, and where its Content-Type header sits: once per declaration. */
+interface Layout {
+  slots: Compiled[];
+  /** Which declared headers are a Content-Type (any casing). */
+  isContentType: boolean[];
+}
+const layouts = new WeakMap<CompiledRequest, Layout>();
+
+function layoutOf(req: CompiledRequest): Layout {
+  let l = layouts.get(req);
+  if (!l) {
+    const slots = [req.url, ...(req.body ? [req.body] : []), ...req.headers.map(([, c]) => c), ...req.query.map(([, c]) => c)];
+    layouts.set(req, (l = { slots, isContentType: req.headers.map(([name]) => name.toLowerCase() === 'content-type') }));
+  }
+  return l;
+}
+
 /** Builds the HTTP request a request declaration describes (used for send and media look-ups). */
 export async function buildRequest(req: CompiledRequest, input: unknown, slot: string): Promise<HttpRequest> {
-  // Every slot is evaluated (on the fast path, synchronously) before any is awaited; the first
-  // failure in slot order decides, and later failures are observed so none goes unhandled.
-  const slots: Compiled[] = [req.url, ...(req.body ? [req.body] : []), ...req.headers.map(([, c]) => c), ...req.query.map(([, c]) => c)];
-  let values: unknown[] = [];
+  return buildRequestNow(req, input, slot);
+}
+
+/**
+ * buildRequest without a promise when every slot finishes on the fast path (the usual case). Every
+ * slot is evaluated before any is awaited; the first failure in slot order decides, and later
+ * failures are observed so none goes unhandled.
+ */
+export function buildRequestNow(req: CompiledRequest, input: unknown, slot: string): HttpRequest | Promise<HttpRequest> {
+  const { slots } = layoutOf(req);
+  const values: unknown[] = new Array(slots.length);
+  let pending = false;
+  let i = 0;
   try {
-    for (const c of slots) values.push(evaluateNow(c, input, bindings));
+    for (; i < slots.length; i++) {
+      const v = evaluateNow(slots[i]!, input, bindings);
+      if (isPromise(v)) pending = true;
+      values[i] = v;
+    }
   } catch (e) {
-    for (const v of values) if (isPromise(v)) v.catch(() => undefined);
+    for (let k = 0; k < i; k++) {
+      const v = values[k];
+      if (isPromise(v)) v.catch(() => undefined);
+    }
     throw e;
   }
-  if (values.some(isPromise)) values = await Promise.all(values);
+  return pending ? Promise.all(values).then((vs) => assemble(req, vs, slot)) : assemble(req, values, slot);
+}
+
+function assemble(req: CompiledRequest, values: unknown[], slot: string): HttpRequest {
   let i = 0;
   const url = asString(values[i++], `${slot}.url`);
   const body = req.body ? values[i++] : undefined;
-  const headerValues = req.headers.map(([name]) => asString(values[i++], `${slot}.headers.${name}`));
+  const headers: Record<string, string> = {};
+  let hasType = false;
+  const { isContentType } = layoutOf(req);
+  for (let h = 0; h < req.headers.length; h++) {
+    const name = req.headers[h]![0];
+    const v = asString(values[i++], `${slot}.headers.${name}`);
+    if (v !== undefined) {
+      headers[name] = v;
+      if (isContentType[h]) hasType = true;
+    }
+  }
   const queryValues = req.query.map(([name]) => asString(values[i++], `${slot}.query.${name}`));
-  const href = req.query.length === 0 ? checkedUrls.get(url ?? '') : undefined;
-  let parsed: URL | undefined;
-  if (href === undefined) {
+  let finalUrl = req.query.length === 0 ? checkedUrls.get(url ?? '') : undefined;
+  if (finalUrl === undefined) {
+    let parsed: URL;
     try {
       parsed = new URL(url ?? '');
     } catch {
@@ -129,20 +175,11 @@ export async function buildRequest(req: CompiledRequest, input: unknown, slot: s
     if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
       throw new WabError('WAB_MAPPING_OUTPUT', `${slot}.url: must be http or https, got ${parsed.protocol}`);
     }
-    const target = parsed;
-    req.query.forEach(([name], i) => {
-      const v = queryValues[i];
-      if (v !== undefined) target.searchParams.append(name, v);
+    req.query.forEach(([name], q) => {
+      const v = queryValues[q];
+      if (v !== undefined) parsed.searchParams.append(name, v);
     });
-  }
-  const headers: Record<string, string> = {};
-  req.headers.forEach(([name], i) => {
-    const v = headerValues[i];
-    if (v !== undefined) headers[name] = v;
-  });
-  let finalUrl = href;
-  if (finalUrl === undefined) {
-    finalUrl = parsed!.toString();
+    finalUrl = parsed.toString();
     if (req.query.length === 0) {
       if (checkedUrls.size >= 1000) checkedUrls.clear();
       checkedUrls.set(url!, finalUrl);
@@ -150,7 +187,6 @@ export async function buildRequest(req: CompiledRequest, input: unknown, slot: s
   }
   const out: HttpRequest = { method: req.method, url: finalUrl, headers };
   if (body !== undefined && body !== null) {
-    const hasType = Object.keys(headers).some((h) => h.toLowerCase() === 'content-type');
     if (req.encoding === 'form') {
       out.body = formEncode(body, `${slot}.body`);
       if (!hasType) headers['Content-Type'] = 'application/x-www-form-urlencoded';
@@ -169,12 +205,14 @@ export async function planSend(mapping: Mapping, message: CanonicalMessage, sett
   const input = token === undefined ? { message, settings } : { message, settings, token };
   try {
     if (mapping.send.reject) {
-      const refused = await mapping.send.reject.evaluate(input, bindings);
+      let refused = evaluateNow(mapping.send.reject, input, bindings);
+      if (isPromise(refused)) refused = await refused;
       if (refused !== undefined && refused !== null && refused !== false) {
         return { kind: 'answer', answer: toFailure(refused, 'send.reject') };
       }
     }
-    return { kind: 'request', request: await buildRequest(mapping.send.request, input, 'send.request') };
+    const request = buildRequestNow(mapping.send.request, input, 'send.request');
+    return { kind: 'request', request: isPromise(request) ? await request : request };
   } catch (e) {
     if (e instanceof Rejection) return { kind: 'answer', answer: rejectionAnswer(e, 'send') };
     throw e;
