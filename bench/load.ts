@@ -62,6 +62,8 @@ export interface LoadResult {
   timeouts: number;
   /** Answers that took longer than CleverTap's 1 s timeout. */
   late: number;
+  /** What CleverTap would not count as a success: late answers, wrong answers and socket errors (each request once). */
+  failed: number;
   /**
    * Each connection's first answer is left out of every figure above (it waited for the connection
    * to be accepted, and with a thousand connections opened at once the kernel's accept queue
@@ -168,6 +170,8 @@ async function run(spec: LoadSpec): Promise<LoadResult> {
   let late = 0;
   let lastCounted = false;
   let lastFirst = false;
+  let lastLate = false;
+  let wrongInTime = 0;
   let allAnswers = 0;
   let allMismatches = 0;
   let lastAnswerAt = 0;
@@ -217,7 +221,8 @@ async function run(spec: LoadSpec): Promise<LoadResult> {
           latencies.push(ms);
           codes[status] = (codes[status] ?? 0) + 1;
           if (status < 200 || status > 299) non2xx++;
-          if (ms > 1000) late++;
+          lastLate = ms > 1000;
+          if (lastLate) late++;
         }
         count();
       });
@@ -226,6 +231,7 @@ async function run(spec: LoadSpec): Promise<LoadResult> {
         if (lastFirst && warmupMs > 0) firstErrors++;
         if (!lastCounted) return;
         mismatches++;
+        if (!lastLate) wrongInTime++;
         bump(mismatchSamples, String(b).slice(0, 160));
       });
       instance.once('done', () => resolve());
@@ -264,6 +270,7 @@ async function run(spec: LoadSpec): Promise<LoadResult> {
     socketErrors,
     timeouts,
     late,
+    failed: late + wrongInTime + socketErrors,
     firstMax: round(firstMax),
     firstErrors,
     statusCodes: codes,

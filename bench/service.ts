@@ -78,6 +78,8 @@ export interface RunRow {
   errors: number;
   /** Answers slower than CleverTap's 1 s timeout (counted in p99/max, not in errors). */
   late: number;
+  /** Requests CleverTap would not count as a success: an error or an answer after 1 s (each once). The pass-through has no deadline, so this is the figure to compare. */
+  failed: number;
   /** Each connection's first answer is not in the figures above (it includes the connect); the slowest one, ms, and how many were errors. */
   firstMax: number;
   firstErrors: number;
@@ -108,12 +110,17 @@ export interface ServiceFigures extends Partial<SoakFigures> {
   c1500_rps: number;
   c1500_p99_ms: number;
   c1500_errors: number;
+  /** Errors or answers after 1 s, wabridge and pass-through (c1500, BSP 200 ms). */
+  c1500_failed: number;
+  c1500_passthrough_failed: number;
   /** wabridge req/s ÷ pass-through req/s (good answers), c1500, BSP 200 ms. */
   c1500_vs_passthrough: number;
   c1500_jsonata_vs_passthrough: number;
   c100_rps: number;
   c100_p99_ms: number;
   c100_errors: number;
+  c100_failed: number;
+  c100_passthrough_failed: number;
   c100_vs_passthrough: number;
   c100_jsonata_vs_passthrough: number;
   /** Peak RSS of the wabridge process over every run, MB. */
@@ -556,6 +563,7 @@ async function measure(stack: Stack, target: Target, connections: number, bspDel
     max: r.max,
     errors: r.mismatches + r.socketErrors,
     late: r.late,
+    failed: r.failed,
     loopP99Ms: Number(loop.p99Ms),
     loopMaxMs: Number(loop.maxMs),
     ...(wabridge ? { lateBspSuccess: late ?? 0 } : {}),
@@ -747,7 +755,7 @@ export async function runServiceBench(opts: ServiceOptions): Promise<ServiceFigu
     const w = pick('wabridge', c);
     const p = pick('passthrough', c);
     const j = pick('wabridge-jsonata', c);
-    return { rps: w.rps, p99: w.p99, errors: w.errors, vs: ratio(w.rps, p.rps), jvs: ratio(j.rps, p.rps) };
+    return { rps: w.rps, p99: w.p99, errors: w.errors, failed: w.failed, passFailed: p.failed, vs: ratio(w.rps, p.rps), jvs: ratio(j.rps, p.rps) };
   };
   const c100 = head(100);
   const c1500 = head(1500);
@@ -756,11 +764,15 @@ export async function runServiceBench(opts: ServiceOptions): Promise<ServiceFigu
     c1500_rps: c1500.rps,
     c1500_p99_ms: c1500.p99,
     c1500_errors: c1500.errors,
+    c1500_failed: c1500.failed,
+    c1500_passthrough_failed: c1500.passFailed,
     c1500_vs_passthrough: c1500.vs,
     c1500_jsonata_vs_passthrough: c1500.jvs,
     c100_rps: c100.rps,
     c100_p99_ms: c100.p99,
     c100_errors: c100.errors,
+    c100_failed: c100.failed,
+    c100_passthrough_failed: c100.passFailed,
     c100_vs_passthrough: c100.vs,
     c100_jsonata_vs_passthrough: c100.jvs,
     wabridge_peak_rss_mb: Math.max(...figures.runs.filter((r) => r.target === 'wabridge').map((r) => r.rssMb)),
@@ -925,16 +937,16 @@ export function topSelf(file: string, n: number): ProfileEntry[] {
 const pad = (s: string | number, n: number) => String(s).padStart(n);
 
 export function formatRow(r: RunRow): string {
-  return `${r.target.padEnd(17)} c${pad(r.connections, 4)} bsp ${pad(r.bspDelayMs, 3)} ms: ${pad(r.rps, 6)} req/s  p50 ${pad(r.p50, 6)}  p99 ${pad(r.p99, 6)}  max ${pad(r.max, 6)} ms  errors ${pad(r.errors, 5)}  late ${pad(r.late, 5)}  1st ${pad(r.firstMax, 6)} ms/${r.firstErrors}  rss ${pad(r.rssMb, 6)} MB  cpu ${pad(r.cpuPct, 3)}% = ${r.cpuMsPerReq} ms/req (sim ${pad(r.simCpuPct, 3)}%, load ${pad(r.loadCpuPct, 3)}%, other ${pad(r.otherCpuPct, 3)}%)  loop p99/max ${r.loopP99Ms}/${r.loopMaxMs} ms${r.lateBspSuccess !== undefined ? `  late BSP ${r.lateBspSuccess}` : ''}`;
+  return `${r.target.padEnd(17)} c${pad(r.connections, 4)} bsp ${pad(r.bspDelayMs, 3)} ms: ${pad(r.rps, 6)} req/s  p50 ${pad(r.p50, 6)}  p99 ${pad(r.p99, 6)}  max ${pad(r.max, 6)} ms  errors ${pad(r.errors, 5)}  late ${pad(r.late, 5)}  failed ${pad(r.failed, 5)}  1st ${pad(r.firstMax, 6)} ms/${r.firstErrors}  rss ${pad(r.rssMb, 6)} MB  cpu ${pad(r.cpuPct, 3)}% = ${r.cpuMsPerReq} ms/req (sim ${pad(r.simCpuPct, 3)}%, load ${pad(r.loadCpuPct, 3)}%, other ${pad(r.otherCpuPct, 3)}%)  loop p99/max ${r.loopP99Ms}/${r.loopMaxMs} ms${r.lateBspSuccess !== undefined ? `  late BSP ${r.lateBspSuccess}` : ''}`;
 }
 
 export function formatTable(f: ServiceFigures): string {
   const lines = [
-    '| target | c | BSP ms | req/s | p50 ms | p99 ms | max ms | errors | >1 s | 1st answer max ms / errors | RSS MB | cpu % | cpu ms/req | sim cpu % | load cpu % | other cpu % | loop delay p99 / max ms | late BSP |',
-    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+    '| target | c | BSP ms | req/s | p50 ms | p99 ms | max ms | errors | >1 s | error or >1 s | 1st answer max ms / errors | RSS MB | cpu % | cpu ms/req | sim cpu % | load cpu % | other cpu % | loop delay p99 / max ms | late BSP |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
     ...f.runs.map(
       (r) =>
-        `| ${r.target} | ${r.connections} | ${r.bspDelayMs} | ${r.rps} | ${r.p50} | ${r.p99} | ${r.max} | ${r.errors} | ${r.late} | ${r.firstMax} / ${r.firstErrors} | ${r.rssMb} | ${r.cpuPct} | ${r.cpuMsPerReq} | ${r.simCpuPct} | ${r.loadCpuPct} | ${r.otherCpuPct} | ${r.loopP99Ms} / ${r.loopMaxMs} | ${r.lateBspSuccess ?? '-'} |`,
+        `| ${r.target} | ${r.connections} | ${r.bspDelayMs} | ${r.rps} | ${r.p50} | ${r.p99} | ${r.max} | ${r.errors} | ${r.late} | ${r.failed} | ${r.firstMax} / ${r.firstErrors} | ${r.rssMb} | ${r.cpuPct} | ${r.cpuMsPerReq} | ${r.simCpuPct} | ${r.loadCpuPct} | ${r.otherCpuPct} | ${r.loopP99Ms} / ${r.loopMaxMs} | ${r.lateBspSuccess ?? '-'} |`,
     ),
     '',
     ...(f.max_other_cpu_pct > 50 ? [`WARNING: other processes took up to ${f.max_other_cpu_pct}% CPU (of ${cpus().length * 100}%) during the runs: these figures are not representative`] : []),
