@@ -1183,7 +1183,34 @@ class Compiler {
   }
 
   block(n: Node): Fn {
-    const exprs = (n.expressions as Node[]).map((e) => this.tailOrNode(e));
+    const all = n.expressions as Node[];
+    // `$f := function(...) {...};` at the head of a block (how every mapping's functions arrive: the
+    // prelude compile() puts in front of each expression): the scope is made with those lambdas in it
+    // at once. Binding a lambda has no effect but the binding, so doing the leading ones together is
+    // the same as one by one; they count the same steps (the bind and the lambda node each).
+    let lead = 0;
+    while (lead < all.length - 1 && isPlainLambdaBind(all[lead]!)) lead++;
+    const names = all.slice(0, lead).map((e) => intern(e.lhs.value as string));
+    if (lead >= 2 && new Set(names).size === names.length) {
+      const makers = all.slice(0, lead).map((e) => this.lambdaParts(e.rhs));
+      const rest = all.slice(lead).map((e) => this.tailOrNode(e));
+      const pos = n.position ?? 0;
+      return (input, f) => {
+        const r = run;
+        r.steps += 2 * lead;
+        if (r.steps >= r.checkAt) checkBudget(pos);
+        const values: unknown[] = new Array(lead);
+        const frame = new Frame(f, names, values);
+        for (let i = 0; i < lead; i++) {
+          const m = makers[i]!;
+          values[i] = new Lambda(m.params, m.distinct, m.body, frame, input, m.signature);
+        }
+        let result: any;
+        for (let i = 0; i < rest.length; i++) result = rest[i]!(input, frame);
+        return result;
+      };
+    }
+    const exprs = all.map((e) => this.tailOrNode(e));
     return (input, f) => {
       const frame = new Frame(f);
       let result: any;
@@ -1327,12 +1354,15 @@ class Compiler {
   }
 
   lambda(n: Node): Fn {
+    const { params, distinct, body, signature } = this.lambdaParts(n);
+    return (input, f) => new Lambda(params, distinct, body, f, input, signature);
+  }
+
+  lambdaParts(n: Node): { params: string[]; distinct: boolean; body: Fn; signature: Signature | undefined } {
     if (n.thunk) decline('thunk outside a tail position');
     const params = (n.arguments as Node[]).map((a) => intern(a.value as string));
     const signature: Signature | undefined = n.signature ? { definition: n.signature.definition, validate: fastValidator(n.signature) } : undefined;
-    const body = this.tailOrNode(n.body);
-    const distinct = new Set(params).size === params.length;
-    return (input, f) => new Lambda(params, distinct, body, f, input, signature);
+    return { params, distinct: new Set(params).size === params.length, body: this.tailOrNode(n.body), signature };
   }
 
   apply(n: Node): Fn {
@@ -1510,6 +1540,12 @@ function orderKeys(entries: { key: string; i: number }[]): { key: string; i: num
 }
 
 const NO_LITERAL = Symbol('no literal');
+
+/** `$name := function(...) {...}` with nothing attached to the bind or the lambda node. */
+function isPlainLambdaBind(e: Node): boolean {
+  const plain = (x: Node) => !x.predicate && !x.group && !x.keepArray && !x.stages && !x.tuple && x.focus === undefined && x.index === undefined && !x.seekingParent && !x.ancestor;
+  return e.type === 'bind' && plain(e) && e.lhs?.type === 'variable' && typeof e.lhs.value === 'string' && e.rhs?.type === 'lambda' && !e.rhs.thunk && plain(e.rhs);
+}
 
 /** A string, number, true/false/null literal, with nothing attached. */
 function isLiteral(n: Node): boolean {
