@@ -24,8 +24,13 @@ function classify(e: unknown): TransportFailure {
 
 export class BspClient {
   readonly agent: Agent;
-  /** Aborts every call still open when the process stops (see close). */
-  private readonly shutdown = new AbortController();
+  /**
+   * The calls in flight, each with its own controller: close() aborts them. (One shared shutdown
+   * signal combined per call with AbortSignal.any leaks on Node 20: the shared signal keeps a
+   * reference to every combined signal ever made, nodejs/node#55351, ~60 bytes a message.)
+   */
+  private readonly inFlight = new Set<AbortController>();
+  private stopping: Error | undefined;
 
   constructor(opts: { connectionsPerOrigin?: number } = {}) {
     this.agent = new Agent({ keepAliveTimeout: 30_000, keepAliveMaxTimeout: 600_000, connections: opts.connectionsPerOrigin ?? 2048, connect: { timeout: 5_000 } });
@@ -33,6 +38,10 @@ export class BspClient {
 
   /** Sends the request; resolves with any HTTP answer, rejects with TransportError. */
   async send(req: HttpRequest, timeoutMs: number, maxBodyBytes = 1_048_576): Promise<BspResponse> {
+    const call = new AbortController();
+    if (this.stopping) call.abort(this.stopping);
+    const timer = setTimeout(() => call.abort(new DOMException(`BSP did not answer within ${timeoutMs} ms`, 'TimeoutError')), timeoutMs);
+    this.inFlight.add(call);
     try {
       const res = await request(req.url, {
         method: req.method as 'POST',
@@ -41,7 +50,7 @@ export class BspClient {
         dispatcher: this.agent,
         headersTimeout: timeoutMs,
         bodyTimeout: timeoutMs,
-        signal: AbortSignal.any([AbortSignal.timeout(timeoutMs), this.shutdown.signal]),
+        signal: call.signal,
       });
       const chunks: Buffer[] = [];
       let size = 0;
@@ -55,6 +64,9 @@ export class BspClient {
       return { status: res.statusCode, headers, text: Buffer.concat(chunks).toString('utf8') };
     } catch (e) {
       throw new TransportError(classify(e));
+    } finally {
+      clearTimeout(timer);
+      this.inFlight.delete(call);
     }
   }
 
@@ -63,7 +75,10 @@ export class BspClient {
    * CleverTap's deadline (to correlate a late success) must not hold the exit past the drain time.
    */
   async close(graceMs = 0): Promise<void> {
-    const cut = setTimeout(() => this.shutdown.abort(new Error('wabridge is stopping')), graceMs);
+    const cut = setTimeout(() => {
+      this.stopping = new Error('wabridge is stopping');
+      for (const call of this.inFlight) call.abort(this.stopping);
+    }, graceMs);
     try {
       await this.agent.close();
     } finally {
