@@ -884,18 +884,27 @@ interface CpuProfile {
   timeDeltas: number[];
 }
 
-/** Self time per module (engine file, npm package, node: module, native or GC) from a .cpuprofile. */
-export function selfByModule(file: string, n: number): ProfileEntry[] {
+/** The busy samples of a .cpuprofile (idle left out): each one's call frame, its url relative to the repository, and its duration in µs. */
+function busySamples(file: string): { samples: { cf: CpuProfile['nodes'][number]['callFrame']; url: string; dt: number }[]; busy: number } {
   const p = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
   const byId = new Map(p.nodes.map((x) => [x.id, x.callFrame]));
-  const by = new Map<string, number>();
+  const samples: { cf: CpuProfile['nodes'][number]['callFrame']; url: string; dt: number }[] = [];
   let busy = 0;
   for (let i = 0; i < p.samples.length; i++) {
     const cf = byId.get(p.samples[i]!);
     const dt = p.timeDeltas[i + 1] ?? 0;
     if (!cf || cf.functionName === '(idle)') continue;
     busy += dt;
-    const url = cf.url.replace(/^file:\/\//, '').replace(ROOT, '');
+    samples.push({ cf, url: cf.url.replace(/^file:\/\//, '').replace(ROOT, ''), dt });
+  }
+  return { samples, busy };
+}
+
+/** Self time per module (engine file, npm package, node: module, native or GC) from a .cpuprofile. */
+export function selfByModule(file: string, n: number): ProfileEntry[] {
+  const { samples, busy } = busySamples(file);
+  const by = new Map<string, number>();
+  for (const { cf, url, dt } of samples) {
     const npm = /node_modules\/(@[^/]+\/[^/]+|[^/]+)/.exec(url);
     const key = !url ? (cf.functionName.startsWith('(') ? cf.functionName : `native ${cf.functionName}`) : npm ? `npm ${npm[1]}` : url.startsWith('node:') ? url.split('/')[0]! : url;
     by.set(key, (by.get(key) ?? 0) + dt);
@@ -908,16 +917,9 @@ export function selfByModule(file: string, n: number): ProfileEntry[] {
 
 /** Self time per function (name + file:line:col) from a .cpuprofile; idle excluded from the percentages. */
 export function topSelf(file: string, n: number): ProfileEntry[] {
-  const p = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
-  const byId = new Map(p.nodes.map((x) => [x.id, x.callFrame]));
+  const { samples, busy } = busySamples(file);
   const self = new Map<string, { fn: string; where: string; us: number }>();
-  let busy = 0;
-  for (let i = 0; i < p.samples.length; i++) {
-    const cf = byId.get(p.samples[i]!);
-    const dt = p.timeDeltas[i + 1] ?? 0;
-    if (!cf || cf.functionName === '(idle)') continue;
-    busy += dt;
-    const url = cf.url.replace(/^file:\/\//, '').replace(ROOT, '');
+  for (const { cf, url, dt } of samples) {
     // Positions are in tsx's transpiled code for .ts files.
     const where = url ? `${url}:${cf.lineNumber + 1}:${cf.columnNumber + 1}` : '';
     const key = `${cf.functionName}\n${where}`;

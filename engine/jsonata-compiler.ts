@@ -1289,11 +1289,7 @@ class Compiler {
     const argCount = args.length + (applyto ? 1 : 0);
     const procName = procNode.type === 'path' ? procNode.steps[0].value : procNode.value;
     const forgotDollar = procNode.type === 'path' ? (procNode.steps[0].value as string) : undefined;
-    const general = (input: any, f: Frame, context?: any): any => {
-      const p = proc(input, f);
-      if (typeof p === 'undefined' && forgotDollar !== undefined && lookupVar(f, forgotDollar)) {
-        throw { code: 'T1005', stack: new Error().stack, position: pos, token: forgotDollar };
-      }
+    const evaluateArgs = (input: any, f: Frame, context: any): unknown[] => {
       // sized up front: growing an array one push at a time is a visible cost at this rate
       const evaluated: unknown[] = new Array(argCount);
       let k = 0;
@@ -1302,6 +1298,14 @@ class Compiler {
         const arg = args[i]!(input, f);
         evaluated[k++] = isFunction(arg) ? wrapArg(arg) : arg;
       }
+      return evaluated;
+    };
+    const general = (input: any, f: Frame, context?: any): any => {
+      const p = proc(input, f);
+      if (typeof p === 'undefined' && forgotDollar !== undefined && lookupVar(f, forgotDollar)) {
+        throw { code: 'T1005', stack: new Error().stack, position: pos, token: forgotDollar };
+      }
+      const evaluated = evaluateArgs(input, f, context);
       try {
         // a mapping's own function without a signature: applyInner would only pass the arguments on
         if (p instanceof Lambda && p.signature === undefined) {
@@ -1329,14 +1333,7 @@ class Compiler {
     return (input, f, context) => {
       if (lookupGlobal(name) !== def) return general(input, f, context);
       if (++run.steps >= run.checkAt) checkBudget(procPos);
-      // sized up front: growing an array one push at a time is a visible cost at this rate
-      const evaluated: unknown[] = new Array(argCount);
-      let k = 0;
-      if (applyto) evaluated[k++] = context;
-      for (let i = 0; i < args.length; i++) {
-        const arg = args[i]!(input, f);
-        evaluated[k++] = isFunction(arg) ? wrapArg(arg) : arg;
-      }
+      const evaluated = evaluateArgs(input, f, context);
       try {
         const validated = signature ? signature.validate(evaluated, input) : evaluated;
         FOCUS.input = input;
