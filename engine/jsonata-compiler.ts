@@ -1107,32 +1107,18 @@ class Compiler {
       return { literalKey, key: literalKey === undefined ? this.node(k) : undefined, value: this.node(v) };
     });
     const pos = g.position;
-    if (pairs.every((p) => p.literalKey !== undefined) && new Set(pairs.map((p) => p.literalKey)).size === pairs.length && !pairs.some((p) => p.literalKey === '_jsonata_lambda' || p.literalKey === '_jsonata_function')) {
-      // distinct literal keys: every input item lands in every key; a key's value is evaluated once
-      // against the item (one item) or the appended items (several), in jsonata's key order.
+    // Distinct literal keys (the usual constructor): every input item lands in every key, and a key's
+    // value is evaluated once against the item (one item) or the appended items (several), in
+    // jsonata's key order. jsonata builds objects without a prototype, which V8 keeps in dictionary
+    // mode (slower to build and to serialize); without a `__proto__` key a plain object is the same
+    // data. A `__proto__` key is left to the general grouping below.
+    const literalKeys = pairs.map((p) => p.literalKey);
+    if (
+      literalKeys.every((k) => k !== undefined && k !== '_jsonata_lambda' && k !== '_jsonata_function' && k !== '__proto__') &&
+      new Set(literalKeys).size === pairs.length
+    ) {
       const order = orderKeys(pairs.map((p, i) => ({ key: p.literalKey!, i })));
-      // jsonata builds objects without a prototype; V8 keeps those in dictionary mode, which makes
-      // building and serializing them slower. With no `__proto__` key, a plain object is the same data.
-      if (!order.some((o) => o.key === '__proto__')) return literalObject(order.map((o) => ({ key: o.key, value: pairs[o.i]!.value })));
-      const makeObject: () => any = () => Object.create(null);
-      return (input, f) => {
-        if (Array.isArray(input) && (input as any).tupleStream) throw new Fallback('tuple stream');
-        if (!Array.isArray(input)) input = sequenceOf(input);
-        if (input.length === 0) input.push(undefined);
-        let data: any;
-        if (input.length === 1) data = input[0];
-        else {
-          data = input[0];
-          for (let i = 1; i < input.length; i++) data = append(data, input[i]);
-        }
-        const result = makeObject();
-        for (let o = 0; o < order.length; o++) {
-          const { key, i } = order[o]!;
-          const value = o === order.length - 1 ? pairs[i]!.value(data, f) : parallel(pairs[i]!.value, data, f);
-          if (typeof value !== 'undefined') result[key] = value;
-        }
-        return result;
-      };
+      return literalObject(order.map((o) => ({ key: o.key, value: pairs[o.i]!.value })));
     }
     return (input, f) => {
       if (Array.isArray(input) && (input as any).tupleStream) throw new Fallback('tuple stream');

@@ -40,19 +40,7 @@ function symbolCode(value: any): number {
 
 /** jsonata's one-letter type of a value (its signature module's getSymbol). */
 export function symbolOf(value: any): string {
-  if ((value && (value._jsonata_function === true || value._jsonata_lambda === true)) || typeof value === 'function') return 'f';
-  switch (typeof value) {
-    case 'string':
-      return 's';
-    case 'number':
-      return 'n';
-    case 'boolean':
-      return 'b';
-    case 'object':
-      return value === null ? 'l' : Array.isArray(value) ? 'a' : 'o';
-    default:
-      return 'm';
-  }
+  return 'fsnblaom'.charAt(symbolCode(value));
 }
 
 /** The parameter list of a signature definition, read the way jsonata's parser reads it. */

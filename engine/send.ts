@@ -128,7 +128,8 @@ export async function buildRequest(req: CompiledRequest, input: unknown, slot: s
  * failures are observed so none goes unhandled.
  */
 export function buildRequestNow(req: CompiledRequest, input: unknown, slot: string): HttpRequest | Promise<HttpRequest> {
-  const { slots } = layoutOf(req);
+  const layout = layoutOf(req);
+  const { slots } = layout;
   const values: unknown[] = new Array(slots.length);
   let pending = false;
   let i = 0;
@@ -145,16 +146,15 @@ export function buildRequestNow(req: CompiledRequest, input: unknown, slot: stri
     }
     throw e;
   }
-  return pending ? Promise.all(values).then((vs) => assemble(req, vs, slot)) : assemble(req, values, slot);
+  return pending ? Promise.all(values).then((vs) => assemble(req, layout, vs, slot)) : assemble(req, layout, values, slot);
 }
 
-function assemble(req: CompiledRequest, values: unknown[], slot: string): HttpRequest {
+function assemble(req: CompiledRequest, { isContentType }: Layout, values: unknown[], slot: string): HttpRequest {
   let i = 0;
   const url = asString(values[i++], `${slot}.url`);
   const body = req.body ? values[i++] : undefined;
   const headers: Record<string, string> = {};
   let hasType = false;
-  const { isContentType } = layoutOf(req);
   for (let h = 0; h < req.headers.length; h++) {
     const name = req.headers[h]![0];
     const v = asString(values[i++], `${slot}.headers.${name}`);
