@@ -76,7 +76,7 @@ interface JsonataError {
 
 const GUARD = '__wab_guard';
 /** Fallback reasons that depend on one message's data; every other reason is the expression's shape. */
-const DATA_DEPENDENT = new Set(['depth', 'error among concurrently evaluated siblings']);
+const DATA_DEPENDENT = new Set(['depth', 'errors in two concurrently evaluated siblings']);
 const ENTRY = Symbol.for('jsonata.__evaluate_entry');
 const EXIT = Symbol.for('jsonata.__evaluate_exit');
 

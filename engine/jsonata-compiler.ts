@@ -453,6 +453,43 @@ function hofFuncArgs(func: any, arg1: unknown, arg2: unknown, arg3: unknown): un
   return a;
 }
 
+/** $replace's replacement string for one regex match ($0, $1.., $$), as jsonata expands it. */
+function substitute(replacement: string, regexMatch: any): string {
+  let out = '';
+  let position = 0;
+  let index = replacement.indexOf('$', position);
+  while (index !== -1 && position < replacement.length) {
+    out += replacement.substring(position, index);
+    position = index + 1;
+    const dollarVal = replacement.charAt(position);
+    if (dollarVal === '$') {
+      out += '$';
+      position++;
+    } else if (dollarVal === '0') {
+      out += regexMatch.match;
+      position++;
+    } else {
+      let maxDigits: number;
+      if (regexMatch.groups.length === 0) maxDigits = 1;
+      else maxDigits = Math.floor(Math.log(regexMatch.groups.length) * Math.LOG10E) + 1;
+      index = parseInt(replacement.substring(position, position + maxDigits), 10);
+      if (maxDigits > 1 && index > regexMatch.groups.length) index = parseInt(replacement.substring(position, position + maxDigits - 1), 10);
+      if (!isNaN(index)) {
+        if (regexMatch.groups.length > 0) {
+          const submatch = regexMatch.groups[index - 1];
+          if (typeof submatch !== 'undefined') out += submatch;
+        }
+        position += index.toString().length;
+      } else {
+        out += '$';
+      }
+    }
+    index = replacement.indexOf('$', position);
+  }
+  out += replacement.substring(position);
+  return out;
+}
+
 function evaluateMatcher(matcher: any, str?: string): any {
   const result = callValue(matcher, str === undefined ? [] : [str]);
   if (result && !(typeof result.start === 'number' || result.end === 'number' || Array.isArray(result.groups) || isFunction(result.next))) {
@@ -486,46 +523,6 @@ const ported: Record<string, (...args: any[]) => any> = {
     if (typeof str === 'undefined') return undefined;
     if (pattern === '') throw { code: 'D3010', stack: new Error().stack, value: pattern, index: 2 };
     if (limit < 0) throw { code: 'D3011', stack: new Error().stack, value: limit, index: 4 };
-    let replacer: (m: any) => any;
-    if (typeof replacement === 'string') {
-      replacer = (regexMatch: any) => {
-        let substitute = '';
-        let position = 0;
-        let index = replacement.indexOf('$', position);
-        while (index !== -1 && position < replacement.length) {
-          substitute += replacement.substring(position, index);
-          position = index + 1;
-          const dollarVal = replacement.charAt(position);
-          if (dollarVal === '$') {
-            substitute += '$';
-            position++;
-          } else if (dollarVal === '0') {
-            substitute += regexMatch.match;
-            position++;
-          } else {
-            let maxDigits: number;
-            if (regexMatch.groups.length === 0) maxDigits = 1;
-            else maxDigits = Math.floor(Math.log(regexMatch.groups.length) * Math.LOG10E) + 1;
-            index = parseInt(replacement.substring(position, position + maxDigits), 10);
-            if (maxDigits > 1 && index > regexMatch.groups.length) index = parseInt(replacement.substring(position, position + maxDigits - 1), 10);
-            if (!isNaN(index)) {
-              if (regexMatch.groups.length > 0) {
-                const submatch = regexMatch.groups[index - 1];
-                if (typeof submatch !== 'undefined') substitute += submatch;
-              }
-              position += index.toString().length;
-            } else {
-              substitute += '$';
-            }
-          }
-          index = replacement.indexOf('$', position);
-        }
-        substitute += replacement.substring(position);
-        return substitute;
-      };
-    } else {
-      replacer = (m: any) => callValue(replacement, [m]);
-    }
     let result = '';
     let position = 0;
     if (typeof limit === 'undefined' || limit > 0) {
@@ -545,7 +542,7 @@ const ported: Record<string, (...args: any[]) => any> = {
         if (typeof matches !== 'undefined') {
           while (typeof matches !== 'undefined' && (typeof limit === 'undefined' || count < limit)) {
             result += str.substring(position, matches.start);
-            const replacedWith = replacer(matches);
+            const replacedWith = typeof replacement === 'string' ? substitute(replacement, matches) : callValue(replacement, [matches]);
             if (typeof replacedWith === 'string') result += replacedWith;
             else throw { code: 'D3012', stack: new Error().stack, value: replacedWith };
             position = matches.start + matches.match.length;
@@ -1077,9 +1074,17 @@ class Compiler {
         const cons = n.consarray === true;
         return (input, f) => {
           const result: any = [];
+          let err: unknown = NO_ERROR;
+          const depth = run.depth;
           for (let i = 0; i < items.length; i++) {
             const item = items[i]!;
-            const value = i === items.length - 1 ? item.fn(input, f) : parallel(item.fn, input, f);
+            let value;
+            try {
+              value = item.fn(input, f);
+            } catch (e) {
+              err = siblingError(err, e, depth);
+              continue;
+            }
             if (typeof value !== 'undefined') {
               if (item.nested) result.push(value);
               // append(result, value), in place: `result` is this constructor's own fresh array
@@ -1087,6 +1092,7 @@ class Compiler {
               else result.push(value);
             }
           }
+          if (err !== NO_ERROR) throw err;
           if (cons) Object.defineProperty(result, 'cons', { enumerable: false, configurable: false, value: true });
           return result;
         };
@@ -1148,12 +1154,21 @@ class Compiler {
         }
       }
       const keys = Object.keys(groups);
+      let err: unknown = NO_ERROR;
+      const depth = run.depth;
       for (let k = 0; k < keys.length; k++) {
         const key = keys[k]!;
         const entry = groups[key]!;
-        const value = k === keys.length - 1 ? pairs[entry.exprIndex]!.value(entry.data, f) : parallel(pairs[entry.exprIndex]!.value, entry.data, f);
+        let value;
+        try {
+          value = pairs[entry.exprIndex]!.value(entry.data, f);
+        } catch (e) {
+          err = siblingError(err, e, depth);
+          continue;
+        }
         if (typeof value !== 'undefined') result[key] = value;
       }
+      if (err !== NO_ERROR) throw err;
       return result;
     };
   }
@@ -1422,18 +1437,17 @@ function plainChain(steps: Node[], general: Fn, variable: ((f: Frame) => unknown
 /**
  * An object constructor whose keys are distinct literals (`{"type": "text", "text": $x}`), as
  * generated code: each constructor stores its keys at its own sites, in jsonata's key order, so V8
- * keeps one hidden class per constructor and the stores stay monomorphic. Values but the last are
- * evaluated as `parallel` does (an error among them is left to jsonata).
+ * keeps one hidden class per constructor and the stores stay monomorphic. Values are evaluated as
+ * concurrent siblings (see siblingError).
  */
 function literalObject(entries: { key: string; value: Fn }[]): Fn {
   let body = '';
   entries.forEach((e, i) => {
-    const call = `fns[${i}](data, f)`;
-    body += i === entries.length - 1 ? `v = ${call};\n` : `try { v = ${call}; } catch (e) { throw sibling(e); }\n`;
+    body += `try { v = fns[${i}](data, f); } catch (e) { err = siblingError(err, e, depth); v = undefined; }\n`;
     body += `if (v !== undefined) r[${JSON.stringify(e.key)}] = v;\n`;
   });
   const factory = new Function(
-    'fns', 'sibling', 'append', 'tupleStream',
+    'fns', 'siblingError', 'NO_ERROR', 'depthNow', 'append', 'tupleStream',
     `return function object(input, f) {\n` +
       `let data = input;\n` +
       `if (Array.isArray(input)) {\n` +
@@ -1442,12 +1456,13 @@ function literalObject(entries: { key: string; value: Fn }[]): Fn {
       `  data = input[0];\n` +
       `  for (let i = 1; i < input.length; i++) data = append(data, input[i]);\n` +
       `}\n` +
-      `const r = {};\nlet v;\n${body}return r;\n};`,
+      `const r = {};\nlet v;\nlet err = NO_ERROR;\nconst depth = depthNow();\n${body}if (err !== NO_ERROR) throw err;\nreturn r;\n};`,
   ) as (...deps: unknown[]) => Fn;
-  const sibling = (e: unknown): unknown => (e instanceof StepLimitExceeded || e instanceof Fallback ? e : new Fallback('error among concurrently evaluated siblings'));
   return factory(
     entries.map((e) => e.value),
-    sibling,
+    siblingError,
+    NO_ERROR,
+    () => run.depth,
     append,
     () => new Fallback('tuple stream'),
   );
@@ -1477,26 +1492,37 @@ function singleItemObject(pairs: { literalKey: string | undefined; key: Fn | und
     which.push(p);
   }
   const result: any = {};
+  let err: unknown = NO_ERROR;
+  const depth = run.depth;
   for (let k = 0; k < keys.length; k++) {
-    const fn = pairs[which[k]!]!.value;
-    const value = k === keys.length - 1 ? fn(item, f) : parallel(fn, item, f);
+    let value;
+    try {
+      value = pairs[which[k]!]!.value(item, f);
+    } catch (e) {
+      err = siblingError(err, e, depth);
+      continue;
+    }
     if (typeof value !== 'undefined') result[keys[k]!] = value;
   }
+  if (err !== NO_ERROR) throw err;
   return result;
 }
 
+const NO_ERROR = Symbol('no error');
+
 /**
- * jsonata evaluates array items and object values concurrently (Promise.all): when one fails, a later
- * sibling may fail first in time and decide the error. Which one wins depends on jsonata's scheduling,
- * so an error in any but the last sibling is left to jsonata.
+ * jsonata evaluates array items and object values concurrently (Promise.all), and every sibling runs
+ * to its end even when another has failed. With one failing sibling the outcome is that sibling's
+ * error whatever the scheduling, so the compiled code evaluates every sibling and throws the one
+ * error at the end. With two, which fails first in time depends on jsonata's scheduling: left to
+ * jsonata. Returns the error to keep; our own budget and fallback signals go straight through.
  */
-function parallel(fn: Fn, input: any, f: Frame): any {
-  try {
-    return fn(input, f);
-  } catch (e) {
-    if (e instanceof StepLimitExceeded || e instanceof Fallback) throw e;
-    throw new Fallback('error among concurrently evaluated siblings');
-  }
+function siblingError(kept: unknown, e: unknown, depth: number): unknown {
+  if (e instanceof StepLimitExceeded || e instanceof Fallback) throw e;
+  // the failed sibling left its nesting counted; the next one starts where it started
+  run.depth = depth;
+  if (kept !== NO_ERROR) throw new Fallback('errors in two concurrently evaluated siblings');
+  return e;
 }
 
 function evaluateStep(step: Fn, stages: ((r: any, f: Frame) => any)[] | undefined, input: any[], f: Frame, lastStep: boolean): any {

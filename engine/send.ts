@@ -44,7 +44,17 @@ export function failure(code: AnswerCode, message: string): Answer {
 
 const bindings = {
   reject(code: unknown, message: unknown): never {
-    throw new Rejection(Number(code), message === undefined ? 'rejected by mapping' : String(message));
+    // A refusal is an answer, not a fault: its stack trace would never be read, and capturing one
+    // costs more than the rest of the refusal.
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
+    let r: Rejection;
+    try {
+      r = new Rejection(Number(code), message === undefined ? 'rejected by mapping' : String(message));
+    } finally {
+      Error.stackTraceLimit = limit;
+    }
+    throw r;
   },
 };
 

@@ -41,20 +41,24 @@ function digest(s: string): Buffer {
 }
 
 /** Constant-time comparison that also hides the expected length. */
-function same(given: string | undefined, expected: string): boolean {
-  return given !== undefined && timingSafeEqual(digest(given), digest(expected));
+function same(given: string | undefined, expected: string | Buffer): boolean {
+  return given !== undefined && timingSafeEqual(digest(given), typeof expected === 'string' ? digest(expected) : expected);
 }
+
+// The digest of a tenant's expected credential, once per tenant configuration (a reload brings new objects).
+const credentialDigests = new WeakMap<TenantConfig['auth'], Buffer>();
 
 function authorized(req: FastifyRequest, tenant: TenantConfig): boolean {
   const auth = tenant.auth;
+  let expected = credentialDigests.get(auth);
+  if (!expected) credentialDigests.set(auth, (expected = digest('basic' in auth ? `${auth.basic.username}:${auth.basic.password}` : auth.header.value)));
   if ('basic' in auth) {
     const h = req.headers.authorization;
     if (!h?.startsWith('Basic ')) return false;
-    const decoded = Buffer.from(h.slice(6).trim(), 'base64').toString('utf8');
-    return same(decoded, `${auth.basic.username}:${auth.basic.password}`);
+    return same(Buffer.from(h.slice(6).trim(), 'base64').toString('utf8'), expected);
   }
   const v = req.headers[auth.header.name.toLowerCase()];
-  return same(Array.isArray(v) ? v[0] : v, auth.header.value);
+  return same(Array.isArray(v) ? v[0] : v, expected);
 }
 
 function headerRecord(req: FastifyRequest): Record<string, string> {

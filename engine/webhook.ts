@@ -39,7 +39,13 @@ export interface IncomingEvent {
 export type WebhookEvent = StatusEvent | IncomingEvent;
 
 function lowerHeaders(h: Record<string, string>): Record<string, string> {
-  return Object.fromEntries(Object.entries(h).map(([k, v]) => [k.toLowerCase(), v]));
+  const out: Record<string, string> = {};
+  for (const k in h) {
+    const lower = k.toLowerCase();
+    if (lower === '__proto__') Object.defineProperty(out, lower, { value: h[k], enumerable: true, writable: true, configurable: true });
+    else out[lower] = h[k]!;
+  }
+  return out;
 }
 
 export function parseWebhookBody(rawBody: string, contentType: string | undefined): unknown {

@@ -5,7 +5,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { WabError } from '../engine/errors.js';
-import { checkSyntax, compile, type Compiled, type FunctionSource, type SourceRef } from '../engine/expression.js';
+import { checkSyntax, compile, isPromise, Rejection, type Compiled, type FunctionSource, type SourceRef } from '../engine/expression.js';
 import { loadMapping, type Mapping } from '../engine/mapping-loader.js';
 import { toCanonical } from '../engine/pipeline.js';
 import { planSend } from '../engine/send.js';
@@ -333,6 +333,42 @@ t.test('functions can call each other, in any declaration order', async (t) => {
 
   const m = loadOk(mapping({ functions: '  twice: "function($s) { $s & $s }"\n  shout: |\n    function($s) { $uppercase($twice($s)) }\n', url: `'"https://x.test/" & $shout("ab")'` }));
   t.equal(await m.send.request.url.evaluate({}), 'https://x.test/ABAB', 'in a loaded mapping too');
+});
+
+t.test('a failure among concurrently evaluated siblings', async (t) => {
+  // jsonata runs array items and object values through Promise.all: every sibling runs to its end,
+  // and with one failure that failure is the answer whatever the scheduling.
+  const bind = {
+    reject: (code: unknown, msg: unknown) => {
+      throw new Rejection(Number(code), String(msg));
+    },
+  };
+  for (const text of ['{"a": $reject(2001, "first"), "b": x, "c": [1, 2]}', '[$reject(2001, "first"), x, {"y": x}]', '{k: $reject(2001, "first"), "b": x}', 'items.{"v": $reject(2001, "first"), "w": x}']) {
+    const c = compile(text, plainRef('x'), []);
+    let thrown: unknown;
+    try {
+      const r = c.now!({ x: 1, k: 'a', items: [1] }, bind);
+      t.notOk(isPromise(r), `${text}: not handed to jsonata`);
+    } catch (e) {
+      thrown = e;
+    }
+    t.ok(thrown instanceof Rejection && thrown.reason === 'first', `${text}: the one failure, decided on the fast path`);
+    process.env.WAB_JSONATA_FASTPATH = '0';
+    const slow = compile(text, plainRef('x'), []);
+    delete process.env.WAB_JSONATA_FASTPATH;
+    const viaJsonata = await slow.evaluate({ x: 1, k: 'a', items: [1] }, bind).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    t.equal((viaJsonata as Rejection | undefined)?.reason, 'first', `${text}: jsonata gives the same`);
+  }
+  // two failures: which comes first in time is jsonata's scheduling, so jsonata decides, for this message only
+  const two = compile('{"a": $reject(2001, "first"), "b": $reject(2002, "second")}', plainRef('x'), []);
+  const r = two.now!({}, bind);
+  t.ok(isPromise(r), 'two failing siblings are handed to jsonata');
+  await t.rejects(r as Promise<unknown>, Rejection);
+  t.ok(two.fastPath, 'the expression stays on the fast path');
+  t.same(two.now!({}, { reject: () => 1 }), { a: 1, b: 1 });
 });
 
 t.test('$reject inside a send expression answers failure without a request', async (t) => {
