@@ -215,17 +215,29 @@ interface Run {
   maxDepth: number;
   /** The step count at which to look at the budget and the clock next (every 1024 steps at most). */
   checkAt: number;
+  /** When the clock was first read for this evaluation (0: not yet), and the deadline it gives. */
   started: number;
+  timeoutMs: number;
   deadline: number;
-  /** jsonata fixes $now() at the start of an evaluation; made when first asked for. */
+  /** jsonata fixes $now() once per evaluation (at its start); here at the first clock read. */
   timestamp: Date | undefined;
   /** The outermost scope: the caller's bindings and `$`. */
   root: Frame | null;
 }
-let run: Run = { steps: 0, depth: 0, maxSteps: Infinity, maxDepth: Infinity, checkAt: Infinity, started: 0, deadline: Infinity, timestamp: undefined, root: null };
+let run: Run = { steps: 0, depth: 0, maxSteps: Infinity, maxDepth: Infinity, checkAt: Infinity, started: 0, timeoutMs: Infinity, deadline: Infinity, timestamp: undefined, root: null };
+
+/** The evaluation's start on the clock, read once. */
+function started(): number {
+  const r = run;
+  if (r.started === 0) {
+    r.started = Date.now();
+    r.deadline = r.started + r.timeoutMs;
+  }
+  return r.started;
+}
 
 function timestamp(): Date {
-  return (run.timestamp ??= new Date(run.started));
+  return (run.timestamp ??= new Date(started()));
 }
 
 /**
@@ -323,6 +335,11 @@ class Lambda {
   get signature(): Signature | undefined {
     return this.#signature;
   }
+  #wrapper: unknown;
+  /** This lambda as jsonata hands a function argument to a native (see wrapArg). */
+  wrapper(): unknown {
+    return (this.#wrapper ??= makeWrapper(this));
+  }
   /** `validated` is always an array made for this call (by the caller or the signature check). */
   invoke(validated: unknown[]): any {
     const params = this.#params;
@@ -361,8 +378,47 @@ function enter(pos: number): void {
 function checkBudget(pos: number): void {
   const r = run;
   if (r.steps > r.maxSteps) throw new StepLimitExceeded('steps', pos);
+  started();
   if (Date.now() > r.deadline) throw new StepLimitExceeded('time', pos);
   r.checkAt = Math.min(r.steps + 1024, r.maxSteps + 1);
+}
+
+/**
+ * Instantiates a closure template from its own source text, once per node. Closures made at one site
+ * of this module share V8's feedback: a call to a child node there sees every node's children
+ * (megamorphic) and nothing gets inlined. A template compiled per node has feedback of its own, so
+ * its calls have one target each. Templates run outside this module's scope: everything they use
+ * comes in as a parameter. `calls(n, fns, args)` unrolls `fns[i](args)` so each call is its own site.
+ */
+function perNode(params: string[], body: string, ...deps: unknown[]): any {
+  // eslint-disable-next-line @typescript-eslint/no-implied-eval
+  return new Function(...params, body)(...deps);
+}
+
+/** One step of the budget, counted where a node does not enter (leaves, direct built-in calls). */
+function step(pos: number): void {
+  if (++run.steps >= run.checkAt) checkBudget(pos);
+}
+
+/** A JSONata error from a call gets the call's position and the function's name, as jsonata does. */
+function located(err: any, pos: number | undefined, procName: unknown): unknown {
+  if (err && typeof err === 'object' && !(err instanceof Fallback) && !(err instanceof StepLimitExceeded)) {
+    if (!err.position) err.position = pos;
+    if (!err.token) err.token = procName;
+  }
+  return err;
+}
+
+function forgotDollarError(pos: number | undefined, token: string): unknown {
+  return { code: 'T1005', stack: new Error().stack, position: pos, token };
+}
+
+function exit(): void {
+  run.depth--;
+}
+
+function depthNow(): number {
+  return run.depth;
 }
 
 function normalize(result: any, keepArray: boolean): any {
@@ -424,6 +480,14 @@ const WRAPPED = Symbol('wab.wrapped');
  * The wrapper remembers what it wraps, so calling it from compiled code skips the extra layer.
  */
 function wrapArg(arg: any): any {
+  // A lambda or a regex literal's matcher is wrapped once: the wrapper holds no state of its own, and
+  // making a function with extra properties per call is a visible cost.
+  if (arg instanceof Lambda) return arg.wrapper();
+  return arg[WRAPPER] ?? makeWrapper(arg);
+}
+const WRAPPER = Symbol('wab.wrapper');
+
+function makeWrapper(arg: any): any {
   return callable(function (...params: unknown[]) {
     return applyFn(arg, params, null);
   }, arg);
@@ -794,20 +858,14 @@ class Compiler {
     // Operators other than `..` give a single value and an object constructor an object: nothing to
     // normalize. They still count as steps and as depth (recursion nests through them).
     if (!preds && !group && !keepArray && ((n.type === 'binary' && n.value !== '..') || (n.type === 'unary' && n.value === '{'))) {
-      return (input, f) => {
-        enter(pos);
-        const v = inner(input, f);
-        run.depth--;
-        return v;
-      };
+      return perNode(['enter', 'exit', 'inner', 'pos'], 'return (input, f) => { enter(pos); const v = inner(input, f); exit(); return v; };', enter, exit, inner, pos);
     }
     if (!preds && !group) {
-      return (input, f) => {
-        enter(pos);
-        const r = inner(input, f);
-        run.depth--;
-        return normalize(r, keepArray);
-      };
+      return perNode(
+        ['enter', 'exit', 'inner', 'pos', 'normalize', 'keepArray'],
+        'return (input, f) => { enter(pos); const r = inner(input, f); exit(); return normalize(r, keepArray); };',
+        enter, exit, inner, pos, normalize, keepArray,
+      );
     }
     return (input, f) => {
       enter(pos);
@@ -1072,30 +1130,19 @@ class Compiler {
       case '[': {
         const items = (n.expressions as Node[]).map((item) => ({ nested: item.value === '[', fn: this.node(item) }));
         const cons = n.consarray === true;
-        return (input, f) => {
-          const result: any = [];
-          let err: unknown = NO_ERROR;
-          const depth = run.depth;
-          for (let i = 0; i < items.length; i++) {
-            const item = items[i]!;
-            let value;
-            try {
-              value = item.fn(input, f);
-            } catch (e) {
-              err = siblingError(err, e, depth);
-              continue;
-            }
-            if (typeof value !== 'undefined') {
-              if (item.nested) result.push(value);
-              // append(result, value), in place: `result` is this constructor's own fresh array
-              else if (Array.isArray(value)) for (let k = 0; k < value.length; k++) result.push(value[k]);
-              else result.push(value);
-            }
-          }
-          if (err !== NO_ERROR) throw err;
-          if (cons) Object.defineProperty(result, 'cons', { enumerable: false, configurable: false, value: true });
-          return result;
-        };
+        // Items as concurrent siblings (siblingError); an item that is itself an array constructor is
+        // kept whole, any other array value is appended item by item (in place: `result` is fresh).
+        let body = 'return (input, f) => {\nconst result = [];\nlet err = NO_ERROR;\nconst depth = depthNow();\nlet v;\n';
+        items.forEach((item, i) => {
+          body += `try { v = fns[${i}](input, f); } catch (e) { err = siblingError(err, e, depth); v = undefined; }\n`;
+          body += item.nested
+            ? 'if (v !== undefined) result.push(v);\n'
+            : 'if (v !== undefined) { if (Array.isArray(v)) { for (let k = 0; k < v.length; k++) result.push(v[k]); } else result.push(v); }\n';
+        });
+        body += 'if (err !== NO_ERROR) throw err;\n';
+        if (cons) body += "Object.defineProperty(result, 'cons', { enumerable: false, configurable: false, value: true });\n";
+        body += 'return result;\n};';
+        return perNode(['fns', 'siblingError', 'NO_ERROR', 'depthNow'], body, items.map((item) => item.fn), siblingError, NO_ERROR, depthNow);
       }
       case '{': {
         const group = this.group(n);
@@ -1177,10 +1224,11 @@ class Compiler {
     const cond = this.node(n.condition);
     const then = this.tailOrNode(n.then);
     const otherwise = n.else !== undefined ? this.tailOrNode(n.else) : undefined;
-    return (input, f) => {
-      if (fnBoolean(cond(input, f))) return then(input, f);
-      return otherwise ? otherwise(input, f) : undefined;
-    };
+    return perNode(
+      ['fnBoolean', 'cond', 'then', 'otherwise'],
+      `return (input, f) => { if (fnBoolean(cond(input, f))) return then(input, f); return ${otherwise ? 'otherwise(input, f)' : 'undefined'}; };`,
+      fnBoolean, cond, then, otherwise,
+    );
   }
 
   block(n: Node): Fn {
@@ -1196,28 +1244,23 @@ class Compiler {
       const makers = all.slice(0, lead).map((e) => this.lambdaParts(e.rhs));
       const rest = all.slice(lead).map((e) => this.tailOrNode(e));
       const pos = n.position ?? 0;
-      return (input, f) => {
+      let body = 'return (input, f) => {\nsteps(pos);\nconst values = new Array(lead);\nconst frame = new Frame(f, names, values);\nlet m;\n';
+      for (let i = 0; i < lead; i++) body += `m = makers[${i}];\nvalues[${i}] = new Lambda(m.params, m.distinct, m.body, frame, input, m.signature);\n`;
+      body += `let result;\n${rest.map((_, i) => `result = rest[${i}](input, frame);\n`).join('')}return result;\n};`;
+      const steps = (at: number) => {
         const r = run;
         r.steps += 2 * lead;
-        if (r.steps >= r.checkAt) checkBudget(pos);
-        const values: unknown[] = new Array(lead);
-        const frame = new Frame(f, names, values);
-        for (let i = 0; i < lead; i++) {
-          const m = makers[i]!;
-          values[i] = new Lambda(m.params, m.distinct, m.body, frame, input, m.signature);
-        }
-        let result: any;
-        for (let i = 0; i < rest.length; i++) result = rest[i]!(input, frame);
-        return result;
+        if (r.steps >= r.checkAt) checkBudget(at);
       };
+      return perNode(['steps', 'pos', 'lead', 'Frame', 'names', 'makers', 'Lambda', 'rest'], body, steps, pos, lead, Frame, names, makers, Lambda, rest);
     }
     const exprs = all.map((e) => this.tailOrNode(e));
-    return (input, f) => {
-      const frame = new Frame(f);
-      let result: any;
-      for (let i = 0; i < exprs.length; i++) result = exprs[i]!(input, frame);
-      return result;
-    };
+    return perNode(
+      ['Frame', 'exprs'],
+      `return (input, f) => {\nconst frame = new Frame(f);\nlet result;\n${exprs.map((_, i) => `result = exprs[${i}](input, frame);\n`).join('')}return result;\n};`,
+      Frame,
+      exprs,
+    );
   }
 
   /** Thunk lambdas (tail calls marked by jsonata's parser) only appear in tail positions of lambda bodies. */
@@ -1253,28 +1296,27 @@ class Compiler {
   regex(n: Node): Fn {
     const source = n.value as RegExp;
     const pos = n.position;
-    return () => {
-      const re = new RegExp(source);
-      // assigned to a property, not a variable, so the matcher made per evaluation is not given a name
-      const self: { closure: (str: string, fromIndex?: number) => any } = { closure: undefined as never };
-      self.closure = (str: string, fromIndex?: number): any => {
-        let result: any;
-        re.lastIndex = fromIndex || 0;
-        const match = re.exec(str);
-        if (match !== null) {
-          result = { match: match[0], start: match.index, end: match.index + match[0].length, groups: [] as unknown[] };
-          if (match.length > 1) for (let i = 1; i < match.length; i++) result.groups.push(match[i]);
-          result.next = () => {
-            if (re.lastIndex >= str.length) return undefined;
-            const next = self.closure(str, re.lastIndex);
-            if (next && next.match === '') throw { code: 'D1004', stack: new Error().stack, position: pos, value: source.source };
-            return next;
-          };
-        }
-        return result;
+    // jsonata makes a RegExp per evaluation; one per literal does the same work, because every use
+    // sets lastIndex right before exec and reads it right after (synchronously), and `next` carries
+    // its own position, so a nested evaluation of the same literal cannot disturb an outer one.
+    const re = new RegExp(source);
+    const matcher = (str: string, fromIndex?: number): any => {
+      re.lastIndex = fromIndex || 0;
+      const match = re.exec(str);
+      if (match === null) return undefined;
+      const after = re.lastIndex;
+      const result: any = { match: match[0], start: match.index, end: match.index + match[0].length, groups: [] as unknown[] };
+      if (match.length > 1) for (let i = 1; i < match.length; i++) result.groups.push(match[i]);
+      result.next = () => {
+        if (after >= str.length) return undefined;
+        const next = matcher(str, after);
+        if (next && next.match === '') throw { code: 'D1004', stack: new Error().stack, position: pos, value: source.source };
+        return next;
       };
-      return self.closure;
+      return result;
     };
+    (matcher as any)[WRAPPER] = makeWrapper(matcher);
+    return () => matcher;
   }
 
   /** jsonata's evaluateFunction; `applyto` is the `~>` left side, passed as the first argument. */
@@ -1290,65 +1332,56 @@ class Compiler {
     const argCount = args.length + (applyto ? 1 : 0);
     const procName = procNode.type === 'path' ? procNode.steps[0].value : procNode.value;
     const forgotDollar = procNode.type === 'path' ? (procNode.steps[0].value as string) : undefined;
-    const evaluateArgs = (input: any, f: Frame, context: any): unknown[] => {
-      // sized up front: growing an array one push at a time is a visible cost at this rate
-      const evaluated: unknown[] = new Array(argCount);
-      let k = 0;
-      if (applyto) evaluated[k++] = context;
-      for (let i = 0; i < args.length; i++) {
-        const arg = args[i]!(input, f);
-        evaluated[k++] = isFunction(arg) ? wrapArg(arg) : arg;
-      }
-      return evaluated;
-    };
-    const general = (input: any, f: Frame, context?: any): any => {
-      const p = proc(input, f);
-      if (typeof p === 'undefined' && forgotDollar !== undefined && lookupVar(f, forgotDollar)) {
-        throw { code: 'T1005', stack: new Error().stack, position: pos, token: forgotDollar };
-      }
-      const evaluated = evaluateArgs(input, f, context);
-      try {
-        // a mapping's own function without a signature: applyInner would only pass the arguments on
-        if (p instanceof Lambda && p.signature === undefined) {
-          let result = p.invoke(evaluated);
-          while (result instanceof Thunk) result = applyInner(result.proc, result.args, input);
-          return result;
+    // sized up front, and unrolled: each argument is its own call site
+    let argsBody = `return (input, f, context) => {\nconst evaluated = new Array(${argCount});\nlet a;\n`;
+    let k = 0;
+    if (applyto) argsBody += `evaluated[${k++}] = context;\n`;
+    for (let i = 0; i < args.length; i++) argsBody += `a = args[${i}](input, f);\nevaluated[${k++}] = isFunction(a) ? wrapArg(a) : a;\n`;
+    argsBody += 'return evaluated;\n};';
+    const evaluateArgs = perNode(['args', 'isFunction', 'wrapArg'], argsBody, args, isFunction, wrapArg);
+    const general = perNode(
+      ['proc', 'evaluateArgs', 'forgotDollar', 'lookupVar', 'forgotDollarError', 'Lambda', 'Thunk', 'applyInner', 'applyFn', 'located', 'pos', 'procName'],
+      `return (input, f, context) => {
+        const p = proc(input, f);
+        if (typeof p === 'undefined' && forgotDollar !== undefined && lookupVar(f, forgotDollar)) throw forgotDollarError(pos, forgotDollar);
+        const evaluated = evaluateArgs(input, f, context);
+        try {
+          // a mapping's own function without a signature: applyInner would only pass the arguments on
+          if (p instanceof Lambda && p.signature === undefined) {
+            let result = p.invoke(evaluated);
+            while (result instanceof Thunk) result = applyInner(result.proc, result.args, input);
+            return result;
+          }
+          return applyFn(p, evaluated, input);
+        } catch (err) {
+          throw located(err, pos, procName);
         }
-        return applyFn(p, evaluated, input);
-      } catch (err: any) {
-        if (err && typeof err === 'object' && !(err instanceof Fallback) && !(err instanceof StepLimitExceeded)) {
-          if (!err.position) err.position = pos;
-          if (!err.token) err.token = procName;
-        }
-        throw err;
-      }
-    };
+      };`,
+      proc, evaluateArgs, forgotDollar, lookupVar, forgotDollarError, Lambda, Thunk, applyInner, applyFn, located, pos, procName,
+    ) as (input: any, f: Frame, context?: any) => any;
     // A built-in the expression never rebinds (the caller's bindings still may: checked per call) is
     // called directly: jsonata's own implementation, the memoized signature check, no trampoline.
     const name = procNode.type === 'variable' ? intern(procNode.value as string) : '';
     const def = name !== '' && !this.bound.has(name) && !procNode.predicate && !procNode.group && !procNode.keepArray ? (builtins[name] as NativeDef | undefined) : undefined;
     if (!def) return general;
-    const impl = def.implementation;
-    const signature = def.signature;
-    const procPos = procNode.position ?? 0;
-    return (input, f, context) => {
-      if (lookupGlobal(name) !== def) return general(input, f, context);
-      if (++run.steps >= run.checkAt) checkBudget(procPos);
-      const evaluated = evaluateArgs(input, f, context);
-      try {
-        const validated = signature ? signature.validate(evaluated, input) : evaluated;
-        FOCUS.input = input;
-        const result = impl.apply(FOCUS, validated);
-        if (isPromise(result)) throw new Fallback('a built-in returned a promise');
-        return result;
-      } catch (err: any) {
-        if (err && typeof err === 'object' && !(err instanceof Fallback) && !(err instanceof StepLimitExceeded)) {
-          if (!err.position) err.position = pos;
-          if (!err.token) err.token = procName;
+    return perNode(
+      ['lookupGlobal', 'name', 'def', 'general', 'step', 'procPos', 'evaluateArgs', 'signature', 'FOCUS', 'impl', 'isPromise', 'promiseFallback', 'located', 'pos', 'procName'],
+      `return (input, f, context) => {
+        if (lookupGlobal(name) !== def) return general(input, f, context);
+        step(procPos);
+        const evaluated = evaluateArgs(input, f, context);
+        try {
+          const validated = ${def.signature ? 'signature.validate(evaluated, input)' : 'evaluated'};
+          FOCUS.input = input;
+          const result = impl.apply(FOCUS, validated);
+          if (isPromise(result)) throw promiseFallback();
+          return result;
+        } catch (err) {
+          throw located(err, pos, procName);
         }
-        throw err;
-      }
-    };
+      };`,
+      lookupGlobal, name, def, general, step, procNode.position ?? 0, evaluateArgs, def.signature, FOCUS, def.implementation, isPromise, () => new Fallback('a built-in returned a promise'), located, pos, procName,
+    );
   }
 
   lambda(n: Node): Fn {
@@ -1462,7 +1495,7 @@ function literalObject(entries: { key: string; value: Fn }[]): Fn {
     entries.map((e) => e.value),
     siblingError,
     NO_ERROR,
-    () => run.depth,
+    depthNow,
     append,
     () => new Fallback('tuple stream'),
   );
@@ -1677,16 +1710,26 @@ export function compileAst(ast: unknown): CompileResult {
     throw e;
   }
   const runFn: CompiledFn = (input, bindings, limits) => {
-    const root = new Frame(null);
-    if (bindings) for (const k in bindings) root.bind(k, bindings[k]);
-    root.bind('$', input);
+    const names: string[] = [];
+    const values: unknown[] = [];
+    if (bindings) {
+      for (const k in bindings) {
+        if (k === '$') continue;
+        names.push(k);
+        values.push(bindings[k]);
+      }
+    }
+    names.push('$');
+    values.push(input);
+    const root = new Frame(null, names, values);
     if (Array.isArray(input) && !isSequence(input)) {
       input = sequenceOf(input);
       (input as any).outerWrapper = true;
     }
     const saved = run;
-    const started = Date.now();
-    run = { steps: 0, depth: 0, maxSteps: limits.maxSteps, maxDepth: limits.maxDepth, checkAt: Math.min(1024, limits.maxSteps + 1), started, deadline: started + limits.timeoutMs, timestamp: undefined, root };
+    // The clock is read when the budget is first checked (after 1024 steps) or $now/$millis asks:
+    // most evaluations take a few hundred steps, and a clock read costs as much as a few of them.
+    run = { steps: 0, depth: 0, maxSteps: limits.maxSteps, maxDepth: limits.maxDepth, checkAt: Math.min(1024, limits.maxSteps + 1), started: 0, timeoutMs: limits.timeoutMs, deadline: 0, timestamp: undefined, root };
     try {
       const r = fn(input, root);
       // a thunk at the top level cannot happen (thunks only sit in lambda bodies)

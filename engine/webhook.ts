@@ -51,7 +51,8 @@ function lowerHeaders(h: Record<string, string>): Record<string, string> {
 export function parseWebhookBody(rawBody: string, contentType: string | undefined): unknown {
   const type = (contentType ?? '').toLowerCase();
   if (type.includes('x-www-form-urlencoded')) return formDecode(rawBody);
-  if (rawBody.trim() === '') return undefined;
+  // (a test, not trim(): trim copies the whole body)
+  if (!/\S/.test(rawBody)) return undefined;
   try {
     return JSON.parse(rawBody);
   } catch (e) {
