@@ -391,9 +391,23 @@ function checkBudget(pos: number): void {
  * comes in as a parameter. `calls(n, fns, args)` unrolls `fns[i](args)` so each call is its own site.
  */
 function perNode(params: string[], body: string, ...deps: unknown[]): any {
-  // eslint-disable-next-line @typescript-eslint/no-implied-eval
   return new Function(...params, body)(...deps);
 }
+
+/**
+ * Built-ins whose usual arguments have a short way to jsonata's result; any other argument goes to
+ * jsonata's implementation. $string of a finite number is JSON.stringify through jsonata's replacer,
+ * which for a lone number comes down to its shortest form, after rounding to 15 significant digits
+ * when it is not an integer; of a boolean, its name.
+ */
+const FAST_IMPLEMENTATIONS: Record<string, (...args: any[]) => unknown> = {
+  string(this: unknown, arg: unknown, prettify?: unknown) {
+    if (typeof arg === 'string') return arg;
+    if (typeof arg === 'number' && Number.isFinite(arg)) return Number.isInteger(arg) ? String(arg) : String(Number(arg.toPrecision(15)));
+    if (typeof arg === 'boolean') return arg ? 'true' : 'false';
+    return jsonataDefs.string!.implementation.call(this, arg, prettify);
+  },
+};
 
 /** One step of the budget, counted where a node does not enter (leaves, direct built-in calls). */
 function step(pos: number): void {
@@ -1380,7 +1394,7 @@ class Compiler {
           throw located(err, pos, procName);
         }
       };`,
-      lookupGlobal, name, def, general, step, procNode.position ?? 0, evaluateArgs, def.signature, FOCUS, def.implementation, isPromise, () => new Fallback('a built-in returned a promise'), located, pos, procName,
+      lookupGlobal, name, def, general, step, procNode.position ?? 0, evaluateArgs, def.signature, FOCUS, FAST_IMPLEMENTATIONS[name] ?? def.implementation, isPromise, () => new Fallback('a built-in returned a promise'), located, pos, procName,
     );
   }
 
@@ -1559,18 +1573,21 @@ function siblingError(kept: unknown, e: unknown, depth: number): unknown {
 }
 
 function evaluateStep(step: Fn, stages: ((r: any, f: Frame) => any)[] | undefined, input: any[], f: Frame, lastStep: boolean): any {
-  const result: any[] = [];
+  // jsonata collects the step's results, then flattens them into a sequence, except that the last
+  // step's one result that is an array (not a sequence) comes out as it is: flattened on the way here,
+  // and that one case answered at the end.
+  const resultSequence = emptySequence();
+  let count = 0;
+  let first: any;
   for (let ii = 0; ii < input.length; ii++) {
     let res = step(input[ii], f);
-    if (stages) for (const s of stages) res = s(res, f);
-    if (typeof res !== 'undefined') result.push(res);
-  }
-  if (lastStep && result.length === 1 && Array.isArray(result[0]) && !isSequence(result[0])) return result[0];
-  const resultSequence = emptySequence();
-  for (const res of result) {
+    if (stages) for (let k = 0; k < stages.length; k++) res = stages[k]!(res, f);
+    if (typeof res === 'undefined') continue;
+    if (count++ === 0) first = res;
     if (!Array.isArray(res) || (res as any).cons) resultSequence.push(res);
-    else for (const v of res) resultSequence.push(v);
+    else for (let k = 0; k < res.length; k++) resultSequence.push(res[k]);
   }
+  if (lastStep && count === 1 && Array.isArray(first) && !isSequence(first)) return first;
   return resultSequence;
 }
 

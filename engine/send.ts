@@ -81,11 +81,12 @@ async function evalStr(c: Compiled, input: unknown, slot: string): Promise<strin
   return asString(await c.evaluate(input, bindings), slot);
 }
 
-function asString(v: unknown, slot: string): string | undefined {
+/** `slot` + `part` name the value in the error (joined only then: this runs for every header of every message). */
+function asString(v: unknown, slot: string, part = ''): string | undefined {
   if (v === undefined || v === null) return undefined;
   if (typeof v === 'string') return v;
   if (typeof v === 'number' || typeof v === 'boolean') return String(v);
-  throw new WabError('WAB_MAPPING_OUTPUT', `${slot}: must give a string, got ${JSON.stringify(v)}`);
+  throw new WabError('WAB_MAPPING_OUTPUT', `${slot}${part}: must give a string, got ${JSON.stringify(v)}`);
 }
 
 /** application/x-www-form-urlencoded; arrays repeat the key, objects are sent as JSON text. */
@@ -115,6 +116,11 @@ interface Layout {
   slots: Compiled[];
   /** Which declared headers are a Content-Type (any casing). */
   isContentType: boolean[];
+  /** Each header's name in an error message. */
+  headerParts: string[];
+  /** The last URL checked for this declaration and its serialized form (one tenant's URL, usually). */
+  lastUrl?: string;
+  lastFinal?: string;
 }
 const layouts = new WeakMap<CompiledRequest, Layout>();
 
@@ -122,7 +128,7 @@ function layoutOf(req: CompiledRequest): Layout {
   let l = layouts.get(req);
   if (!l) {
     const slots = [req.url, ...(req.body ? [req.body] : []), ...req.headers.map(([, c]) => c), ...req.query.map(([, c]) => c)];
-    layouts.set(req, (l = { slots, isContentType: req.headers.map(([name]) => name.toLowerCase() === 'content-type') }));
+    layouts.set(req, (l = { slots, isContentType: req.headers.map(([name]) => name.toLowerCase() === 'content-type'), headerParts: req.headers.map(([name]) => `.headers.${name}`) }));
   }
   return l;
 }
@@ -159,22 +165,28 @@ export function buildRequestNow(req: CompiledRequest, input: unknown, slot: stri
   return pending ? Promise.all(values).then((vs) => assemble(req, layout, vs, slot)) : assemble(req, layout, values, slot);
 }
 
-function assemble(req: CompiledRequest, { isContentType }: Layout, values: unknown[], slot: string): HttpRequest {
+function assemble(req: CompiledRequest, layout: Layout, values: unknown[], slot: string): HttpRequest {
+  const { isContentType, headerParts } = layout;
   let i = 0;
-  const url = asString(values[i++], `${slot}.url`);
+  const url = asString(values[i++], slot, '.url');
   const body = req.body ? values[i++] : undefined;
   const headers: Record<string, string> = {};
   let hasType = false;
   for (let h = 0; h < req.headers.length; h++) {
     const name = req.headers[h]![0];
-    const v = asString(values[i++], `${slot}.headers.${name}`);
+    const v = asString(values[i++], slot, headerParts[h]);
     if (v !== undefined) {
       headers[name] = v;
       if (isContentType[h]) hasType = true;
     }
   }
-  const queryValues = req.query.map(([name]) => asString(values[i++], `${slot}.query.${name}`));
-  let finalUrl = req.query.length === 0 ? checkedUrls.get(url ?? '') : undefined;
+  let finalUrl: string | undefined;
+  const queryValues: (string | undefined)[] = [];
+  if (req.query.length === 0) {
+    finalUrl = url === layout.lastUrl ? layout.lastFinal : checkedUrls.get(url ?? '');
+  } else {
+    for (const [name] of req.query) queryValues.push(asString(values[i++], slot, `.query.${name}`));
+  }
   if (finalUrl === undefined) {
     let parsed: URL;
     try {
@@ -194,6 +206,10 @@ function assemble(req: CompiledRequest, { isContentType }: Layout, values: unkno
       if (checkedUrls.size >= 1000) checkedUrls.clear();
       checkedUrls.set(url!, finalUrl);
     }
+  }
+  if (req.query.length === 0) {
+    layout.lastUrl = url;
+    layout.lastFinal = finalUrl;
   }
   const out: HttpRequest = { method: req.method, url: finalUrl, headers };
   if (body !== undefined && body !== null) {

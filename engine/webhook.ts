@@ -5,6 +5,7 @@ import { WabError } from './errors.js';
 import { evaluateNow, isPromise } from './expression.js';
 import type { Mapping } from './mapping-loader.js';
 import { describeError, pointerToPath, projectSchema, usefulErrors, validatorFor } from './schema-validator.js';
+import type { ValidateFunction } from 'ajv/dist/2020.js';
 import { formDecode } from './send.js';
 
 export interface WebhookRequest {
@@ -191,15 +192,18 @@ function plainCopy(v: unknown, depth: number): unknown {
 }
 
 /** BSP webhook → events, checked against schemas/events.schema.json. */
+let eventsValidator: ValidateFunction | undefined;
+
 export async function mapWebhook(mapping: Mapping, req: WebhookRequest, settings: Record<string, unknown>): Promise<WebhookEvent[]> {
   if (!mapping.webhook) throw new WabError('WAB_MAPPING_SCHEMA', `${mapping.name} declares no webhook`, mapping.file);
   let out = evaluateNow(mapping.webhook.events, inputFor(req, settings));
   if (isPromise(out)) out = await out;
   // JSONata yields a bare value for a one-item sequence and undefined for an empty one.
-  const events = (out === undefined || out === null ? [] : Array.isArray(out) ? [...out] : [out]) as unknown[];
+  // (plainCopy makes a fresh plain array of a sequence too)
+  const events = (out === undefined || out === null ? [] : Array.isArray(out) ? out : [out]) as unknown[];
   const copied = plainCopy(events, 0);
   const plain = (copied === NOT_PLAIN ? JSON.parse(JSON.stringify(events)) : copied) as WebhookEvent[];
-  const validate = validatorFor(projectSchema('events.schema.json'));
+  const validate = (eventsValidator ??= validatorFor(projectSchema('events.schema.json')));
   if (!validate(plain)) {
     const problems = usefulErrors(validate.errors ?? []).map((e) => `events${pointerToPath(e.instancePath).map((k) => (typeof k === 'number' ? `[${k}]` : `.${k}`)).join('')}: ${describeError(e)}`);
     throw new WabError('WAB_MAPPING_OUTPUT', `webhook.events: ${[...new Set(problems)].join('; ')}`);

@@ -3,10 +3,12 @@
 //     golden fixtures plus generated variations; (b) on the official JSONata test suite.
 import t from 'tap';
 import { existsSync } from 'node:fs';
+import jsonata from 'jsonata';
 import { fileURLToPath } from 'node:url';
 import { runJsonataSuite, suiteDir } from './support/jsonata-suite.js';
 import { loadMapping, mappingDirs, type Mapping } from '../engine/mapping-loader.js';
 import { runMappingFixtures } from '../engine/golden.js';
+import { compileText } from '../engine/jsonata-compiler.js';
 import { Rejection, type Compiled } from '../engine/expression.js';
 
 const root = (p: string) => fileURLToPath(new URL(`../${p}`, import.meta.url));
@@ -157,3 +159,15 @@ if (!suiteDir) {
     console.log(line);
   });
 }
+
+t.test('$string of numbers and booleans, as jsonata gives it', async (t) => {
+  // the fast path answers these without jsonata's JSON.stringify replacer (engine/jsonata-compiler.ts)
+  const values = [0, -0, 1, -5, 131026, 0.1 + 0.2, 1.005, -5.5, 1e-7, 1e21, 123456789012345680000, 2 ** 53 + 2, 1 / 3, Number.MAX_VALUE, Number.MIN_VALUE, true, false, null, 'x'];
+  for (const prettify of ['', ', true']) {
+    const text = `[v.$string($${prettify})]`;
+    const compiled = compileText(text);
+    if (!compiled.ok) throw new Error(compiled.reason);
+    const input = { v: values };
+    t.same(ser(compiled.run(input, undefined, { maxSteps: 1e6, maxDepth: 500, timeoutMs: 5000 })), ser(await jsonata(text).evaluate(input)), text);
+  }
+});
