@@ -1046,34 +1046,20 @@ class Compiler {
       }
       throw err;
     };
-    const guarded = (g: (l: any, r: any) => any): Fn => (input, f) => {
-      const l = lhs(input, f);
-      const r = rhs(input, f);
-      try {
-        return g(l, r);
-      } catch (err) {
-        return fail(err);
-      }
-    };
+    const guarded = (g: (l: any, r: any) => any): Fn =>
+      perNode(
+        ['lhs', 'rhs', 'g', 'fail'],
+        'return (input, f) => { const l = lhs(input, f); const r = rhs(input, f); try { return g(l, r); } catch (err) { return fail(err); } };',
+        lhs, rhs, g, fail,
+      );
     switch (op) {
       case 'and':
-        return (input, f) => {
-          const l = lhs(input, f);
-          try {
-            return boolize(l) && boolize(rhs(input, f));
-          } catch (err) {
-            return fail(err);
-          }
-        };
       case 'or':
-        return (input, f) => {
-          const l = lhs(input, f);
-          try {
-            return boolize(l) || boolize(rhs(input, f));
-          } catch (err) {
-            return fail(err);
-          }
-        };
+        return perNode(
+          ['lhs', 'rhs', 'boolize', 'fail'],
+          `return (input, f) => { const l = lhs(input, f); try { return boolize(l) ${op === 'and' ? '&&' : '||'} boolize(rhs(input, f)); } catch (err) { return fail(err); } };`,
+          lhs, rhs, boolize, fail,
+        );
       case '+':
       case '-':
       case '*':
@@ -1086,10 +1072,11 @@ class Compiler {
         const literal = isLiteral(n.rhs) ? n.rhs.value : isLiteral(n.lhs) ? n.lhs.value : NO_LITERAL;
         if (literal !== NO_LITERAL) {
           const other = isLiteral(n.rhs) ? lhs : rhs;
-          return op === '=' ? (input, f) => other(input, f) === literal : (input, f) => {
-            const v = other(input, f);
-            return v !== undefined && v !== literal;
-          };
+          return perNode(
+            ['other', 'literal'],
+            op === '=' ? 'return (input, f) => other(input, f) === literal;' : 'return (input, f) => { const v = other(input, f); return v !== undefined && v !== literal; };',
+            other, literal,
+          );
         }
         return op === '='
           ? guarded((l, r) => (typeof l === 'undefined' || typeof r === 'undefined' ? false : isDeepEqual(l, r)))
@@ -1112,10 +1099,7 @@ class Compiler {
         // `$t in ["image", "video"]`: the list is made once (`in` only reads it)
         const items = n.rhs.type === 'unary' && n.rhs.value === '[' && !n.rhs.predicate && !n.rhs.group && !n.rhs.keepArray && !n.rhs.consarray && (n.rhs.expressions as Node[]).every(isLiteral) ? (n.rhs.expressions as Node[]).map((e) => e.value) : undefined;
         if (items && items.length > 0) {
-          return (input, f) => {
-            const l = lhs(input, f);
-            return l !== undefined && items.includes(l);
-          };
+          return perNode(['lhs', 'items'], 'return (input, f) => { const l = lhs(input, f); return l !== undefined && items.includes(l); };', lhs, items);
         }
         return guarded((l, r) => {
           if (typeof l === 'undefined' || typeof r === 'undefined') return false;
