@@ -1171,14 +1171,8 @@ class Compiler {
       const order = orderKeys(pairs.map((p, i) => ({ key: p.literalKey!, i })));
       return literalObject(order.map((o) => ({ key: o.key, value: pairs[o.i]!.value })));
     }
-    return (input, f) => {
-      if (Array.isArray(input) && (input as any).tupleStream) throw new Fallback('tuple stream');
-      if (!Array.isArray(input)) input = sequenceOf(input);
-      if (input.length === 0) input.push(undefined);
-      if (input.length === 1) {
-        const single = singleItemObject(pairs, input[0], f, pos);
-        if (single !== NOT_SINGLE) return single;
-      }
+    const single = singleItemObject(pairs, pos);
+    const general = (input: any, f: Frame): any => {
       const result = Object.create(null);
       const groups: Record<string, { data: any; exprIndex: number }> = Object.create(null);
       for (let itemIndex = 0; itemIndex < input.length; itemIndex++) {
@@ -1216,6 +1210,21 @@ class Compiler {
       if (err !== NO_ERROR) throw err;
       return result;
     };
+    return perNode(
+      ['single', 'general', 'NOT_SINGLE', 'tupleStream', 'sequenceOf'],
+      `return (input, f) => {
+        let item = input;
+        if (Array.isArray(input)) {
+          if (input.tupleStream) throw tupleStream();
+          if (input.length === 0) input.push(undefined);
+          if (input.length !== 1) return general(input, f);
+          item = input[0];
+        }
+        const r = single(item, f);
+        return r !== NOT_SINGLE ? r : general(Array.isArray(input) ? input : sequenceOf(input), f);
+      };`,
+      single, general, NOT_SINGLE, () => new Fallback('tuple stream'), sequenceOf,
+    );
   }
 
   condition(n: Node): Fn {
@@ -1507,36 +1516,36 @@ const ARRAY_INDEX = /^(?:0|[1-9][0-9]*)$/;
  * every key names one pair, so jsonata's grouping reduces to evaluating the keys in order, then the
  * values in the object's key order. Keys that JavaScript orders specially (array indexes) or
  * `__proto__` take the general route (NOT_SINGLE), which then evaluates the keys again: they are pure.
+ * Generated per constructor, unrolled over its pairs.
  */
-function singleItemObject(pairs: { literalKey: string | undefined; key: Fn | undefined; value: Fn }[], item: any, f: Frame, pos: number | undefined): any {
-  const keys: string[] = [];
-  const which: number[] = [];
-  for (let p = 0; p < pairs.length; p++) {
-    const pair = pairs[p]!;
-    const key = pair.literalKey !== undefined ? pair.literalKey : pair.key!(item, f);
-    if (key === undefined) continue;
-    if (typeof key !== 'string') throw { code: 'T1003', stack: new Error().stack, position: pos, value: key };
-    if (key === '_jsonata_lambda' || key === '_jsonata_function') throw { code: 'D1013', stack: new Error().stack, position: pos, value: key };
-    if (keys.includes(key)) throw { code: 'D1009', stack: new Error().stack, position: pos, value: key };
-    if (key === '__proto__' || (ARRAY_INDEX.test(key) && Number(key) < 4294967295)) return NOT_SINGLE;
-    keys.push(key);
-    which.push(p);
-  }
-  const result: any = {};
-  let err: unknown = NO_ERROR;
-  const depth = run.depth;
-  for (let k = 0; k < keys.length; k++) {
-    let value;
-    try {
-      value = pairs[which[k]!]!.value(item, f);
-    } catch (e) {
-      err = siblingError(err, e, depth);
-      continue;
-    }
-    if (typeof value !== 'undefined') result[keys[k]!] = value;
-  }
-  if (err !== NO_ERROR) throw err;
-  return result;
+function singleItemObject(pairs: { literalKey: string | undefined; key: Fn | undefined; value: Fn }[], pos: number | undefined): (item: any, f: Frame) => any {
+  let body = 'return (item, f) => {\n';
+  pairs.forEach((p, i) => {
+    const k = `k${i}`;
+    body += p.literalKey !== undefined ? `const ${k} = ${JSON.stringify(p.literalKey)};\n` : `const ${k} = keys[${i}](item, f);\n`;
+    body += `if (${k} !== undefined) {\n`;
+    body += `if (typeof ${k} !== 'string') throw keyError('T1003', ${k});\n`;
+    body += `if (${k} === '_jsonata_lambda' || ${k} === '_jsonata_function') throw keyError('D1013', ${k});\n`;
+    for (let e = 0; e < i; e++) body += `if (${k} === k${e}) throw keyError('D1009', ${k});\n`;
+    body += `if (${k} === '__proto__' || (ARRAY_INDEX.test(${k}) && Number(${k}) < 4294967295)) return NOT_SINGLE;\n}\n`;
+  });
+  body += 'const result = {};\nlet err = NO_ERROR;\nconst depth = depthNow();\nlet v;\n';
+  pairs.forEach((_, i) => {
+    body += `if (k${i} !== undefined) {\ntry { v = values[${i}](item, f); } catch (e) { err = siblingError(err, e, depth); v = undefined; }\nif (v !== undefined) result[k${i}] = v;\n}\n`;
+  });
+  body += 'if (err !== NO_ERROR) throw err;\nreturn result;\n};';
+  return perNode(
+    ['keys', 'values', 'keyError', 'ARRAY_INDEX', 'NOT_SINGLE', 'NO_ERROR', 'depthNow', 'siblingError'],
+    body,
+    pairs.map((p) => p.key),
+    pairs.map((p) => p.value),
+    (code: string, value: unknown) => ({ code, stack: new Error().stack, position: pos, value }),
+    ARRAY_INDEX,
+    NOT_SINGLE,
+    NO_ERROR,
+    depthNow,
+    siblingError,
+  );
 }
 
 const NO_ERROR = Symbol('no error');
