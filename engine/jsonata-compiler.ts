@@ -249,6 +249,8 @@ class Frame {
   values: unknown[];
   /** `names` is a lambda's parameter list, shared by its calls: copied before a name is added. */
   private shared: boolean;
+  /** The input of the block that made this scope: what its not-yet-made lambdas will close over. */
+  input: unknown;
   constructor(
     readonly parent: Frame | null,
     names?: string[],
@@ -257,6 +259,7 @@ class Frame {
     this.names = names ?? [];
     this.values = values ?? [];
     this.shared = names !== undefined;
+    this.input = undefined;
   }
   bind(name: string, value: unknown): void {
     const i = indexIn(this.names, name);
@@ -297,9 +300,29 @@ function indexIn(names: string[], name: string): number {
 function lookupVar(f: Frame | null, name: string): unknown {
   for (let fr = f; fr !== null; fr = fr.parent) {
     const i = indexIn(fr.names, name);
-    if (i >= 0) return fr.values[i];
+    if (i >= 0) {
+      const v = fr.values[i];
+      return v instanceof LambdaParts ? made(fr, i, v) : v;
+    }
   }
   return builtins[name];
+}
+
+/** A block's function definition, made into a lambda the first time its name is looked up. */
+function made(fr: Frame, i: number, p: LambdaParts): Lambda {
+  const l = new Lambda(p.params, p.distinct, p.body, fr, fr.input, p.signature);
+  fr.values[i] = l;
+  return l;
+}
+
+/** What a lambda node compiles to; a lambda is these plus the scope and input it is made in. */
+class LambdaParts {
+  constructor(
+    readonly params: string[],
+    readonly distinct: boolean,
+    readonly body: Fn,
+    readonly signature: Signature | undefined,
+  ) {}
 }
 
 /**
@@ -1251,15 +1274,16 @@ class Compiler {
       const makers = all.slice(0, lead).map((e) => this.lambdaParts(e.rhs));
       const rest = all.slice(lead).map((e) => this.tailOrNode(e));
       const pos = n.position ?? 0;
-      let body = 'return (input, f) => {\nsteps(pos);\nconst values = new Array(lead);\nconst frame = new Frame(f, names, values);\nlet m;\n';
-      for (let i = 0; i < lead; i++) body += `m = makers[${i}];\nvalues[${i}] = new Lambda(m.params, m.distinct, m.body, frame, input, m.signature);\n`;
+      // The lambdas themselves are made when first looked up (lookupVar): a message uses a few of
+      // the mapping's functions, and making the others is allocation for nothing.
+      let body = 'return (input, f) => {\nsteps(pos);\nconst frame = new Frame(f, names, makers.slice());\nframe.input = input;\n';
       body += `let result;\n${rest.map((_, i) => `result = rest[${i}](input, frame);\n`).join('')}return result;\n};`;
       const steps = (at: number) => {
         const r = run;
         r.steps += 2 * lead;
         if (r.steps >= r.checkAt) checkBudget(at);
       };
-      return perNode(['steps', 'pos', 'lead', 'Frame', 'names', 'makers', 'Lambda', 'rest'], body, steps, pos, lead, Frame, names, makers, Lambda, rest);
+      return perNode(['steps', 'pos', 'Frame', 'names', 'makers', 'rest'], body, steps, pos, Frame, names, makers, rest);
     }
     const exprs = all.map((e) => this.tailOrNode(e));
     return perNode(
@@ -1396,11 +1420,11 @@ class Compiler {
     return (input, f) => new Lambda(params, distinct, body, f, input, signature);
   }
 
-  lambdaParts(n: Node): { params: string[]; distinct: boolean; body: Fn; signature: Signature | undefined } {
+  lambdaParts(n: Node): LambdaParts {
     if (n.thunk) decline('thunk outside a tail position');
     const params = (n.arguments as Node[]).map((a) => intern(a.value as string));
     const signature: Signature | undefined = n.signature ? { definition: n.signature.definition, validate: fastValidator(n.signature) } : undefined;
-    return { params, distinct: new Set(params).size === params.length, body: this.tailOrNode(n.body), signature };
+    return new LambdaParts(params, new Set(params).size === params.length, this.tailOrNode(n.body), signature);
   }
 
   apply(n: Node): Fn {
