@@ -1,5 +1,6 @@
 // HTTP to BSPs: one undici Agent per host process, keep-alive pools per origin, and failures
 // classified the way mappings see them (timeout, connect, network).
+import { finished, type Readable } from 'node:stream';
 import { Agent, request } from 'undici';
 import type { BspResponse, HttpRequest, TransportFailure } from './send.js';
 
@@ -14,12 +15,31 @@ const CONNECT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTU
 const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ETIMEDOUT', 'ABORT_ERR']);
 
 function classify(e: unknown): TransportFailure {
-  const err = e as { code?: string; name?: string; message?: string; cause?: { code?: string } };
-  const code = err.code ?? err.cause?.code ?? '';
+  const err = e as { code?: unknown; name?: string; message?: string; cause?: { code?: unknown } };
+  // Node and undici codes are strings; a DOMException's numeric code (23 for a timeout) is not news
+  const code = typeof err.code === 'string' ? err.code : typeof err.cause?.code === 'string' ? err.cause.code : '';
   const message = `${code ? `${code} ` : ''}${err.message ?? String(e)}`.trim();
   if (TIMEOUT_CODES.has(code) || err.name === 'AbortError' || err.name === 'TimeoutError') return { kind: 'timeout', message };
   if (CONNECT_CODES.has(code)) return { kind: 'connect', message };
   return { kind: 'network', message };
+}
+
+/**
+ * The body as text, at most `cap` bytes of it (a BSP answer is a few hundred bytes; past the cap the
+ * start is kept for the error text and the rest is drained). Events rather than `for await`: the
+ * async iterator costs a few promises per chunk, on every message.
+ */
+function readCapped(body: Readable, cap: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    body.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size <= cap) chunks.push(chunk);
+    });
+    // finished(): the end, an error, or a close before the end (which must not leave this hanging)
+    finished(body, (err) => (err ? reject(err) : resolve(chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks).toString('utf8'))));
+  });
 }
 
 export class BspClient {
@@ -52,16 +72,13 @@ export class BspClient {
         bodyTimeout: timeoutMs,
         signal: call.signal,
       });
-      const chunks: Buffer[] = [];
-      let size = 0;
-      for await (const chunk of res.body) {
-        size += (chunk as Buffer).length;
-        // A BSP answer is a few hundred bytes; past the cap we keep the start for the error text.
-        if (size <= maxBodyBytes) chunks.push(chunk as Buffer);
-      }
+      const text = await readCapped(res.body, maxBodyBytes);
       const headers: Record<string, string> = {};
-      for (const [k, v] of Object.entries(res.headers)) if (v !== undefined) headers[k] = Array.isArray(v) ? v.join(', ') : v;
-      return { status: res.statusCode, headers, text: Buffer.concat(chunks).toString('utf8') };
+      for (const k in res.headers) {
+        const v = res.headers[k];
+        if (v !== undefined) headers[k] = Array.isArray(v) ? v.join(', ') : v;
+      }
+      return { status: res.statusCode, headers, text };
     } catch (e) {
       throw new TransportError(classify(e));
     } finally {

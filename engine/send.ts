@@ -77,10 +77,6 @@ function rejectionAnswer(r: Rejection, slot: string): Answer {
   return failure(r.answerCode, r.reason);
 }
 
-async function evalStr(c: Compiled, input: unknown, slot: string): Promise<string | undefined> {
-  return asString(await c.evaluate(input, bindings), slot);
-}
-
 /** `slot` + `part` name the value in the error (joined only then: this runs for every header of every message). */
 function asString(v: unknown, slot: string, part = ''): string | undefined {
   if (v === undefined || v === null) return undefined;
@@ -262,13 +258,26 @@ export function parseResponseBody(r: BspResponse): unknown {
 
 /** BSP HTTP response → CleverTap answer plus the BSP's message id. */
 export async function mapResponse(mapping: Mapping, message: CanonicalMessage, settings: Record<string, unknown>, response: BspResponse): Promise<MappedResponse> {
-  const headers = Object.fromEntries(Object.entries(response.headers).map(([k, v]) => [k.toLowerCase(), v]));
+  const headers: Record<string, string> = {};
+  for (const k in response.headers) {
+    const lower = k.toLowerCase();
+    if (lower === '__proto__') Object.defineProperty(headers, lower, { value: response.headers[k], enumerable: true, writable: true, configurable: true });
+    else headers[lower] = response.headers[k]!;
+  }
   const input = { message, settings, status: response.status, headers, body: parseResponseBody(response) };
   const r = mapping.send.response;
   try {
-    if (await r.success.evaluate(input, bindings)) {
-      const id = r.providerMessageId ? await evalStr(r.providerMessageId, input, 'send.response.providerMessageId') : undefined;
-      return id === undefined ? { answer: SUCCESS } : { answer: SUCCESS, providerMessageId: id };
+    // (evaluated without a promise when the fast path finishes: this runs for every message)
+    let ok = evaluateNow(r.success, input, bindings);
+    if (isPromise(ok)) ok = await ok;
+    if (ok) {
+      let id: unknown;
+      if (r.providerMessageId) {
+        id = evaluateNow(r.providerMessageId, input, bindings);
+        if (isPromise(id)) id = await id;
+      }
+      const providerMessageId = asString(id, 'send.response.providerMessageId');
+      return providerMessageId === undefined ? { answer: SUCCESS } : { answer: SUCCESS, providerMessageId };
     }
     return { answer: toFailure(await r.error.evaluate(input, bindings), 'send.response.error') };
   } catch (e) {
