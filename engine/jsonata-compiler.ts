@@ -430,6 +430,24 @@ const FAST_IMPLEMENTATIONS: Record<string, (...args: any[]) => unknown> = {
     if (typeof arg === 'boolean') return arg ? 'true' : 'false';
     return jsonataDefs.string!.implementation.call(this, arg, prettify);
   },
+  // jsonata merges into an object without a prototype, which V8 keeps in dictionary mode (slow to fill,
+  // copy, check and serialize); a plain object holds the same own keys, in the same order, and
+  // nothing in JSONata can see a prototype (property reads are own-property reads).
+  merge(arg: unknown) {
+    if (typeof arg === 'undefined') return undefined;
+    const list = arg as unknown[];
+    const result: Record<string, unknown> = {};
+    for (let i = 0; i < list.length; i++) {
+      if (!(i in list)) continue; // as forEach
+      const obj = list[i] as Record<string, unknown>;
+      if (typeof obj !== 'object' || obj === null) continue;
+      for (const k of Object.keys(obj)) {
+        if (k === '__proto__') Object.defineProperty(result, k, { value: obj[k], enumerable: true, writable: true, configurable: true });
+        else result[k] = obj[k];
+      }
+    }
+    return result;
+  },
 };
 
 /** One step of the budget, counted where a node does not enter (leaves, direct built-in calls). */

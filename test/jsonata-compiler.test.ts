@@ -171,3 +171,21 @@ t.test('$string of numbers and booleans, as jsonata gives it', async (t) => {
     t.same(ser(compiled.run(input, undefined, { maxSteps: 1e6, maxDepth: 500, timeoutMs: 5000 })), ser(await jsonata(text).evaluate(input)), text);
   }
 });
+
+t.test('$merge, as jsonata gives it', async (t) => {
+  // the fast path merges into a plain object (engine/jsonata-compiler.ts); keys, order and values must match
+  const input = { a: { x: 1, y: { z: 2 } }, b: { y: 3, '10': 'ten', '2': 'two', w: null }, c: JSON.parse('{"__proto__": {"polluted": true}, "k": 1}'), none: [] };
+  for (const text of ['$merge([a, b])', '$merge([b, a, c])', '$merge(a)', '$merge(none)', '$merge(missing)', '$merge([a, missing, b])', '$keys($merge([c, a]))', '$merge([c]).k', '$merge([b, a]).y']) {
+    const compiled = compileText(text);
+    if (!compiled.ok) throw new Error(compiled.reason);
+    let fast: string;
+    try {
+      fast = ser(compiled.run(input, undefined, { maxSteps: 1e6, maxDepth: 500, timeoutMs: 5000 }));
+    } catch (e) {
+      fast = `error ${codeOf(e)}`;
+    }
+    const slow = await jsonata(text).evaluate(input).then(ser, (e: unknown) => `error ${codeOf(e)}`);
+    t.equal(fast, slow, text);
+  }
+  t.equal(({} as Record<string, unknown>).polluted, undefined, 'no prototype was touched');
+});
