@@ -184,7 +184,10 @@ export function fastValidator(sig: Signature): (args: unknown[], context: unknow
       for (let k = 0; k < args.length; k++) supplied += symbolOf(args[k]);
       const made = plan(params, regex, supplied, usesContext ? symbolOf(context) : '');
       // arguments passed on as they are (the common case) need no new array
-      steps = made !== null && made.length === args.length && made.every((st, i) => st.op === 'arg' && st.i === i) ? 'identity' : made;
+      // Identity also when the plan only adds trailing undefined arguments (an optional parameter not
+      // given): jsonata's built-ins read a missing argument and an undefined one alike (default
+      // parameters, typeof checks; none looks at arguments.length).
+      steps = made !== null && made.length >= args.length && made.every((st, i) => st.op === 'arg' && st.i === i) ? 'identity' : made;
       if (plans.size < MAX_PLANS) plans.set(key, steps);
     }
     if (steps === 'identity') return args;
