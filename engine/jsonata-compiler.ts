@@ -450,6 +450,15 @@ const FAST_IMPLEMENTATIONS: Record<string, (...args: any[]) => unknown> = {
   },
 };
 
+const hasOwn = (o: object, k: string): boolean => Object.prototype.hasOwnProperty.call(o, k);
+
+/** A leaf's step, and jsonata's depth limit (a leaf counts as one more level there). */
+function leaf(pos: number): void {
+  const r = run;
+  if (++r.steps >= r.checkAt) checkBudget(pos);
+  if (r.depth >= r.maxDepth) throw new Fallback('depth');
+}
+
 /** One step of the budget, counted where a node does not enter (leaves, direct built-in calls). */
 function step(pos: number): void {
   if (++run.steps >= run.checkAt) checkBudget(pos);
@@ -898,14 +907,9 @@ class Compiler {
     // count as steps, and are normalized only when a sequence can come out.
     if (!preds && !group && !keepArray && n.type === 'variable' && n.value !== '' && !UNSUPPORTED_BUILTINS.has(n.value)) {
       const read = this.reader(n.value as string);
-      return (_input, f) => {
-        const r = run;
-        if (++r.steps >= r.checkAt) checkBudget(pos);
-        // a leaf adds no nesting of its own, but jsonata counts it as one more level: same limit here
-        if (r.depth >= r.maxDepth) throw new Fallback('depth');
-        const v = read(f);
-        return Array.isArray(v) ? normalize(v, false) : v;
-      };
+      // (leaf: a step and the depth limit; a leaf adds no nesting of its own, but jsonata counts it
+      // as one more level)
+      return perNode(['leaf', 'pos', 'read', 'normalize'], 'return (_input, f) => { leaf(pos); const v = read(f); return Array.isArray(v) ? normalize(v, false) : v; };', leaf, pos, read, normalize);
     }
     if (!preds && !group && !keepArray && n.type === 'path' && isPlainChain(n)) {
       return inner;
@@ -941,8 +945,21 @@ class Compiler {
       case 'unary':
         return this.unary(n);
       case 'name': {
-        const key = n.value as string;
-        return (input) => lookup(input, key);
+        // jsonata's lookup; a single object (the usual input) is read at this node's own property site
+        const name = n.value as string;
+        const key = JSON.stringify(name);
+        const read = name in Object.prototype ? `(hasOwn(input, ${key}) ? input[${key}] : undefined)` : `((p = protoOf(input)) === OP || p === null || hasOwn(input, ${key}) ? input[${key}] : undefined)`;
+        return perNode(
+          ['lookup', 'hasOwn', 'protoOf', 'OP'],
+          `return (input) => {
+            if (typeof input !== 'object' || input === null) return undefined;
+            if (Array.isArray(input)) return lookup(input, ${key});
+            if (input._jsonata_function === true || input._jsonata_lambda === true) return undefined;
+            let p;
+            return ${read};
+          };`,
+          lookup, hasOwn, Object.getPrototypeOf, Object.prototype,
+        );
       }
       case 'string':
       case 'number':
@@ -1513,7 +1530,7 @@ function plainChain(steps: Node[], general: Fn, variable: ((f: Frame) => unknown
     if (r.depth + 1 >= r.maxDepth) throw new Fallback('depth');
     return v;
   };
-  return factory(general, variable, (o: object, k: string) => Object.prototype.hasOwnProperty.call(o, k), Object.getPrototypeOf, Object.prototype, done);
+  return factory(general, variable, hasOwn, Object.getPrototypeOf, Object.prototype, done);
 }
 
 /**
