@@ -1021,26 +1021,36 @@ class Compiler {
     const last = compiled.length - 1;
     const keepSingletonArray = n.keepSingletonArray === true;
     const group = n.group ? this.group(n.group) : undefined;
-    const general: Fn = (input, f) => {
-      let inputSequence: any = Array.isArray(input) && !firstIsVariable ? input : sequenceOf(input);
-      let resultSequence: any;
-      for (let ii = 0; ii <= last; ii++) {
-        const step = compiled[ii]!;
-        if (step.cons) {
-          resultSequence = step.fn(inputSequence, f);
-        } else {
-          resultSequence = evaluateStep(step.fn, step.stages, inputSequence, f, ii === last);
-        }
-        if (typeof resultSequence === 'undefined' || resultSequence.length === 0) break;
-        inputSequence = resultSequence;
+    // jsonata's evaluatePath and evaluateStep, unrolled over this path's steps: each step's calls are
+    // their own sites. A step maps over the input sequence and flattens the results into a sequence;
+    // the last step's one result that is an array (not a sequence) comes out as it is.
+    let body = `return (input, f) => {\nlet inputSequence = ${firstIsVariable ? 'sequenceOf(input)' : 'Array.isArray(input) ? input : sequenceOf(input)'};\nlet resultSequence;\nwalk: {\n`;
+    compiled.forEach((step, ii) => {
+      if (step.cons) {
+        body += `resultSequence = fns[${ii}](inputSequence, f);\n`;
+      } else {
+        body += `{\nconst seq = emptySequence();\nlet count = 0;\nlet first;\nfor (let k = 0; k < inputSequence.length; k++) {\nlet res = fns[${ii}](inputSequence[k], f);\n`;
+        (step.stages ?? []).forEach((_, j) => (body += `res = stages[${ii}][${j}](res, f);\n`));
+        body += 'if (res === undefined) continue;\nif (count++ === 0) first = res;\n';
+        body += 'if (!Array.isArray(res) || res.cons) seq.push(res);\nelse for (let j = 0; j < res.length; j++) seq.push(res[j]);\n}\n';
+        body += ii === last ? 'resultSequence = count === 1 && Array.isArray(first) && !isSequence(first) ? first : seq;\n}\n' : 'resultSequence = seq;\n}\n';
       }
-      if (keepSingletonArray) {
-        if (Array.isArray(resultSequence) && (resultSequence as any).cons && !(resultSequence as any).sequence) resultSequence = sequenceOf(resultSequence);
-        resultSequence.keepSingleton = true;
-      }
-      if (group) resultSequence = group(resultSequence, f);
-      return resultSequence;
-    };
+      if (ii < last) body += 'if (resultSequence === undefined || resultSequence.length === 0) break walk;\ninputSequence = resultSequence;\n';
+    });
+    body += '}\n';
+    if (keepSingletonArray) body += 'if (Array.isArray(resultSequence) && resultSequence.cons && !resultSequence.sequence) resultSequence = sequenceOf(resultSequence);\nresultSequence.keepSingleton = true;\n';
+    if (group) body += 'resultSequence = group(resultSequence, f);\n';
+    body += 'return resultSequence;\n};';
+    const general: Fn = perNode(
+      ['fns', 'stages', 'group', 'sequenceOf', 'emptySequence', 'isSequence'],
+      body,
+      compiled.map((st) => st.fn),
+      compiled.map((st) => st.stages ?? []),
+      group,
+      sequenceOf,
+      emptySequence,
+      isSequence,
+    );
     if (!isPlainChain(n)) return general;
     // the chain is returned by node() as is, so its fallback does the node's counting and normalizing
     const wrapped: Fn = (input, f) => {
@@ -1624,24 +1634,6 @@ function siblingError(kept: unknown, e: unknown, depth: number): unknown {
   return e;
 }
 
-function evaluateStep(step: Fn, stages: ((r: any, f: Frame) => any)[] | undefined, input: any[], f: Frame, lastStep: boolean): any {
-  // jsonata collects the step's results, then flattens them into a sequence, except that the last
-  // step's one result that is an array (not a sequence) comes out as it is: flattened on the way here,
-  // and that one case answered at the end.
-  const resultSequence = emptySequence();
-  let count = 0;
-  let first: any;
-  for (let ii = 0; ii < input.length; ii++) {
-    let res = step(input[ii], f);
-    if (stages) for (let k = 0; k < stages.length; k++) res = stages[k]!(res, f);
-    if (typeof res === 'undefined') continue;
-    if (count++ === 0) first = res;
-    if (!Array.isArray(res) || (res as any).cons) resultSequence.push(res);
-    else for (let k = 0; k < res.length; k++) resultSequence.push(res[k]);
-  }
-  if (lastStep && count === 1 && Array.isArray(first) && !isSequence(first)) return first;
-  return resultSequence;
-}
 
 /** The order in which an object's keys come out: integer-like keys first, ascending (JS objects). */
 function orderKeys(entries: { key: string; i: number }[]): { key: string; i: number }[] {
