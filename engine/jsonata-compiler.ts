@@ -1080,26 +1080,36 @@ class Compiler {
       };
     }
     const pred = this.node(predicate);
-    return (input, f) => {
-      const results: any = emptySequence();
-      if (Array.isArray(input) && (input as any).tupleStream) throw new Fallback('tuple stream');
-      if (!Array.isArray(input)) input = sequenceOf(input);
-      for (let index = 0; index < input.length; index++) {
-        const item = input[index];
-        let res = pred(item, f);
-        if (isNumeric(res)) res = [res];
-        if (isArrayOfNumbers(res)) {
-          for (const ires of res) {
-            let ii = Math.floor(ires);
-            if (ii < 0) ii = input.length + ii;
-            if (ii === index) results.push(item);
+    return perNode(
+      ['pred', 'emptySequence', 'sequenceOf', 'tupleStream', 'isNumeric', 'isArrayOfNumbers', 'fnBoolean'],
+      // a boolean or nothing (the usual predicate) decides at once; numbers select by index
+      `return (input, f) => {
+        const results = emptySequence();
+        if (Array.isArray(input) && input.tupleStream) throw tupleStream();
+        if (!Array.isArray(input)) input = sequenceOf(input);
+        for (let index = 0; index < input.length; index++) {
+          const item = input[index];
+          let res = pred(item, f);
+          if (res === true) {
+            results.push(item);
+            continue;
           }
-        } else if (fnBoolean(res)) {
-          results.push(item);
+          if (res === false || res === undefined) continue;
+          if (isNumeric(res)) res = [res];
+          if (isArrayOfNumbers(res)) {
+            for (const ires of res) {
+              let ii = Math.floor(ires);
+              if (ii < 0) ii = input.length + ii;
+              if (ii === index) results.push(item);
+            }
+          } else if (fnBoolean(res)) {
+            results.push(item);
+          }
         }
-      }
-      return results;
-    };
+        return results;
+      };`,
+      pred, emptySequence, sequenceOf, () => new Fallback('tuple stream'), isNumeric, isArrayOfNumbers, fnBoolean,
+    );
   }
 
   binary(n: Node): Fn {
