@@ -5,6 +5,7 @@ import t from 'tap';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { BspClient, TransportError } from '../engine/bsp-client.js';
+import { rejectedWith } from './support/rejected.js';
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;
 
@@ -22,15 +23,7 @@ async function serve(handler: Handler): Promise<{ url: string; close: () => Prom
   };
 }
 
-async function failure(p: Promise<unknown>): Promise<TransportError> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof TransportError) return e;
-    throw e;
-  }
-  throw new Error('expected a TransportError');
-}
+const failure = (p: Promise<unknown>) => rejectedWith(p, TransportError);
 
 t.test('an answer: status, headers as single strings, body text, the request as sent', async (t) => {
   let seen: { method?: string; auth?: string; body: string } = { body: '' };

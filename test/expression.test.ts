@@ -11,6 +11,7 @@ import { toCanonical } from '../engine/pipeline.js';
 import { planSend } from '../engine/send.js';
 import { offsetToPosition, parseYamlSource } from '../engine/yaml-source.js';
 import type { CanonicalMessage } from '../engine/clevertap/model.js';
+import { rejectedWith } from './support/rejected.js';
 
 const HEADER = '# yaml-language-server: $schema=../../schemas/mapping.schema.json\n';
 const root = mkdtempSync(join(tmpdir(), 'wab-expr-'));
@@ -67,15 +68,7 @@ function mapping(parts: { functions?: string; url?: string; body?: string; succe
   return text;
 }
 
-async function rejection(p: Promise<unknown>): Promise<WabError> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof WabError) return e;
-    throw new Error(`expected a WabError, got ${e instanceof Error ? `${e.constructor.name}: ${e.message}` : String(e)}`);
-  }
-  throw new Error('expected the evaluation to fail');
-}
+const rejection = (p: Promise<unknown>) => rejectedWith(p, WabError);
 
 const plainRef = (name: string): SourceRef => ({ name, locate: (o) => `expr:1:${o + 1}` });
 const fn = (name: string, text: string): FunctionSource => ({ name, text, ref: plainRef(`functions.${name}`) });

@@ -10,6 +10,7 @@ import { WabError } from '../engine/errors.js';
 import { loadMapping, type Mapping } from '../engine/mapping-loader.js';
 import { answerForIssues, prepareSend, toCanonical } from '../engine/pipeline.js';
 import { formDecode, formEncode, mapResponse, mapTransportError, planSend, type HttpRequest, type SendPlan } from '../engine/send.js';
+import { rejectedWith } from './support/rejected.js';
 
 const HEADER = '# yaml-language-server: $schema=../../schemas/mapping.schema.json\n';
 const root = mkdtempSync(join(tmpdir(), 'wab-send-'));
@@ -46,15 +47,7 @@ function request(plan: SendPlan): HttpRequest {
   return plan.request;
 }
 
-async function wabError(p: Promise<unknown>): Promise<WabError> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof WabError) return e;
-    throw e;
-  }
-  throw new Error('expected a WabError');
-}
+const wabError = (p: Promise<unknown>) => rejectedWith(p, WabError);
 
 t.test('the validation payload is answered with success, without building a request', async (t) => {
   const validation = canonical({

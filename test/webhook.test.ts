@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { WabError } from '../engine/errors.js';
 import { loadMapping, type Mapping } from '../engine/mapping-loader.js';
 import { handshake, mapWebhook, parseWebhookBody, sign, verifySignature, type WebhookRequest } from '../engine/webhook.js';
+import { rejectedWith } from './support/rejected.js';
 
 const HEADER = '# yaml-language-server: $schema=../../schemas/mapping.schema.json\n';
 const root = mkdtempSync(join(tmpdir(), 'wab-webhook-'));
@@ -40,15 +41,7 @@ const req = (rawBody: string, headers: Record<string, string> = {}, query: Recor
   rawBody,
 });
 
-async function wabError(p: Promise<unknown>): Promise<WabError> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof WabError) return e;
-    throw e;
-  }
-  throw new Error('expected a WabError');
-}
+const wabError = (p: Promise<unknown>) => rejectedWith(p, WabError);
 
 t.test('verifySignature (hmac-sha256, hex, "sha256=" prefix)', async (t) => {
   const body = '{"statuses":[{"id":"ex-1","state":"read","ts":1700000000}]}';
