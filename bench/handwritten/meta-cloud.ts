@@ -5,8 +5,8 @@
 //
 // Deliberate differences from the engine, none of which any fixture reaches:
 // - the URL is concatenated, not parsed and re-serialized with `new URL` (equal for a canonical baseUrl);
-// - numeric coordinate strings become numbers with `Number`, so "+37.5" and "\u00a037.5" give 37.5
-//   where the mapping's `$number` fails the send (see the report of this baseline);
+// - numeric coordinate strings become numbers with `Number`, so "\u00a037.5" gives 37.5 where the
+//   mapping passes the string on (JSONata's $trim leaves a no-break space);
 // - truthiness is JavaScript's: an empty object counts as present, where JSONata counts it as absent;
 // - webhook events are not checked against schemas/events.schema.json (mapWebhook does that).
 import type { Body, Button, Card, CanonicalMessage, Header, Template, TextParameter } from '../../engine/clevertap/model.js';
