@@ -6,7 +6,8 @@
 // value model (sequences are arrays flagged `sequence`, constructed arrays `cons`, `keepSingleton`,
 // `outerWrapper`), and call jsonata's *own* implementations of the synchronous built-ins ($string,
 // $number, $round, $substring, $formatNumber, $toMillis, ...) with their own signature validators, taken
-// from a jsonata environment once at load. The asynchronous built-ins (the higher-order ones and the
+// from a jsonata environment once at load (FAST_IMPLEMENTATIONS answers the usual arguments of $string
+// and $merge itself, tested against jsonata's results). The asynchronous built-ins (the higher-order ones and the
 // regex-taking string functions) are ported here line for line in synchronous form.
 //
 // Anything not implemented (transforms, order-by, parent `%`, tuple binding `@`/`#`, partial
@@ -411,7 +412,8 @@ function checkBudget(pos: number): void {
  * of this module share V8's feedback: a call to a child node there sees every node's children
  * (megamorphic) and nothing gets inlined. A template compiled per node has feedback of its own, so
  * its calls have one target each. Templates run outside this module's scope: everything they use
- * comes in as a parameter. `calls(n, fns, args)` unrolls `fns[i](args)` so each call is its own site.
+ * comes in as a parameter. Lists (items, pairs, arguments, steps) are unrolled in the source text
+ * (`fns[0](input, f)`, `fns[1](input, f)`, ...) so that each call is a site of its own.
  */
 function perNode(params: string[], body: string, ...deps: unknown[]): any {
   return new Function(...params, body)(...deps);
