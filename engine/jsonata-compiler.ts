@@ -419,6 +419,9 @@ function perNode(params: string[], body: string, ...deps: unknown[]): any {
   return new Function(...params, body)(...deps);
 }
 
+/** Grouping over a tuple stream is jsonata's alone (generated code throws what this makes). */
+const tupleStream = (): Fallback => new Fallback('tuple stream');
+
 /**
  * Built-ins whose usual arguments have a short way to jsonata's result; any other argument goes to
  * jsonata's implementation. $string of a finite number is JSON.stringify through jsonata's replacer,
@@ -1110,7 +1113,7 @@ class Compiler {
         }
         return results;
       };`,
-      pred, emptySequence, sequenceOf, () => new Fallback('tuple stream'), isNumeric, isArrayOfNumbers, fnBoolean,
+      pred, emptySequence, sequenceOf, tupleStream, isNumeric, isArrayOfNumbers, fnBoolean,
     );
   }
 
@@ -1303,7 +1306,7 @@ class Compiler {
         const r = single(item, f);
         return r !== NOT_SINGLE ? r : general(Array.isArray(input) ? input : sequenceOf(input), f);
       };`,
-      single, general, NOT_SINGLE, () => new Fallback('tuple stream'), sequenceOf,
+      single, general, NOT_SINGLE, tupleStream, sequenceOf,
     );
   }
 
@@ -1540,10 +1543,6 @@ function plainChain(steps: Node[], general: Fn, variable: ((f: Frame) => unknown
       `if (v._jsonata_function === true || v._jsonata_lambda === true) return done(undefined);\n` +
       `v = ${read};\n`;
   }
-  const factory = new Function(
-    'general', 'variable', 'hasOwn', 'protoOf', 'OP', 'done',
-    `return function chain(input, f) {\nlet p;\nlet v = ${variable === undefined ? 'input' : 'variable(f)'};\n${body}if (Array.isArray(v)) return general(input, f);\nreturn done(v);\n};`,
-  ) as (...deps: unknown[]) => Fn;
   const position = steps[0]!.position ?? 0;
   const done = (v: unknown): unknown => {
     const r = run;
@@ -1552,7 +1551,11 @@ function plainChain(steps: Node[], general: Fn, variable: ((f: Frame) => unknown
     if (r.depth + 1 >= r.maxDepth) throw new Fallback('depth');
     return v;
   };
-  return factory(general, variable, hasOwn, Object.getPrototypeOf, Object.prototype, done);
+  return perNode(
+    ['general', 'variable', 'hasOwn', 'protoOf', 'OP', 'done'],
+    `return function chain(input, f) {\nlet p;\nlet v = ${variable === undefined ? 'input' : 'variable(f)'};\n${body}if (Array.isArray(v)) return general(input, f);\nreturn done(v);\n};`,
+    general, variable, hasOwn, Object.getPrototypeOf, Object.prototype, done,
+  );
 }
 
 /**
@@ -1567,8 +1570,8 @@ function literalObject(entries: { key: string; value: Fn }[]): Fn {
     body += `try { v = fns[${i}](data, f); } catch (e) { err = siblingError(err, e, depth); v = undefined; }\n`;
     body += `if (v !== undefined) r[${JSON.stringify(e.key)}] = v;\n`;
   });
-  const factory = new Function(
-    'fns', 'siblingError', 'NO_ERROR', 'depthNow', 'append', 'tupleStream',
+  return perNode(
+    ['fns', 'siblingError', 'NO_ERROR', 'depthNow', 'append', 'tupleStream'],
     `return function object(input, f) {\n` +
       `let data = input;\n` +
       `if (Array.isArray(input)) {\n` +
@@ -1578,14 +1581,12 @@ function literalObject(entries: { key: string; value: Fn }[]): Fn {
       `  for (let i = 1; i < input.length; i++) data = append(data, input[i]);\n` +
       `}\n` +
       `const r = {};\nlet v;\nlet err = NO_ERROR;\nconst depth = depthNow();\n${body}if (err !== NO_ERROR) throw err;\nreturn r;\n};`,
-  ) as (...deps: unknown[]) => Fn;
-  return factory(
     entries.map((e) => e.value),
     siblingError,
     NO_ERROR,
     depthNow,
     append,
-    () => new Fallback('tuple stream'),
+    tupleStream,
   );
 }
 

@@ -114,9 +114,6 @@ interface Layout {
   isContentType: boolean[];
   /** Each header's name in an error message. */
   headerParts: string[];
-  /** The last URL checked for this declaration and its serialized form (one tenant's URL, usually). */
-  lastUrl?: string;
-  lastFinal?: string;
 }
 const layouts = new WeakMap<CompiledRequest, Layout>();
 
@@ -179,7 +176,7 @@ function assemble(req: CompiledRequest, layout: Layout, values: unknown[], slot:
   let finalUrl: string | undefined;
   const queryValues: (string | undefined)[] = [];
   if (req.query.length === 0) {
-    finalUrl = url === layout.lastUrl ? layout.lastFinal : checkedUrls.get(url ?? '');
+    finalUrl = checkedUrls.get(url ?? '');
   } else {
     for (const [name] of req.query) queryValues.push(asString(values[i++], slot, `.query.${name}`));
   }
@@ -202,10 +199,6 @@ function assemble(req: CompiledRequest, layout: Layout, values: unknown[], slot:
       if (checkedUrls.size >= 1000) checkedUrls.clear();
       checkedUrls.set(url!, finalUrl);
     }
-  }
-  if (req.query.length === 0) {
-    layout.lastUrl = url;
-    layout.lastFinal = finalUrl;
   }
   const out: HttpRequest = { method: req.method, url: finalUrl, headers };
   if (body !== undefined && body !== null) {
@@ -258,13 +251,7 @@ export function parseResponseBody(r: BspResponse): unknown {
 
 /** BSP HTTP response → CleverTap answer plus the BSP's message id. */
 export async function mapResponse(mapping: Mapping, message: CanonicalMessage, settings: Record<string, unknown>, response: BspResponse): Promise<MappedResponse> {
-  const headers: Record<string, string> = {};
-  for (const k in response.headers) {
-    const lower = k.toLowerCase();
-    if (lower === '__proto__') Object.defineProperty(headers, lower, { value: response.headers[k], enumerable: true, writable: true, configurable: true });
-    else headers[lower] = response.headers[k]!;
-  }
-  const input = { message, settings, status: response.status, headers, body: parseResponseBody(response) };
+  const input = { message, settings, status: response.status, headers: lowerCaseKeys(response.headers), body: parseResponseBody(response) };
   const r = mapping.send.response;
   try {
     // (evaluated without a promise when the fast path finishes: this runs for every message)
@@ -293,6 +280,17 @@ export async function mapTransportError(mapping: Mapping, message: CanonicalMess
   if (!mapping.send.transportError) return fallback;
   const v = await mapping.send.transportError.evaluate({ message, settings, error }, bindings);
   return v === undefined || v === null ? fallback : toFailure(v, 'send.transportError');
+}
+
+/** HTTP headers with lower-case names, as mappings read them (a `__proto__` header stays a plain key). */
+export function lowerCaseKeys(h: Record<string, string>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const k in h) {
+    const lower = k.toLowerCase();
+    if (lower === '__proto__') Object.defineProperty(out, lower, { value: h[k], enumerable: true, writable: true, configurable: true });
+    else out[lower] = h[k]!;
+  }
+  return out;
 }
 
 /** Decodes a form body; a repeated key becomes an array. */

@@ -5,8 +5,7 @@ import { WabError } from './errors.js';
 import { evaluateNow, isPromise } from './expression.js';
 import type { Mapping } from './mapping-loader.js';
 import { describeError, pointerToPath, projectSchema, usefulErrors, validatorFor } from './schema-validator.js';
-import type { ValidateFunction } from 'ajv/dist/2020.js';
-import { formDecode } from './send.js';
+import { formDecode, lowerCaseKeys } from './send.js';
 
 export interface WebhookRequest {
   /** Full URL the BSP called (some signature schemes sign it with the parameters). */
@@ -39,16 +38,6 @@ export interface IncomingEvent {
 
 export type WebhookEvent = StatusEvent | IncomingEvent;
 
-function lowerHeaders(h: Record<string, string>): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const k in h) {
-    const lower = k.toLowerCase();
-    if (lower === '__proto__') Object.defineProperty(out, lower, { value: h[k], enumerable: true, writable: true, configurable: true });
-    else out[lower] = h[k]!;
-  }
-  return out;
-}
-
 export function parseWebhookBody(rawBody: string, contentType: string | undefined): unknown {
   const type = (contentType ?? '').toLowerCase();
   if (type.includes('x-www-form-urlencoded')) return formDecode(rawBody);
@@ -62,7 +51,7 @@ export function parseWebhookBody(rawBody: string, contentType: string | undefine
 }
 
 function inputFor(req: WebhookRequest, settings: Record<string, unknown>) {
-  const headers = lowerHeaders(req.headers);
+  const headers = lowerCaseKeys(req.headers);
   return { body: parseWebhookBody(req.rawBody, headers['content-type']), rawBody: req.rawBody, headers, query: req.query, url: req.url, settings };
 }
 
@@ -72,7 +61,7 @@ export type HandshakeResult = { status: 200; body: string } | { status: 403; bod
 export async function handshake(mapping: Mapping, req: Pick<WebhookRequest, 'headers' | 'query'>, settings: Record<string, unknown>): Promise<HandshakeResult | undefined> {
   const h = mapping.webhook?.handshake;
   if (!h) return undefined;
-  const input = { query: req.query, headers: lowerHeaders(req.headers), settings };
+  const input = { query: req.query, headers: lowerCaseKeys(req.headers), settings };
   if (!(await h.match.evaluate(input))) return undefined;
   if (!(await h.accept.evaluate(input))) return { status: 403, body: 'verification token mismatch' };
   const body = await h.respond.evaluate(input);
@@ -85,7 +74,7 @@ export type SignatureResult = { ok: true } | { ok: false; reason: string };
 export async function verifySignature(mapping: Mapping, req: WebhookRequest, settings: Record<string, unknown>): Promise<SignatureResult> {
   const sig = mapping.webhook?.signature;
   if (!sig) return { ok: true };
-  const headers = lowerHeaders(req.headers);
+  const headers = lowerCaseKeys(req.headers);
   let given = headers[sig.header.toLowerCase()];
   if (!given) return { ok: false, reason: `missing ${sig.header} header` };
   if (sig.prefix) {
@@ -192,8 +181,6 @@ function plainCopy(v: unknown, depth: number): unknown {
 }
 
 /** BSP webhook → events, checked against schemas/events.schema.json. */
-let eventsValidator: ValidateFunction | undefined;
-
 export async function mapWebhook(mapping: Mapping, req: WebhookRequest, settings: Record<string, unknown>): Promise<WebhookEvent[]> {
   if (!mapping.webhook) throw new WabError('WAB_MAPPING_SCHEMA', `${mapping.name} declares no webhook`, mapping.file);
   let out = evaluateNow(mapping.webhook.events, inputFor(req, settings));
@@ -203,7 +190,7 @@ export async function mapWebhook(mapping: Mapping, req: WebhookRequest, settings
   const events = (out === undefined || out === null ? [] : Array.isArray(out) ? out : [out]) as unknown[];
   const copied = plainCopy(events, 0);
   const plain = (copied === NOT_PLAIN ? JSON.parse(JSON.stringify(events)) : copied) as WebhookEvent[];
-  const validate = (eventsValidator ??= validatorFor(projectSchema('events.schema.json')));
+  const validate = validatorFor(projectSchema('events.schema.json'));
   if (!validate(plain)) {
     const problems = usefulErrors(validate.errors ?? []).map((e) => `events${pointerToPath(e.instancePath).map((k) => (typeof k === 'number' ? `[${k}]` : `.${k}`)).join('')}: ${describeError(e)}`);
     throw new WabError('WAB_MAPPING_OUTPUT', `webhook.events: ${[...new Set(problems)].join('; ')}`);
