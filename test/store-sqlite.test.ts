@@ -55,6 +55,24 @@ t.test('dedupe keys expire with the clock ingest is given, and the sweep removes
   t.same(await s.ingest({ callbacks: [sent('m2')], pending: [] }, T0), { accepted: 1, duplicates: 0 }, 'swept keys are gone');
 });
 
+t.test('one failing write in a group commit undoes only itself', async (t) => {
+  const s = openSqliteStore(':memory:');
+  t.teardown(() => s.close());
+  // Same turn, so one transaction: a correlation before and after one that breaks NOT NULL, and an ingest.
+  const results = await Promise.allSettled([
+    s.saveCorrelation('acme', 'w1', 'm1', DAY),
+    s.saveCorrelation('acme', 'w2', null as unknown as string, DAY),
+    s.ingest({ callbacks: [sent('m3')], pending: [] }, Date.now()),
+    s.saveCorrelation('acme', 'w3', 'm3', DAY),
+  ]);
+  t.same(results.map((r) => r.status), ['fulfilled', 'rejected', 'fulfilled', 'fulfilled']);
+  t.match((results[1] as PromiseRejectedResult).reason, { code: 'SQLITE_CONSTRAINT_NOTNULL' }, 'the failing write gets its own error');
+  t.equal(await s.findMsgId('acme', 'w1'), 'm1', 'the write before it is kept');
+  t.equal(await s.findMsgId('acme', 'w3'), 'm3', 'the write after it is kept');
+  t.equal(await s.findMsgId('acme', 'w2'), undefined);
+  t.match(await s.stats(), { outboxPending: 1 }, 'the ingest is kept');
+});
+
 t.test('correlations expire by the store clock and are swept', async (t) => {
   let now = T0;
   const s = openSqliteStore(':memory:', { clock: () => now });

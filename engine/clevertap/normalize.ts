@@ -402,16 +402,18 @@ interface Parts {
 type Single = 'header' | 'body' | 'footer' | 'limitedTimeOffer' | 'carousel';
 const CARD_PARTS = new Set(['header', 'body', 'button']);
 
+// (module level: a closure per call would be made, and named, on every message)
+function setOnce<K extends Single>(parts: Parts, issues: Issues, key: K, cp: string, value: Parts[K] | undefined): void {
+  if (value === undefined) return;
+  if (parts[key] !== undefined) issues.add(cp, 2001, `${cp} is a second ${key} component; only one is allowed`);
+  else parts[key] = value;
+}
+
 /** Reads a components array (template level, or inside a carousel card when `inCard`). */
 function readComponents(list: unknown, path: string, inCard: boolean, issues: Issues): Parts {
   const parts: Parts = { buttons: [] };
   if (list === undefined) return parts;
   if (!Array.isArray(list)) return issues.add(path, 2001, `${path} must be an array (got ${describe(list)})`) ?? parts;
-  const setOnce = <K extends Single>(key: K, cp: string, value: Parts[K] | undefined): void => {
-    if (value === undefined) return;
-    if (parts[key] !== undefined) issues.add(cp, 2001, `${cp} is a second ${key} component; only one is allowed`);
-    else parts[key] = value;
-  };
   list.forEach((c: unknown, i) => {
     const cp = join(path, i);
     if (!isObj(c)) return issues.add(cp, 2001, `${cp} must be an object (got ${describe(c)})`);
@@ -421,22 +423,22 @@ function readComponents(list: unknown, path: string, inCard: boolean, issues: Is
     if (inCard && !CARD_PARTS.has(kind)) return issues.add(join(cp, 'type'), 2001, `${cp} of type "${String(c.type)}" is not allowed in a carousel card (header, body, button only)`);
     switch (kind) {
       case 'header':
-        return setOnce('header', cp, readHeader(c, cp, issues));
+        return setOnce(parts, issues, 'header', cp, readHeader(c, cp, issues));
       case 'body': {
         const bp = join(cp, 'body');
-        return setOnce('body', cp, c.body === undefined ? issues.add(bp, 2001, `${bp} is missing`) : readTextBlock(c.body, bp, issues));
+        return setOnce(parts, issues, 'body', cp, c.body === undefined ? issues.add(bp, 2001, `${bp} is missing`) : readTextBlock(c.body, bp, issues));
       }
       case 'footer':
-        return setOnce('footer', cp, readFooter(c, cp, issues));
+        return setOnce(parts, issues, 'footer', cp, readFooter(c, cp, issues));
       case 'limitedtimeoffer':
-        return setOnce('limitedTimeOffer', cp, readLimitedTimeOffer(c, cp, issues));
+        return setOnce(parts, issues, 'limitedTimeOffer', cp, readLimitedTimeOffer(c, cp, issues));
       case 'button': {
         const b = readButton(c, cp, parts.buttons.length, issues);
         if (b !== undefined) parts.buttons.push(b);
         return;
       }
       case 'carousel':
-        return setOnce('carousel', cp, readCarousel(c, cp, issues));
+        return setOnce(parts, issues, 'carousel', cp, readCarousel(c, cp, issues));
       case 'customprops':
         mergeCustomProps(c.customProps, join(cp, 'customProps'), (parts.customProps ??= {}), issues);
         return;
