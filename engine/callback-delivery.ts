@@ -64,7 +64,15 @@ const ids = (records: readonly CallbackRecord[]) => records.map((r) => r.id);
 export class CallbackDelivery {
   private readonly o: Required<Omit<CallbackDeliveryOptions, 'onDelivered' | 'onFailed' | 'onDead'>> & Pick<CallbackDeliveryOptions, 'onDelivered' | 'onFailed' | 'onDead'>;
   private readonly agent: Agent;
-  private readonly abort = new AbortController();
+  /**
+   * The POSTs in flight, each with its own controller, so that stop() can abort them once the drain
+   * time is over. (Combining one long-lived signal into every request with AbortSignal.any leaks on
+   * Node 20: the long-lived signal keeps an entry for every signal ever combined with it,
+   * nodejs/node#55351; see BspClient.)
+   */
+  private readonly inFlight = new Set<AbortController>();
+  /** Set when the drain time is over: the reason every POST still open, or started after, is aborted with. */
+  private drainOver: Error | undefined;
   private chain: Promise<unknown> = Promise.resolve();
   private timer: NodeJS.Timeout | undefined;
   private running = false;
@@ -113,10 +121,13 @@ export class CallbackDelivery {
     this.stopped = true;
     this.running = false;
     if (this.timer) clearTimeout(this.timer);
-    const deadline = setTimeout(() => this.abort.abort(new Error(`worker stopping: drain time (${this.o.drainMs} ms) is over`)), this.o.drainMs);
+    const deadline = setTimeout(() => {
+      this.drainOver = new Error(`worker stopping: drain time (${this.o.drainMs} ms) is over`);
+      for (const call of this.inFlight) call.abort(this.drainOver);
+    }, this.o.drainMs);
     try {
       await this.chain;
-      while (!this.abort.signal.aborted) {
+      while (!this.drainOver) {
         const n = await this.runOnce().catch((err: unknown) => {
           this.o.logger.error({ err }, 'callback delivery: last round failed');
           return 0;
@@ -184,13 +195,17 @@ export class CallbackDelivery {
   }
 
   private async post(post: Post): Promise<Outcome> {
+    const call = new AbortController();
+    if (this.drainOver) call.abort(this.drainOver);
+    const timer = setTimeout(() => call.abort(new DOMException(`callback POST took longer than ${this.o.requestTimeoutMs} ms`, 'TimeoutError')), this.o.requestTimeoutMs);
+    this.inFlight.add(call);
     try {
       const res = await request(post.url, {
         method: 'POST',
         dispatcher: this.agent,
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify(post.body),
-        signal: AbortSignal.any([AbortSignal.timeout(this.o.requestTimeoutMs), this.abort.signal]),
+        signal: call.signal,
       });
       const text = await res.body.text();
       if (res.statusCode >= 200 && res.statusCode < 300) return { ok: true };
@@ -201,6 +216,9 @@ export class CallbackDelivery {
       const e = err as Error;
       const error = e.name === 'TimeoutError' ? `timeout after ${this.o.requestTimeoutMs} ms` : `${e.name}: ${e.message}`;
       return { ok: false, retry: true, error };
+    } finally {
+      clearTimeout(timer);
+      this.inFlight.delete(call);
     }
   }
 
