@@ -244,6 +244,9 @@ function prepare(db: Database.Database) {
 
 type Statements = ReturnType<typeof prepare>;
 
+/** Thrown out of a group commit's first, all-or-nothing run when one of its writes fails. */
+const WRITE_FAILED = Symbol('a write failed');
+
 class SqliteStore implements Store {
   readonly kind = 'sqlite' as const;
   private closed = false;
@@ -344,7 +347,6 @@ class SqliteStore implements Store {
   }
 
   private commitBatch(batch: { work: () => unknown }[]): ({ ok: true; value: unknown } | { ok: false; error: unknown })[] {
-    const WRITE_FAILED = Symbol('a write failed');
     try {
       const values: unknown[] = [];
       this.db
