@@ -213,7 +213,7 @@ function prepare(db: Database.Database) {
     leaseAll: p(`UPDATE outbox SET lease_until = ? WHERE id IN (SELECT value FROM json_each(?))`),
     skip: p(`UPDATE outbox SET state = 'skipped', delivered_at = ?, lease_until = 0 WHERE id = ?`),
     deliveredAll: p(`UPDATE outbox SET state = 'delivered', delivered_at = ?, lease_until = 0 WHERE id IN (SELECT value FROM json_each(?))`),
-    // The highest rank delivered per msgId among those ids (WHERE true: an upsert's SELECT needs a WHERE).
+    // The highest rank delivered per msgId among those ids, kept as that msgId's progress.
     progressAll: p(`INSERT INTO progress (tenant, msg_id, max_rank, expires_at)
       SELECT tenant, msg_id, max(rank), ? FROM outbox WHERE id IN (SELECT value FROM json_each(?)) AND rank > 0 AND msg_id IS NOT NULL GROUP BY tenant, msg_id
       ON CONFLICT (tenant, msg_id) DO UPDATE SET max_rank = max(max_rank, excluded.max_rank), expires_at = excluded.expires_at`),
