@@ -2,7 +2,7 @@
 // schema versioning, expiry against the given clock, and an acknowledged ingest surviving kill -9.
 import t from 'tap';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -150,4 +150,83 @@ setInterval(() => {}, 1000); // stay alive, holding the database open, until kil
   const s = openSqliteStore(file);
   t.teardown(() => s.close());
   t.match(await s.stats(), { outboxPending: N }, 'every acknowledged callback is there');
+});
+
+/** A WAL sync the test finishes by hand, recording the file it was asked to sync. */
+function heldSyncs() {
+  const calls: { file: string; done: (e?: Error) => void }[] = [];
+  const syncWal = (fd: number) =>
+    new Promise<void>((resolve, reject) => {
+      let file = String(fd);
+      try {
+        file = readlinkSync(`/proc/self/fd/${fd}`);
+      } catch {
+        // (no /proc: the descriptor number is all there is to show)
+      }
+      calls.push({ file, done: (e) => (e ? reject(e) : resolve()) });
+    });
+  return { calls, syncWal };
+}
+
+const settled = async (p: Promise<unknown>): Promise<string> => {
+  let state = 'pending';
+  p.then(
+    () => (state = 'resolved'),
+    () => (state = 'rejected'),
+  );
+  for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+  return state;
+};
+
+t.test('a write resolves only once the WAL sync after its commit is done; commits made meanwhile share the next sync', async (t) => {
+  const file = join(dir, 'held-sync.db');
+  const { calls, syncWal } = heldSyncs();
+  const s = openSqliteStore(file, { syncWal });
+  t.teardown(() => s.close());
+  const a = s.saveCorrelation('acme', 'wamid.1', 'm1', DAY);
+  t.equal(await settled(a), 'pending', 'committed, but not yet on disk: not resolved');
+  t.equal(calls.length, 1, 'one sync started for the first commit');
+  if (process.platform === 'linux') t.equal(calls[0]!.file, `${file}-wal`, "the sync is the WAL's");
+  t.equal(await s.findMsgId('acme', 'wamid.1'), 'm1', 'the commit itself is done (readable)');
+  // two more group commits and a direct write while the first sync runs
+  const b = s.saveCorrelation('acme', 'wamid.2', 'm2', DAY);
+  await new Promise((r) => setImmediate(r));
+  const c = s.ingest({ callbacks: [sent('m3')], pending: [] }, T0);
+  await new Promise((r) => setImmediate(r));
+  const d = s.markDead(['1'], 'x');
+  t.equal(calls.length, 1, 'no second sync while one runs');
+  calls[0]!.done();
+  t.equal(await settled(a), 'resolved');
+  t.equal(await settled(b), 'pending', 'committed after the first sync began: waits for the next');
+  t.equal(await settled(d), 'pending');
+  t.equal(calls.length, 2, 'one sync for everything committed meanwhile');
+  calls[1]!.done();
+  t.equal(await settled(b), 'resolved');
+  t.same(await c, { accepted: 1, duplicates: 0 });
+  t.equal(await settled(d), 'resolved');
+  t.equal(calls.length, 2);
+});
+
+t.test('a failed WAL sync fails the writes waiting for it, and every write and health check after it', async (t) => {
+  const { calls, syncWal } = heldSyncs();
+  const s = openSqliteStore(join(dir, 'failed-sync.db'), { syncWal });
+  t.teardown(() => s.close());
+  const a = s.ingest({ callbacks: [sent('m1')], pending: [] }, T0);
+  await settled(a);
+  calls[0]!.done(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' }));
+  await t.rejects(a, /syncing the write-ahead log to disk failed \(EIO: i\/o error, fdatasync\)/, 'the acknowledgement never happens');
+  await t.rejects(s.saveCorrelation('acme', 'wamid.9', 'm9', DAY), /write-ahead log/, 'a later group-committed write fails');
+  await t.rejects(s.markDelivered(['1'], T0), /write-ahead log/, 'a later direct write fails');
+  await t.rejects(s.ping(), /write-ahead log/, 'the health check reports it');
+  t.equal(calls.length, 1, 'no further sync is attempted: a later success would prove nothing');
+});
+
+t.test('synchronous NORMAL and in-memory stores never wait for a sync', async (t) => {
+  for (const [name, s] of [
+    ['NORMAL', openSqliteStore(join(dir, 'normal.db'), { synchronous: 'NORMAL', syncWal: () => new Promise<void>(() => undefined) })],
+    [':memory:', openSqliteStore(':memory:', { syncWal: () => new Promise<void>(() => undefined) })],
+  ] as const) {
+    t.equal(await settled(s.saveCorrelation('acme', 'wamid.1', 'm1', DAY)), 'resolved', name);
+    await s.close();
+  }
 });
