@@ -1776,6 +1776,11 @@ function descendants(input: any): any {
  */
 export function compileAst(ast: unknown): CompileResult {
   if (!builtinsReady) return { ok: false, reason: 'jsonata built-ins are not reachable (jsonata version changed?)' };
+  // A constant (a header such as `"application/json"`): one step, no scope or budget to set up.
+  if (isLiteral(ast as Node)) {
+    const value = (ast as Node).value;
+    return { ok: true, run: () => value };
+  }
   let fn: Fn;
   try {
     fn = new Compiler(boundNames(ast)).node(ast as Node);

@@ -114,6 +114,13 @@ interface Layout {
   isContentType: boolean[];
   /** Each header's name in an error message. */
   headerParts: string[];
+  /**
+   * The last URL checked for this declaration, and its checked form. The URL is concatenated afresh
+   * for every message, and a Map look-up must first flatten and hash that string: a third of this
+   * step's time. Comparing it with the last one costs a tenth of that.
+   */
+  lastUrl?: string;
+  lastChecked?: string;
 }
 const layouts = new WeakMap<CompiledRequest, Layout>();
 
@@ -174,9 +181,11 @@ function assemble(req: CompiledRequest, layout: Layout, values: unknown[], slot:
     }
   }
   let finalUrl: string | undefined;
+  let sameAsLast = false;
   const queryValues: (string | undefined)[] = [];
   if (req.query.length === 0) {
-    finalUrl = checkedUrls.get(url ?? '');
+    sameAsLast = url !== undefined && url === layout.lastUrl;
+    finalUrl = sameAsLast ? layout.lastChecked : checkedUrls.get(url ?? '');
   } else {
     for (const [name] of req.query) queryValues.push(asString(values[i++], slot, `.query.${name}`));
   }
@@ -199,6 +208,10 @@ function assemble(req: CompiledRequest, layout: Layout, values: unknown[], slot:
       if (checkedUrls.size >= 1000) checkedUrls.clear();
       checkedUrls.set(url!, finalUrl);
     }
+  }
+  if (req.query.length === 0 && !sameAsLast) {
+    layout.lastUrl = url;
+    layout.lastChecked = finalUrl;
   }
   const out: HttpRequest = { method: req.method, url: finalUrl, headers };
   if (body !== undefined && body !== null) {

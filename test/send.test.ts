@@ -170,6 +170,20 @@ t.test('the URL must be absolute http(s)', async (t) => {
   t.equal(request(await planSend(ok, text, { key: 'k' })).url, 'http://x.test/', 'plain http is allowed');
 });
 
+t.test("one declaration, URLs that change from message to message: each is checked and normalized as its own", async (t) => {
+  const m = withSend(`  request:\n    method: GET\n    url: settings.key\n  response:\n    success: "true"\n    error: "{}"\n`);
+  const urlFor = async (key: string) => request(await planSend(m, text, { key })).url;
+  // (what the last message's URL was must not leak into the next: the check remembers the last one)
+  for (let round = 0; round < 2; round++) {
+    t.equal(await urlFor('https://A.test/x y'), 'https://a.test/x%20y');
+    t.equal(await urlFor('https://A.test/x y'), 'https://a.test/x%20y', 'the same URL again');
+    t.equal(await urlFor('https://b.test/'), 'https://b.test/');
+    const e = await wabError(planSend(m, text, { key: 'ftp://b.test/' }));
+    t.match(e.message, /send\.request\.url: must be http or https/, 'a bad URL after a good one is still refused');
+    t.equal(await urlFor('https://b.test/'), 'https://b.test/', 'and the good one after it still passes');
+  }
+});
+
 t.test('response mapping', async (t) => {
   const m = withSend(`  request:
     method: POST
