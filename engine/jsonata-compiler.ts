@@ -457,6 +457,25 @@ const FAST_IMPLEMENTATIONS: Record<string, (...args: any[]) => unknown> = {
 
 const hasOwn = (o: object, k: string): boolean => Object.prototype.hasOwnProperty.call(o, k);
 
+/**
+ * Built-ins called with one argument whose result, for the argument types mappings pass them, needs
+ * neither the signature check nor the call: source text that returns that result from the evaluated
+ * argument `a`, or falls through to the full call (which then validates and calls as always). Each
+ * line is jsonata 2.2.2's implementation read for those types: $exists (`<x:b>`) is
+ * `typeof arg !== 'undefined'`; $count (`<a:n>`) wraps a lone non-array value into an array, so an
+ * array counts its items, nothing counts 0 and any other value but a function 1; $string of a string
+ * is the string; $type names these types as written, a non-finite number being the exception left to
+ * jsonata ('object' for NaN, an error for Infinity).
+ */
+const ONE_ARGUMENT_SHORTCUTS: Record<string, string> = {
+  exists: 'return a !== undefined;',
+  count: 'if (a === undefined) return 0; if (Array.isArray(a)) return a.length; if (!isFunction(a)) return 1;',
+  string: "if (typeof a === 'string') return a;",
+  type:
+    "if (typeof a === 'string') return 'string'; if (typeof a === 'boolean') return 'boolean'; if (a === null) return 'null';" +
+    " if (typeof a === 'number' && Number.isFinite(a)) return 'number'; if (typeof a === 'object' && !Array.isArray(a) && !isFunction(a)) return 'object';",
+};
+
 /** A leaf's step, and jsonata's depth limit (a leaf counts as one more level there). */
 function leaf(pos: number): void {
   const r = run;
@@ -1168,14 +1187,32 @@ class Compiler {
       case '<':
       case '<=':
       case '>':
-      case '>=':
-        return guarded((l, r) => comparison(l, r, op));
-      case '&':
-        return guarded((l, r) => {
+      case '>=': {
+        // against a number literal (`$count(x) > 0`, `status >= 200`): two numbers compare as JavaScript
+        // does; anything else goes through jsonata's checks
+        const g = (l: any, r: any) => comparison(l, r, op);
+        if (isLiteral(n.rhs) && typeof n.rhs.value === 'number') {
+          return perNode(
+            ['lhs', 'literal', 'g', 'fail'],
+            `return (input, f) => { const l = lhs(input, f); if (typeof l === 'number') return l ${op} literal; try { return g(l, literal); } catch (err) { return fail(err); } };`,
+            lhs, n.rhs.value, g, fail,
+          );
+        }
+        return guarded(g);
+      }
+      case '&': {
+        // two strings (nearly always) are simply joined: $string of a string is itself
+        const g = (l: any, r: any) => {
           const ls = typeof l !== 'undefined' ? fnString(l) : '';
           const rs = typeof r !== 'undefined' ? fnString(r) : '';
           return ls.concat(rs);
-        });
+        };
+        return perNode(
+          ['lhs', 'rhs', 'g', 'fail'],
+          "return (input, f) => { const l = lhs(input, f); const r = rhs(input, f); if (typeof l === 'string' && typeof r === 'string') return l + r; try { return g(l, r); } catch (err) { return fail(err); } };",
+          lhs, rhs, g, fail,
+        );
+      }
       case '..':
         return guarded(range);
       case 'in': {
@@ -1455,6 +1492,28 @@ class Compiler {
     const name = procNode.type === 'variable' ? intern(procNode.value as string) : '';
     const def = name !== '' && !this.bound.has(name) && !procNode.predicate && !procNode.group && !procNode.keepArray ? (builtins[name] as NativeDef | undefined) : undefined;
     if (!def) return general;
+    const shortcut = !applyto && args.length === 1 && def.signature ? ONE_ARGUMENT_SHORTCUTS[name] : undefined;
+    if (shortcut !== undefined) {
+      return perNode(
+        ['lookupGlobal', 'name', 'def', 'general', 'step', 'procPos', 'arg', 'isFunction', 'wrapArg', 'signature', 'FOCUS', 'impl', 'isPromise', 'promiseFallback', 'located', 'pos', 'procName'],
+        `return (input, f, context) => {
+          if (lookupGlobal(name) !== def) return general(input, f, context);
+          step(procPos);
+          const a = arg(input, f);
+          ${shortcut}
+          try {
+            const validated = signature.validate([isFunction(a) ? wrapArg(a) : a], input);
+            FOCUS.input = input;
+            const result = impl.apply(FOCUS, validated);
+            if (isPromise(result)) throw promiseFallback();
+            return result;
+          } catch (err) {
+            throw located(err, pos, procName);
+          }
+        };`,
+        lookupGlobal, name, def, general, step, procNode.position ?? 0, args[0], isFunction, wrapArg, def.signature, FOCUS, FAST_IMPLEMENTATIONS[name] ?? def.implementation, isPromise, () => new Fallback('a built-in returned a promise'), located, pos, procName,
+      );
+    }
     return perNode(
       ['lookupGlobal', 'name', 'def', 'general', 'step', 'procPos', 'evaluateArgs', 'signature', 'FOCUS', 'impl', 'isPromise', 'promiseFallback', 'located', 'pos', 'procName'],
       `return (input, f, context) => {

@@ -189,3 +189,33 @@ t.test('$merge, as jsonata gives it', async (t) => {
   }
   t.equal(({} as Record<string, unknown>).polluted, undefined, 'no prototype was touched');
 });
+
+t.test('one-argument built-ins, comparisons with a number literal and & give what jsonata gives, for every kind of value', async (t) => {
+  // the fast path shortcuts $exists/$count/$string/$type of one argument, `x > 0`-style comparisons
+  // and & of two strings (engine/jsonata-compiler.ts); every other kind of value takes jsonata's road
+  const input = { s: 'text', e: '', n: 0, neg: -0, f: 1.5, big: 1e21, t: true, no: false, z: null, arr: [1, 2], one: [7], empty: [], o: { a: 1 }, nested: [{ x: 1 }, { x: 2 }], words: ['a', 'b'] };
+  const values = ['s', 'e', 'n', 'neg', 'f', 'big', 't', 'no', 'z', 'arr', 'one', 'empty', 'o', 'missing', 'nested.x', 'nested[0].x', 'words', '$string', 'function($v) { $v }', '[s]', '[]', '$number("1e400")', '$sqrt(-1)'];
+  const templates = ['$exists(V)', '$count(V)', '$string(V)', '$type(V)', 'V > 0', 'V <= 1.5', 'V >= -2', 'V < "m"', 'V & "x"', '"x" & V', 'V & V', '$exists(V) and $count(V) > 0'];
+  let compared = 0;
+  for (const tpl of templates) {
+    for (const v of values) {
+      const text = tpl.replaceAll('V', `(${v})`);
+      const compiled = compileText(text);
+      if (!compiled.ok) throw new Error(`${text}: ${compiled.reason}`);
+      let fast: string;
+      try {
+        fast = ser(compiled.run(input, undefined, { maxSteps: 1e6, maxDepth: 500, timeoutMs: 5000 }));
+      } catch (e) {
+        fast = `error ${codeOf(e)}`;
+      }
+      const slow = await jsonata(text).evaluate(input).then(ser, (e: unknown) => `error ${codeOf(e)}`);
+      if (fast !== slow) t.equal(fast, slow, text);
+      compared++;
+    }
+  }
+  t.equal(compared, templates.length * values.length, `${compared} expressions, each the same on both`);
+  // a binding named like the built-in still wins over the shortcut
+  const c = compileText('$count(s)');
+  if (!c.ok) throw new Error(c.reason);
+  t.equal(c.run(input, { count: () => 'mine' }, { maxSteps: 1e6, maxDepth: 500, timeoutMs: 5000 }), 'mine');
+});
