@@ -1663,12 +1663,26 @@ function singleItemObject(pairs: { literalKey: string | undefined; key: Fn | und
   let body = 'return (item, f) => {\n';
   pairs.forEach((p, i) => {
     const k = `k${i}`;
-    body += p.literalKey !== undefined ? `const ${k} = ${JSON.stringify(p.literalKey)};\n` : `const ${k} = keys[${i}](item, f);\n`;
-    body += `if (${k} !== undefined) {\n`;
-    body += `if (typeof ${k} !== 'string') throw keyError('T1003', ${k});\n`;
-    body += `if (${k} === '_jsonata_lambda' || ${k} === '_jsonata_function') throw keyError('D1013', ${k});\n`;
-    for (let e = 0; e < i; e++) body += `if (${k} === k${e}) throw keyError('D1009', ${k});\n`;
-    body += `if (${k} === '__proto__' || (ARRAY_INDEX.test(${k}) && Number(${k}) < 4294967295)) return NOT_SINGLE;\n}\n`;
+    const literal = p.literalKey;
+    if (literal === undefined) {
+      body += `const ${k} = keys[${i}](item, f);\n`;
+      body += `if (${k} !== undefined) {\n`;
+      body += `if (typeof ${k} !== 'string') throw keyError('T1003', ${k});\n`;
+      body += `if (${k} === '_jsonata_lambda' || ${k} === '_jsonata_function') throw keyError('D1013', ${k});\n`;
+      for (let e = 0; e < i; e++) body += `if (${k} === k${e}) throw keyError('D1009', ${k});\n`;
+      body += `if (${k} === '__proto__' || (ARRAY_INDEX.test(${k}) && Number(${k}) < 4294967295)) return NOT_SINGLE;\n}\n`;
+      return;
+    }
+    // A literal key's checks are decided here, in the same order; only a comparison with an earlier
+    // computed key is left to run time.
+    body += `const ${k} = ${JSON.stringify(literal)};\n`;
+    if (literal === '_jsonata_lambda' || literal === '_jsonata_function') body += `throw keyError('D1013', ${k});\n`;
+    for (let e = 0; e < i; e++) {
+      const other = pairs[e]!.literalKey;
+      if (other === undefined) body += `if (${k} === k${e}) throw keyError('D1009', ${k});\n`;
+      else if (other === literal) body += `throw keyError('D1009', ${k});\n`;
+    }
+    if (literal === '__proto__' || (ARRAY_INDEX.test(literal) && Number(literal) < 4294967295)) body += 'return NOT_SINGLE;\n';
   });
   body += 'const result = {};\nlet err = NO_ERROR;\nconst depth = depthNow();\nlet v;\n';
   pairs.forEach((_, i) => {

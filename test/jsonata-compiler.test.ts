@@ -219,3 +219,31 @@ t.test('one-argument built-ins, comparisons with a number literal and & give wha
   if (!c.ok) throw new Error(c.reason);
   t.equal(c.run(input, { count: () => 'mine' }, { maxSteps: 1e6, maxDepth: 500, timeoutMs: 5000 }), 'mine');
 });
+
+t.test('object constructors mixing literal and computed keys give what jsonata gives', async (t) => {
+  // a literal key's checks (duplicate, reserved name, array index, __proto__) are decided at compile
+  // time when a computed key sits beside it (engine/jsonata-compiler.ts, singleItemObject)
+  const input = { k: 'a', n: 5, idx: '7', items: [{ k: 'x' }, { k: 'y' }], one: [{ k: 'a' }] };
+  const objects = [
+    '{"a": 1, k: 2}', '{k: 1, "a": 2}', '{"a": 1, "a": 2, k: 3}', '{"b": 1, k: 2, "b": 3}', '{"__proto__": 1, k: 2}',
+    '{"0": 1, k: 2}', '{"4294967295": 1, k: 2}', '{"_jsonata_lambda": 1, k: 2}', '{"_jsonata_function": 1, k: 2}',
+    '{"a": 1, n: 2}', '{"a": 1, missing: 2}', '{"a": 1, idx: 2}', '{"b": 1, k: 2, "c": k}', '{"x": 1, $string(n): 2}',
+  ];
+  let compared = 0;
+  for (const o of objects) {
+    for (const text of [o, `items.${o}`, `one.${o}`, `items.${o}.b`]) {
+      const compiled = compileText(text);
+      if (!compiled.ok) throw new Error(`${text}: ${compiled.reason}`);
+      let fast: string;
+      try {
+        fast = ser(compiled.run(structuredClone(input), undefined, { maxSteps: 1e6, maxDepth: 500, timeoutMs: 5000 }));
+      } catch (e) {
+        fast = `error ${codeOf(e)}`;
+      }
+      const slow = await jsonata(text).evaluate(structuredClone(input)).then(ser, (e: unknown) => `error ${codeOf(e)}`);
+      if (fast !== slow) t.equal(fast, slow, text);
+      compared++;
+    }
+  }
+  t.equal(compared, objects.length * 4, `${compared} constructors, each the same on both`);
+});
