@@ -1492,34 +1492,16 @@ class Compiler {
     const name = procNode.type === 'variable' ? intern(procNode.value as string) : '';
     const def = name !== '' && !this.bound.has(name) && !procNode.predicate && !procNode.group && !procNode.keepArray ? (builtins[name] as NativeDef | undefined) : undefined;
     if (!def) return general;
+    // One argument whose type may decide the result (ONE_ARGUMENT_SHORTCUTS): evaluated on its own,
+    // and put in an argument array only when the built-in is really called.
     const shortcut = !applyto && args.length === 1 && def.signature ? ONE_ARGUMENT_SHORTCUTS[name] : undefined;
-    if (shortcut !== undefined) {
-      return perNode(
-        ['lookupGlobal', 'name', 'def', 'general', 'step', 'procPos', 'arg', 'isFunction', 'wrapArg', 'signature', 'FOCUS', 'impl', 'isPromise', 'promiseFallback', 'located', 'pos', 'procName'],
-        `return (input, f, context) => {
-          if (lookupGlobal(name) !== def) return general(input, f, context);
-          step(procPos);
-          const a = arg(input, f);
-          ${shortcut}
-          try {
-            const validated = signature.validate([isFunction(a) ? wrapArg(a) : a], input);
-            FOCUS.input = input;
-            const result = impl.apply(FOCUS, validated);
-            if (isPromise(result)) throw promiseFallback();
-            return result;
-          } catch (err) {
-            throw located(err, pos, procName);
-          }
-        };`,
-        lookupGlobal, name, def, general, step, procNode.position ?? 0, args[0], isFunction, wrapArg, def.signature, FOCUS, FAST_IMPLEMENTATIONS[name] ?? def.implementation, isPromise, () => new Fallback('a built-in returned a promise'), located, pos, procName,
-      );
-    }
+    const evaluate = shortcut !== undefined ? `const a = arg(input, f);\n${shortcut}\nconst evaluated = [isFunction(a) ? wrapArg(a) : a];` : 'const evaluated = evaluateArgs(input, f, context);';
     return perNode(
-      ['lookupGlobal', 'name', 'def', 'general', 'step', 'procPos', 'evaluateArgs', 'signature', 'FOCUS', 'impl', 'isPromise', 'promiseFallback', 'located', 'pos', 'procName'],
+      ['lookupGlobal', 'name', 'def', 'general', 'step', 'procPos', 'evaluateArgs', 'arg', 'isFunction', 'wrapArg', 'signature', 'FOCUS', 'impl', 'isPromise', 'promiseFallback', 'located', 'pos', 'procName'],
       `return (input, f, context) => {
         if (lookupGlobal(name) !== def) return general(input, f, context);
         step(procPos);
-        const evaluated = evaluateArgs(input, f, context);
+        ${evaluate}
         try {
           const validated = ${def.signature ? 'signature.validate(evaluated, input)' : 'evaluated'};
           FOCUS.input = input;
@@ -1530,7 +1512,7 @@ class Compiler {
           throw located(err, pos, procName);
         }
       };`,
-      lookupGlobal, name, def, general, step, procNode.position ?? 0, evaluateArgs, def.signature, FOCUS, FAST_IMPLEMENTATIONS[name] ?? def.implementation, isPromise, () => new Fallback('a built-in returned a promise'), located, pos, procName,
+      lookupGlobal, name, def, general, step, procNode.position ?? 0, evaluateArgs, args[0], isFunction, wrapArg, def.signature, FOCUS, FAST_IMPLEMENTATIONS[name] ?? def.implementation, isPromise, () => new Fallback('a built-in returned a promise'), located, pos, procName,
     );
   }
 

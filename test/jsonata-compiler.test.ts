@@ -172,19 +172,25 @@ t.test('$string of numbers and booleans, as jsonata gives it', async (t) => {
   }
 });
 
+/** `text` on the compiled path and on jsonata, each as a value (ser) or `error <code>`. */
+async function bothWays(text: string, input: () => unknown): Promise<{ fast: string; slow: string }> {
+  const compiled = compileText(text);
+  if (!compiled.ok) throw new Error(`${text}: ${compiled.reason}`);
+  let fast: string;
+  try {
+    fast = ser(compiled.run(input(), undefined, { maxSteps: 1e6, maxDepth: 500, timeoutMs: 5000 }));
+  } catch (e) {
+    fast = `error ${codeOf(e)}`;
+  }
+  const slow = await jsonata(text).evaluate(input()).then(ser, (e: unknown) => `error ${codeOf(e)}`);
+  return { fast, slow };
+}
+
 t.test('$merge, as jsonata gives it', async (t) => {
   // the fast path merges into a plain object (engine/jsonata-compiler.ts); keys, order and values must match
   const input = { a: { x: 1, y: { z: 2 } }, b: { y: 3, '10': 'ten', '2': 'two', w: null }, c: JSON.parse('{"__proto__": {"polluted": true}, "k": 1}'), none: [] };
   for (const text of ['$merge([a, b])', '$merge([b, a, c])', '$merge(a)', '$merge(none)', '$merge(missing)', '$merge([a, missing, b])', '$keys($merge([c, a]))', '$merge([c]).k', '$merge([b, a]).y']) {
-    const compiled = compileText(text);
-    if (!compiled.ok) throw new Error(compiled.reason);
-    let fast: string;
-    try {
-      fast = ser(compiled.run(input, undefined, { maxSteps: 1e6, maxDepth: 500, timeoutMs: 5000 }));
-    } catch (e) {
-      fast = `error ${codeOf(e)}`;
-    }
-    const slow = await jsonata(text).evaluate(input).then(ser, (e: unknown) => `error ${codeOf(e)}`);
+    const { fast, slow } = await bothWays(text, () => input);
     t.equal(fast, slow, text);
   }
   t.equal(({} as Record<string, unknown>).polluted, undefined, 'no prototype was touched');
@@ -200,15 +206,7 @@ t.test('one-argument built-ins, comparisons with a number literal and & give wha
   for (const tpl of templates) {
     for (const v of values) {
       const text = tpl.replaceAll('V', `(${v})`);
-      const compiled = compileText(text);
-      if (!compiled.ok) throw new Error(`${text}: ${compiled.reason}`);
-      let fast: string;
-      try {
-        fast = ser(compiled.run(input, undefined, { maxSteps: 1e6, maxDepth: 500, timeoutMs: 5000 }));
-      } catch (e) {
-        fast = `error ${codeOf(e)}`;
-      }
-      const slow = await jsonata(text).evaluate(input).then(ser, (e: unknown) => `error ${codeOf(e)}`);
+      const { fast, slow } = await bothWays(text, () => input);
       if (fast !== slow) t.equal(fast, slow, text);
       compared++;
     }
@@ -232,15 +230,7 @@ t.test('object constructors mixing literal and computed keys give what jsonata g
   let compared = 0;
   for (const o of objects) {
     for (const text of [o, `items.${o}`, `one.${o}`, `items.${o}.b`]) {
-      const compiled = compileText(text);
-      if (!compiled.ok) throw new Error(`${text}: ${compiled.reason}`);
-      let fast: string;
-      try {
-        fast = ser(compiled.run(structuredClone(input), undefined, { maxSteps: 1e6, maxDepth: 500, timeoutMs: 5000 }));
-      } catch (e) {
-        fast = `error ${codeOf(e)}`;
-      }
-      const slow = await jsonata(text).evaluate(structuredClone(input)).then(ser, (e: unknown) => `error ${codeOf(e)}`);
+      const { fast, slow } = await bothWays(text, () => structuredClone(input));
       if (fast !== slow) t.equal(fast, slow, text);
       compared++;
     }
