@@ -14,11 +14,17 @@ export function maskPhone(phone: string | undefined): string | undefined {
   return `${digits.slice(0, 4)}${'*'.repeat(digits.length - 6)}${digits.slice(-2)}`;
 }
 
-/** `v` with its secret keys censored: `v` itself when it has none (the usual case: nothing is copied). */
+/**
+ * `v` with its secret keys censored: `v` itself when it has none (the usual case: nothing is copied).
+ * A copy keeps the prototype and every own property, so a logged Error keeps its message and stack.
+ */
 function censored(v: Record<string, unknown>, keys: readonly string[]): Record<string, unknown> {
-  let out: Record<string, unknown> | undefined;
-  for (const k of keys) if (hasOwn(v, k)) (out ??= Array.isArray(v) ? Object.assign([], v) : { ...v })[k] = CENSOR;
-  return out ?? v;
+  let found: string[] | undefined;
+  for (const k of keys) if (hasOwn(v, k)) (found ??= []).push(k);
+  if (found === undefined) return v;
+  const props = Object.getOwnPropertyDescriptors(v);
+  for (const k of found) props[k] = { value: CENSOR, enumerable: true, writable: true, configurable: true };
+  return (Array.isArray(v) ? Object.defineProperties([], props) : Object.create(Object.getPrototypeOf(v), props)) as Record<string, unknown>;
 }
 
 /**
@@ -38,7 +44,7 @@ export function redactLog(obj: Record<string, unknown>): Record<string, unknown>
       const headers = r.headers;
       if (typeof headers === 'object' && headers !== null) {
         const h = censored(headers as Record<string, unknown>, ['authorization']);
-        if (h !== headers) r = { ...r, headers: h };
+        if (h !== headers) r = Object.create(Object.getPrototypeOf(r), { ...Object.getOwnPropertyDescriptors(r), headers: { value: h, enumerable: true, writable: true, configurable: true } });
       }
     }
     if (r !== v) (out ??= { ...obj })[k] = r;

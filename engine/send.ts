@@ -116,8 +116,8 @@ interface Layout {
   headerParts: string[];
   /**
    * The last URL checked for this declaration, and its checked form. The URL is concatenated afresh
-   * for every message, and a Map look-up must first flatten and hash that string: a third of this
-   * step's time. Comparing it with the last one costs a tenth of that.
+   * for every message, and the Map look-up, which must first flatten and hash that string, was a
+   * third of this step's self time; a tenant's next message usually has the same URL.
    */
   lastUrl?: string;
   lastChecked?: string;

@@ -35,6 +35,18 @@ t.test('credentials are censored at the top level and one level down, the Author
   t.equal(obj.token, 'top-level');
 });
 
+t.test('a logged Error with a secret keeps its message and stack', async (t) => {
+  const { lines, stream } = capture();
+  const err = Object.assign(new Error('boom'), { token: 'jwt-abc', code: 'E1' });
+  createLogger('info', stream).error({ err }, 'failed');
+  const line = lines[0]!;
+  t.equal(line.err.message, 'boom');
+  t.match(line.err.stack, /Error: boom/);
+  t.equal(line.err.token, '[redacted]');
+  t.equal(line.err.code, 'E1');
+  t.equal(err.token, 'jwt-abc', 'the Error itself is not changed');
+});
+
 t.test('child bindings are censored alike; phone numbers are masked', async (t) => {
   const { lines, stream } = capture();
   createLogger('info', stream).child({ tenant: 'acme', settings: { token: 't0k3n' } }).info({ to: '+91 98765 43210', from: '15550001111' }, 'msg');
