@@ -642,6 +642,46 @@ function substitute(replacement: string, regexMatch: any): string {
   return out;
 }
 
+const REGEX = Symbol('wab.regex');
+interface RegexLiteral {
+  re: RegExp;
+  pos: number | undefined;
+  source: string;
+}
+
+/** The regex literal behind a matcher (or its wrapper), when it is one; a user's matcher function has none. */
+function regexOf(token: any): RegexLiteral | undefined {
+  return typeof token === 'function' ? token[REGEX] : undefined;
+}
+
+/**
+ * `$replace(str, /re/, replacement)` for a replacement without `$` (it is then inserted as it is),
+ * reading the RegExp as the literal's matcher does: from lastIndex 0, each next match from where the
+ * last ended, none past the end of the string, and an empty match after the first an error (D1004).
+ */
+function replaceLiteral(str: string, literal: RegexLiteral, replacement: string, limit: number | undefined): string {
+  const re = literal.re;
+  re.lastIndex = 0;
+  let m = re.exec(str);
+  if (m === null) return str;
+  let result = '';
+  let position = 0;
+  let count = 0;
+  while (m !== null && (typeof limit === 'undefined' || count < limit)) {
+    const after = re.lastIndex;
+    result += str.substring(position, m.index) + replacement;
+    position = m.index + m[0].length;
+    count++;
+    if (after >= str.length) m = null;
+    else {
+      re.lastIndex = after;
+      m = re.exec(str);
+      if (m !== null && m[0] === '') throw { code: 'D1004', stack: new Error().stack, position: literal.pos, value: literal.source };
+    }
+  }
+  return result + str.substring(position);
+}
+
 function evaluateMatcher(matcher: any, str?: string): any {
   const result = callValue(matcher, str === undefined ? [] : [str]);
   if (result && !(typeof result.start === 'number' || result.end === 'number' || Array.isArray(result.groups) || isFunction(result.next))) {
@@ -654,6 +694,11 @@ const ported: Record<string, (...args: any[]) => any> = {
   contains(str: any, token: any) {
     if (typeof str === 'undefined' || typeof token === 'undefined') return undefined;
     if (typeof token === 'string') return str.indexOf(token) !== -1;
+    const literal = regexOf(token);
+    if (literal !== undefined) {
+      literal.re.lastIndex = 0;
+      return literal.re.exec(str) !== null;
+    }
     return typeof evaluateMatcher(token, str) !== 'undefined';
   },
   match(str: any, regex: any, limit: any) {
@@ -689,6 +734,8 @@ const ported: Record<string, (...args: any[]) => any> = {
           index = str.indexOf(pattern, position);
         }
         result += str.substring(position);
+      } else if (typeof replacement === 'string' && replacement.indexOf('$') === -1 && regexOf(pattern) !== undefined) {
+        result = replaceLiteral(str, regexOf(pattern)!, replacement, limit);
       } else {
         let matches = evaluateMatcher(pattern, str);
         if (typeof matches !== 'undefined') {
@@ -1443,7 +1490,13 @@ class Compiler {
       };
       return result;
     };
-    (matcher as any)[WRAPPER] = makeWrapper(matcher);
+    // $contains and $replace with a literal string read the RegExp itself (regexOf): same matches, no
+    // match object and closure per match
+    const literal: RegexLiteral = { re, pos, source: source.source };
+    const wrapper = makeWrapper(matcher);
+    wrapper[REGEX] = literal;
+    (matcher as any)[REGEX] = literal;
+    (matcher as any)[WRAPPER] = wrapper;
     return () => matcher;
   }
 

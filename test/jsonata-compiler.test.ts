@@ -237,3 +237,25 @@ t.test('object constructors mixing literal and computed keys give what jsonata g
   }
   t.equal(compared, objects.length * 4, `${compared} constructors, each the same on both`);
 });
+
+t.test('$contains and $replace with a regex literal give what jsonata gives', async (t) => {
+  // with a regex literal (and, for $replace, a replacement without `$`) the fast path runs the RegExp
+  // itself rather than jsonata's match objects (engine/jsonata-compiler.ts, replaceLiteral)
+  const strings = ['', 'a', '+1 (650) 555-1234', 'aaa', 'abcabc', 'xAx', '  padded  ', 'naïve café ☕', '\n\t'];
+  const regexes = ['/[^0-9]/', '/a/', '/a+/', '/^/', '/$/', '/x*/', '/(a)(b)?/', '/A/i', '/^[ \\t\\n\\r]*[-+]?[0-9]+$/', '/b|$/'];
+  const calls = ['$contains(S, R)', '$replace(S, R, "")', '$replace(S, R, "-")', '$replace(S, R, "<$0>")', '$replace(S, R, "#", 1)', '$replace(S, R, "#", 0)', '$replace(S, R, "#", 2)'];
+  let compared = 0;
+  for (const call of calls) {
+    for (const r of regexes) {
+      for (const str of strings) {
+        const text = call.replace('S', JSON.stringify(str)).replace('R', r);
+        const { fast, slow } = await bothWays(text, () => ({}));
+        if (fast !== slow) t.equal(fast, slow, text);
+        compared++;
+      }
+    }
+  }
+  t.equal(compared, calls.length * regexes.length * strings.length, `${compared} calls, each the same on both`);
+  const { fast } = await bothWays('$replace("abc", /x*/, "-")', () => ({}));
+  t.equal(fast, 'error D1004', 'an empty match after the first is an error, as in jsonata');
+});
