@@ -167,7 +167,10 @@ t.test('a BSP slower than the deadline gets 2004 in time, and its late success i
   // (most do not) still gets its statuses correlated.
   const wamid = s.sim.sent().find((x) => x.msgId === 'e2e|slow|1|1')!.providerMessageId!;
   await eventually(async () => (await s.host.store.findMsgId('demo', wamid)) === 'e2e|slow|1|1', 'the late correlation', 15_000);
-  t.match(await (await request(`${s.host.url}/metrics`)).body.text(), /wabridge_bsp_late_success_total\{tenant="demo"\} 1/);
+  // counted once the correlation is on disk, which comes a WAL sync after it is readable
+  const lateCounted = /wabridge_bsp_late_success_total\{tenant="demo"\} 1/;
+  await eventually(async () => lateCounted.test(await (await request(`${s.host.url}/metrics`)).body.text()), 'the late success counted', 15_000);
+  t.match(await (await request(`${s.host.url}/metrics`)).body.text(), lateCounted);
 });
 
 t.test('CleverTap down for a while: every callback delivered once, in order', async (t) => {
