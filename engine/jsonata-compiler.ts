@@ -724,6 +724,7 @@ const ported: Record<string, (...args: any[]) => any> = {
     let position = 0;
     if (typeof limit === 'undefined' || limit > 0) {
       let count = 0;
+      const literal = typeof replacement === 'string' && replacement.indexOf('$') === -1 ? regexOf(pattern) : undefined;
       if (typeof pattern === 'string') {
         let index = str.indexOf(pattern, position);
         while (index !== -1 && (typeof limit === 'undefined' || count < limit)) {
@@ -734,8 +735,8 @@ const ported: Record<string, (...args: any[]) => any> = {
           index = str.indexOf(pattern, position);
         }
         result += str.substring(position);
-      } else if (typeof replacement === 'string' && replacement.indexOf('$') === -1 && regexOf(pattern) !== undefined) {
-        result = replaceLiteral(str, regexOf(pattern)!, replacement, limit);
+      } else if (literal !== undefined) {
+        result = replaceLiteral(str, literal, replacement, limit);
       } else {
         let matches = evaluateMatcher(pattern, str);
         if (typeof matches !== 'undefined') {
@@ -1195,10 +1196,11 @@ class Compiler {
       }
       throw err;
     };
-    const guarded = (g: (l: any, r: any) => any): Fn =>
+    /** `g(l, r)` with jsonata's error position; `shortcut` is source text that may return first. */
+    const guarded = (g: (l: any, r: any) => any, shortcut = ''): Fn =>
       perNode(
         ['lhs', 'rhs', 'g', 'fail'],
-        'return (input, f) => { const l = lhs(input, f); const r = rhs(input, f); try { return g(l, r); } catch (err) { return fail(err); } };',
+        `return (input, f) => { const l = lhs(input, f); const r = rhs(input, f); ${shortcut} try { return g(l, r); } catch (err) { return fail(err); } };`,
         lhs, rhs, g, fail,
       );
     switch (op) {
@@ -1247,19 +1249,16 @@ class Compiler {
         }
         return guarded(g);
       }
-      case '&': {
+      case '&':
         // two strings (nearly always) are simply joined: $string of a string is itself
-        const g = (l: any, r: any) => {
-          const ls = typeof l !== 'undefined' ? fnString(l) : '';
-          const rs = typeof r !== 'undefined' ? fnString(r) : '';
-          return ls.concat(rs);
-        };
-        return perNode(
-          ['lhs', 'rhs', 'g', 'fail'],
-          "return (input, f) => { const l = lhs(input, f); const r = rhs(input, f); if (typeof l === 'string' && typeof r === 'string') return l + r; try { return g(l, r); } catch (err) { return fail(err); } };",
-          lhs, rhs, g, fail,
+        return guarded(
+          (l, r) => {
+            const ls = typeof l !== 'undefined' ? fnString(l) : '';
+            const rs = typeof r !== 'undefined' ? fnString(r) : '';
+            return ls.concat(rs);
+          },
+          "if (typeof l === 'string' && typeof r === 'string') return l + r;",
         );
-      }
       case '..':
         return guarded(range);
       case 'in': {
@@ -1490,8 +1489,8 @@ class Compiler {
       };
       return result;
     };
-    // $contains and $replace with a literal string read the RegExp itself (regexOf): same matches, no
-    // match object and closure per match
+    // $contains, and $replace with a replacement free of `$`, read the RegExp itself (regexOf): the
+    // same matches, without a match object and a closure per match
     const literal: RegexLiteral = { re, pos, source: source.source };
     const wrapper = makeWrapper(matcher);
     wrapper[REGEX] = literal;

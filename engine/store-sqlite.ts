@@ -296,40 +296,37 @@ class SqliteStore implements Store {
     if (this.walFd === undefined) return Promise.resolve();
     if (this.syncFailure) return Promise.reject(this.syncFailure);
     if (!this.unsynced) return this.syncing ?? Promise.resolve();
-    if (this.syncing === undefined) return (this.syncing = this.sync());
-    // The sync in flight may have started before this commit: wait for the next, shared by every
-    // commit made until it starts.
-    return (this.nextSync ??= this.syncing.then(
-      () => this.afterSync(),
-      () => this.afterSync(),
-    ));
+    // A sync in flight may have begun before this commit: the next one begins when it ends, and every
+    // commit made until then shares it.
+    return (this.nextSync ??= (this.syncing ?? Promise.resolve()).catch(() => undefined).then(() => this.sync()));
   }
 
-  private afterSync(): Promise<void> {
+  /** durable(), for a commit just made. */
+  private committed(): Promise<void> {
+    this.unsynced = true;
+    return this.durable();
+  }
+
+  private sync(): Promise<void> {
     this.nextSync = undefined;
     if (this.syncFailure) return Promise.reject(this.syncFailure);
-    if (!this.unsynced) return this.syncing ?? Promise.resolve();
-    return (this.syncing ??= this.sync());
-  }
-
-  private async sync(): Promise<void> {
     this.unsynced = false;
-    try {
-      await this.syncWal(this.walFd!);
-    } catch (e) {
-      this.syncFailure ??= new Error(`SQLite store: syncing the write-ahead log to disk failed (${(e as Error).message}); writes since the last sync may be lost, restart wabridge`);
-      throw this.syncFailure;
-    } finally {
-      this.syncing = undefined;
-    }
+    const running: Promise<void> = this.syncWal(this.walFd!)
+      .catch((e: Error) => {
+        this.syncFailure ??= new Error(`SQLite store: syncing the write-ahead log to disk failed (${e.message}); writes since the last sync may be lost, restart wabridge`);
+        throw this.syncFailure;
+      })
+      .finally(() => {
+        if (this.syncing === running) this.syncing = undefined;
+      });
+    return (this.syncing = running);
   }
 
   /** Runs a write transaction now and resolves when it is on disk. */
   private async write<T>(tx: () => T): Promise<T> {
     if (this.syncFailure) throw this.syncFailure;
     const value = this.db.transaction(tx).immediate();
-    this.unsynced = true;
-    await this.durable();
+    await this.committed();
     return value;
   }
 
@@ -414,8 +411,7 @@ class SqliteStore implements Store {
       for (const item of batch) item.reject(error);
       return;
     }
-    this.unsynced = true;
-    const synced = this.durable();
+    const synced = this.committed();
     synced.catch(() => undefined); // (each writer hears of a failure through its own handler below)
     batch.forEach((item, i) => {
       const r = results[i]!;
