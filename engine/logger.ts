@@ -5,7 +5,6 @@ import pino, { type Logger } from 'pino';
 /** Keys whose values are replaced, wherever they sit at the top level of a log object or one level down. */
 const SECRET_KEYS = ['password', 'accessToken', 'token', 'apiKey', 'secret'];
 const CENSOR = '[redacted]';
-const hasOwn = (o: object, k: string): boolean => Object.prototype.hasOwnProperty.call(o, k);
 
 export function maskPhone(phone: string | undefined): string | undefined {
   if (!phone) return phone;
@@ -28,7 +27,7 @@ function withChanges(v: Record<string, unknown>, changes: Map<string, unknown> |
 /** The secret keys `v` has, each to be censored. */
 function secretsOf(v: Record<string, unknown>, keys: readonly string[]): Map<string, unknown> | undefined {
   let found: Map<string, unknown> | undefined;
-  for (const k of keys) if (hasOwn(v, k)) (found ??= new Map()).set(k, CENSOR);
+  for (const k of keys) if (Object.hasOwn(v, k)) (found ??= new Map()).set(k, CENSOR);
   return found;
 }
 
@@ -40,7 +39,7 @@ function secretsOf(v: Record<string, unknown>, keys: readonly string[]): Map<str
 export function redactLog(obj: Record<string, unknown>): Record<string, unknown> {
   let changes = secretsOf(obj, SECRET_KEYS);
   for (const k in obj) {
-    if (!hasOwn(obj, k) || changes?.has(k)) continue;
+    if (!Object.hasOwn(obj, k) || changes?.has(k)) continue;
     const v = obj[k] as Record<string, unknown>;
     if (typeof v !== 'object' || v === null) continue;
     let inner = secretsOf(v, SECRET_KEYS);
