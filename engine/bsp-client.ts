@@ -2,6 +2,7 @@
 // classified the way mappings see them (timeout, connect, network).
 import { finished, type Readable } from 'node:stream';
 import { Agent, request } from 'undici';
+import { CallAbort } from './call-abort.js';
 import type { BspResponse, HttpRequest, TransportFailure } from './send.js';
 
 export class TransportError extends Error {
@@ -45,11 +46,11 @@ function readCapped(body: Readable, cap: number): Promise<string> {
 export class BspClient {
   readonly agent: Agent;
   /**
-   * The calls in flight, each with its own controller: close() aborts them. (One shared shutdown
+   * The calls in flight, each with its own abort handle: close() aborts them. (One shared shutdown
    * signal combined per call with AbortSignal.any leaks on Node 20: the shared signal keeps a
    * reference to every combined signal ever made, nodejs/node#55351, ~60 bytes a message.)
    */
-  private readonly inFlight = new Set<AbortController>();
+  private readonly inFlight = new Set<CallAbort>();
   private stopping: Error | undefined;
 
   constructor(opts: { connectionsPerOrigin?: number } = {}) {
@@ -58,7 +59,7 @@ export class BspClient {
 
   /** Sends the request; resolves with any HTTP answer, rejects with TransportError. */
   async send(req: HttpRequest, timeoutMs: number, maxBodyBytes = 1_048_576): Promise<BspResponse> {
-    const call = new AbortController();
+    const call = new CallAbort();
     if (this.stopping) call.abort(this.stopping);
     const timer = setTimeout(() => call.abort(new DOMException(`BSP did not answer within ${timeoutMs} ms`, 'TimeoutError')), timeoutMs);
     this.inFlight.add(call);
@@ -70,7 +71,7 @@ export class BspClient {
         dispatcher: this.agent,
         headersTimeout: timeoutMs,
         bodyTimeout: timeoutMs,
-        signal: call.signal,
+        signal: call,
       });
       const text = await readCapped(res.body, maxBodyBytes);
       const headers: Record<string, string> = {};

@@ -1,6 +1,7 @@
 // The outbox worker: takes due callbacks from the Store and POSTs them to each tenant's CleverTap
 // callback URLs. At-least-once: a callback is marked delivered only after a 2xx, so a crash between
 // the POST and the mark sends it again (CleverTap tolerates a repeated status; losing one is worse).
+import { CallAbort } from './call-abort.js';
 import { Agent, request } from 'undici';
 import pino, { type Logger } from 'pino';
 import type { CallbackRecord, Store } from './store.js';
@@ -65,12 +66,12 @@ export class CallbackDelivery {
   private readonly o: Required<Omit<CallbackDeliveryOptions, 'onDelivered' | 'onFailed' | 'onDead'>> & Pick<CallbackDeliveryOptions, 'onDelivered' | 'onFailed' | 'onDead'>;
   private readonly agent: Agent;
   /**
-   * The POSTs in flight, each with its own controller, so that stop() can abort them once the drain
+   * The POSTs in flight, each with its own abort handle, so that stop() can abort them once the drain
    * time is over. (Combining one long-lived signal into every request with AbortSignal.any leaks on
    * Node 20: the long-lived signal keeps an entry for every signal ever combined with it,
    * nodejs/node#55351; see BspClient.)
    */
-  private readonly inFlight = new Set<AbortController>();
+  private readonly inFlight = new Set<CallAbort>();
   /** Set when the drain time is over: the reason every POST still open, or started after, is aborted with. */
   private drainOver: Error | undefined;
   private chain: Promise<unknown> = Promise.resolve();
@@ -195,7 +196,7 @@ export class CallbackDelivery {
   }
 
   private async post(post: Post): Promise<Outcome> {
-    const call = new AbortController();
+    const call = new CallAbort();
     if (this.drainOver) call.abort(this.drainOver);
     const timer = setTimeout(() => call.abort(new DOMException(`callback POST took longer than ${this.o.requestTimeoutMs} ms`, 'TimeoutError')), this.o.requestTimeoutMs);
     this.inFlight.add(call);
@@ -205,7 +206,7 @@ export class CallbackDelivery {
         dispatcher: this.agent,
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify(post.body),
-        signal: call.signal,
+        signal: call,
       });
       const text = await res.body.text();
       if (res.statusCode >= 200 && res.statusCode < 300) return { ok: true };

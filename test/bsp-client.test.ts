@@ -99,3 +99,31 @@ t.test('failures are classified TransportErrors', async (t) => {
   const e4 = await failure(client.send({ method: 'GET', url, headers: {} }, 2_000));
   t.equal(e4.failure.kind, 'connect', `nothing listening: ${e4.message}`);
 });
+
+t.test('close(grace) lets calls finish within the grace time, then aborts the rest', async (t) => {
+  const quick = await serve((_req, res) => setTimeout(() => res.end('done'), 30));
+  const silent = await serve(() => undefined);
+  const halfBody = await serve((_req, res) => {
+    res.writeHead(200, { 'Content-Type': 'text/plain' });
+    res.write('partial');
+  });
+  t.teardown(quick.close);
+  t.teardown(silent.close);
+  t.teardown(halfBody.close);
+  const client = new BspClient();
+  const finishing = client.send({ method: 'GET', url: quick.url, headers: {} }, 10_000);
+  const hanging = failure(client.send({ method: 'POST', url: silent.url, headers: {}, body: '{}' }, 10_000));
+  const inBody = failure(client.send({ method: 'GET', url: halfBody.url, headers: {} }, 10_000));
+  // both hanging calls are on the wire before close() starts counting
+  await new Promise((r) => setTimeout(r, 20));
+  const started = Date.now();
+  await client.close(100);
+  t.ok(Date.now() - started < 2_000, 'close() does not wait for the hanging calls');
+  t.equal((await finishing).text, 'done', 'a call that answers within the grace time gets its answer');
+  for (const e of [await hanging, await inBody]) {
+    t.equal(e.failure.kind, 'network', `aborted by close(): ${e.message}`);
+    t.match(e.message, /wabridge is stopping/);
+  }
+  const after = await failure(client.send({ method: 'GET', url: quick.url, headers: {} }, 10_000));
+  t.match(after.message, /wabridge is stopping|closed|destroyed/i, `a call after close() fails at once: ${after.message}`);
+});
