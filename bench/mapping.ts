@@ -8,7 +8,8 @@
 //
 // Variants are timed in interleaved rounds, so a neighbour's load drifts over all of them alike; each
 // figure is a ratio of two variants on the same fixture, then the median over fixtures.
-//   node --import tsx bench/mapping.ts [--quick] [--only <mapping>]     (last line: one JSON object)
+//   node --import tsx bench/mapping.ts [--quick] [--only <mapping>] [--cases]   (last line: one JSON object)
+// --cases prints each fixture's figures (investigation: which fixtures hold the medians).
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -82,6 +83,10 @@ export const median = (xs: number[]): number => {
 
 const r2 = (x: number) => Math.round(x * 100) / 100;
 
+const caseLine = (name: string, fast: number, jsonata: number, hand: number | undefined) =>
+  `  ${name.padEnd(52)} ${fast.toFixed(2).padStart(7)} µs  jsonata ${jsonata.toFixed(1).padStart(6)} µs  ${(jsonata / fast).toFixed(1).padStart(5)}×` +
+  (hand === undefined ? '' : `  hand-written ${hand.toFixed(2)} µs (${(fast / hand).toFixed(2)}×)`);
+
 function load(dir: string, fastPath: boolean): Mapping {
   const saved = process.env.WAB_JSONATA_FASTPATH;
   if (fastPath) delete process.env.WAB_JSONATA_FASTPATH;
@@ -127,7 +132,7 @@ function fixtures(dir: string, mapping: Mapping): Fixture[] {
   return out;
 }
 
-export async function runMappingBench(opts: { quick: boolean; only?: string; log?: (line: string) => void }): Promise<MappingFigures> {
+export async function runMappingBench(opts: { quick: boolean; only?: string; cases?: boolean; log?: (line: string) => void }): Promise<MappingFigures> {
   const log = opts.log ?? ((line: string) => console.log(line));
   const rounds = opts.quick ? 3 : 8;
   const roundMs = opts.quick ? 2 : 5;
@@ -169,6 +174,7 @@ export async function runMappingBench(opts: { quick: boolean; only?: string; log
         const variants: Variant[] = [() => planSend(fast, message, fx.settings), () => planSend(slow, message, fx.settings), () => toCanonical(fx.text)];
         if (isMeta) variants.push(() => metaSend(message, fx.settings as MetaSettings));
         const [a, b, n, c] = await interleaved(variants, rounds, roundMs);
+        if (opts.cases) log(caseLine(fx.name, a!, b!, c));
         row.send.push(a!);
         row.sendJ.push(b!);
         row.normalize.push(n!);
@@ -183,6 +189,7 @@ export async function runMappingBench(opts: { quick: boolean; only?: string; log
         const variants: Variant[] = [() => mapWebhook(fast, req, fx.settings), () => mapWebhook(slow, req, fx.settings)];
         if (isMeta && fx.contentType === 'application/json') variants.push(() => metaWebhookEvents(JSON.parse(fx.text), fx.settings));
         const [a, b, c] = await interleaved(variants, rounds, roundMs);
+        if (opts.cases) log(caseLine(fx.name, a!, b!, c));
         row.webhook.push(a!);
         row.webhookJ.push(b!);
         speedups.push(b! / a!);
@@ -226,6 +233,6 @@ export async function runMappingBench(opts: { quick: boolean; only?: string; log
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const only = process.argv.indexOf('--only');
-  const figures = await runMappingBench({ quick: process.argv.includes('--quick'), ...(only > 0 ? { only: process.argv[only + 1] } : {}) });
+  const figures = await runMappingBench({ quick: process.argv.includes('--quick'), cases: process.argv.includes('--cases'), ...(only > 0 ? { only: process.argv[only + 1] } : {}) });
   console.log(JSON.stringify(figures));
 }
