@@ -11,9 +11,9 @@ import { Session } from 'node:inspector/promises';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import Fastify from 'fastify';
-import pino from 'pino';
 import { Agent, request } from 'undici';
 import { startHost } from '../engine/host.js';
+import { logDestination } from '../engine/logger.js';
 import { startBspSimulator, type StatusDelays } from '../engine/standins/bsp-simulator.js';
 import { startCleverTapSink } from '../engine/standins/clevertap-sink.js';
 import { ROOT, SETTINGS } from '../test/support/stack.js';
@@ -74,8 +74,8 @@ function ready(url: string): void {
 
 async function wabridge(): Promise<void> {
   const logFile = String(options.logFile ?? '/dev/null');
-  // pino's own file destination, as `wabridge serve` gets for stdout (asynchronous sonic-boom).
-  const host = await startHost({ configFile: String(options.configFile), logDestination: pino.destination(logFile) as unknown as NodeJS.WritableStream });
+  // the destination `wabridge serve` gets for stdout (asynchronous sonic-boom), on a file
+  const host = await startHost({ configFile: String(options.configFile), logDestination: logDestination(logFile) });
   stopFn = () => host.close();
   // A CPU profile of this process on demand (bench/service.ts --cpu-prof): the warm-up stays out of it.
   let session: Session | undefined;

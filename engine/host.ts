@@ -8,6 +8,7 @@ import { LocalConcurrencyLimiter, LocalRateLimiter, RedisConcurrencyLimiter, typ
 import { CallbackDelivery } from './callback-delivery.js';
 import { loadConfig, type Config } from './config.js';
 import { WabError } from './errors.js';
+import type { DestinationStream } from 'pino';
 import { createLogger } from './logger.js';
 import { MediaLinks } from './media-links.js';
 import { createMetrics, type Metrics } from './metrics.js';
@@ -35,7 +36,7 @@ export interface HostOptions {
   configFile: string;
   env?: NodeJS.ProcessEnv;
   /** Where logs go (tests capture them); default stdout. */
-  logDestination?: NodeJS.WritableStream;
+  logDestination?: NodeJS.WritableStream | DestinationStream;
   /** Override the configured port (tests use 0). */
   port?: number;
 }

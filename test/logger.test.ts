@@ -1,7 +1,12 @@
 // The logger: secrets and phone numbers never reach a log line, and the objects logged are not changed.
 import t from 'tap';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { createLogger, maskPhone, redactLog } from '../engine/logger.js';
+import { fileURLToPath } from 'node:url';
+import { createLogger, logDestination, maskPhone, redactLog } from '../engine/logger.js';
 
 function capture() {
   // eslint-disable-next-line @typescript-eslint/no-explicit-any -- parsed log lines, read field by field
@@ -65,4 +70,35 @@ t.test('an object without secrets is passed on as it is', async (t) => {
   t.equal(redactLog(plain), plain);
   const withSecret = { nested: { token: 'x' } };
   t.not(redactLog(withSecret), withSecret);
+});
+
+t.test('the default destination writes whole UTF-8 lines, in order, and what is pending when the process exits', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'wab-log-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'a.log');
+  const log = createLogger('info', logDestination(file));
+  // multi-byte text: the destination counts bytes, not characters
+  const texts = Array.from({ length: 3000 }, (_, i) => `${i} héllo ✓ 😀 ${'x'.repeat(i % 300)}`);
+  for (const [i, text] of texts.entries()) log.info({ i, text }, 'line');
+  // (sonic-boom's flush() does not wait when it writes as soon as it can: read until the last line is in)
+  const deadline = Date.now() + 10_000;
+  while (!readFileSync(file, { encoding: 'utf8', flag: 'a+' }).includes(`"i":${texts.length - 1},`) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  const lines = readFileSync(file, 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l) as { i: number; text: string });
+  t.equal(lines.length, texts.length, 'every line');
+  t.same(lines.map((l) => l.text), texts, 'each line whole, in order, its text intact');
+
+  // A process that logs and exits at once: the asynchronous destination is flushed on the way out.
+  // (on a descriptor, as stdout is: a file named by path is opened asynchronously, after such an exit)
+  const exiting = join(dir, 'exit.log');
+  const logger = fileURLToPath(new URL('../engine/logger.ts', import.meta.url));
+  const script = `const { createLogger, logDestination } = await import(${JSON.stringify(logger)});
+    const { openSync } = await import('node:fs');
+    const log = createLogger('info', logDestination(openSync(${JSON.stringify(exiting)}, 'a')));
+    for (let i = 0; i < 5000; i++) log.info({ i }, 'before exit');
+    process.exit(0);`;
+  const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30_000 });
+  t.equal(r.status, 0, r.stderr);
+  const written = readFileSync(exiting, 'utf8').trimEnd().split('\n');
+  t.equal(written.length, 5000, 'all 5000 lines reached the file');
+  t.equal((JSON.parse(written.at(-1)!) as { i: number }).i, 4999);
 });
