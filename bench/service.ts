@@ -116,6 +116,14 @@ export interface ServiceFigures extends Partial<SoakFigures> {
   /** wabridge req/s ÷ pass-through req/s (good answers), c1500, BSP 200 ms. */
   c1500_vs_passthrough: number;
   c1500_jsonata_vs_passthrough: number;
+  /** CPU wabridge spends per answer at c1500 (BSP 200 ms), ms. */
+  c1500_cpu_ms_per_answer: number;
+  /**
+   * The CPU per answer one wabridge process could spend at c1500 (BSP 200 ms) and still reach 0.9 of the
+   * pass-through on this machine: the cores the load generator and the simulator leave at that rate,
+   * and at most one core (one event loop). Above c1500_cpu_ms_per_answer: the target is in reach.
+   */
+  c1500_cpu_budget_ms: number;
   c100_rps: number;
   c100_p99_ms: number;
   c100_errors: number;
@@ -759,6 +767,11 @@ export async function runServiceBench(opts: ServiceOptions): Promise<ServiceFigu
   };
   const c100 = head(100);
   const c1500 = head(1500);
+  const budget = cpuBudget(pick('wabridge', 1500), pick('passthrough', 1500));
+  log(
+    `  c1500 CPU budget: 0.9 of the pass-through is ${budget.rate} answers/s; with ${budget.cores} cores and the load generator and simulator at ${budget.othersMs} ms per answer, ` +
+      `one wabridge process may spend ${budget.ms} ms per answer; it spends ${pick('wabridge', 1500).cpuMsPerReq} ms`,
+  );
   const out: ServiceFigures = {
     mode: opts.quick ? 'quick' : 'full',
     c1500_rps: c1500.rps,
@@ -768,6 +781,8 @@ export async function runServiceBench(opts: ServiceOptions): Promise<ServiceFigu
     c1500_passthrough_failed: c1500.passFailed,
     c1500_vs_passthrough: c1500.vs,
     c1500_jsonata_vs_passthrough: c1500.jvs,
+    c1500_cpu_ms_per_answer: pick('wabridge', 1500).cpuMsPerReq,
+    c1500_cpu_budget_ms: budget.ms,
     c100_rps: c100.rps,
     c100_p99_ms: c100.p99,
     c100_errors: c100.errors,
@@ -790,6 +805,20 @@ export async function runServiceBench(opts: ServiceOptions): Promise<ServiceFigu
   if (opts.soak && opts.soak > 0) Object.assign(out, await runSoak({ seconds: opts.soak, statuses: opts.soakStatuses ?? false, storeDir: opts.storeDir, keep: opts.keep, log }));
   out.wall_s = r2((performance.now() - t0) / 1000);
   return out;
+}
+
+/**
+ * What the c1500 throughput target leaves one wabridge process on this machine: at 0.9 of the
+ * pass-through's rate, the cores not taken by the load generator and the simulator (their CPU per
+ * answer, as measured beside wabridge), per answer, and never more than one core's worth.
+ */
+function cpuBudget(w: RunRow, pass: RunRow): { rate: number; cores: number; othersMs: number; ms: number } {
+  const rate = Math.round(0.9 * pass.rps);
+  const cores = cpus().length;
+  const others = (w.simCpuPct + w.loadCpuPct) / 100 / Math.max(1, w.rps);
+  const perAnswer = Math.min(cores / Math.max(1, rate) - others, 1 / Math.max(1, rate));
+  const r3 = (x: number) => Math.round(x * 1000) / 1000;
+  return { rate, cores, othersMs: r3(others * 1000), ms: r3(Math.max(0, perAnswer) * 1000) };
 }
 
 export async function runSoak(o: { seconds: number; statuses?: boolean; connections?: number; storeDir?: string; keep?: boolean; log?: (l: string) => void }): Promise<SoakFigures> {
