@@ -1,9 +1,9 @@
 // The outbox worker: takes due callbacks from the Store and POSTs them to each tenant's CleverTap
 // callback URLs. At-least-once: a callback is marked delivered only after a 2xx, so a crash between
 // the POST and the mark sends it again (CleverTap tolerates a repeated status; losing one is worse).
-import { CallAbort } from './call-abort.js';
 import { Agent, request } from 'undici';
 import pino, { type Logger } from 'pino';
+import { CallAbort } from './call-abort.js';
 import type { CallbackRecord, Store } from './store.js';
 
 export interface CallbackTarget {

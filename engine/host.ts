@@ -2,13 +2,12 @@
 // callback worker and the pending-status resolver. SIGTERM drains: stop taking requests, finish the
 // ones in flight, flush due callbacks, close the store.
 import { randomBytes } from 'node:crypto';
-import type { Logger } from 'pino';
+import type { DestinationStream, Logger } from 'pino';
 import { BspClient } from './bsp-client.js';
 import { LocalConcurrencyLimiter, LocalRateLimiter, RedisConcurrencyLimiter, type ConcurrencyLimiter, type RateLimiter } from './concurrency.js';
 import { CallbackDelivery } from './callback-delivery.js';
 import { loadConfig, type Config } from './config.js';
 import { WabError } from './errors.js';
-import type { DestinationStream } from 'pino';
 import { createLogger } from './logger.js';
 import { MediaLinks } from './media-links.js';
 import { createMetrics, type Metrics } from './metrics.js';

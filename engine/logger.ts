@@ -59,7 +59,7 @@ export function redactLog(obj: Record<string, unknown>): Record<string, unknown>
  * stdout or a file, in buffer mode. In its default string mode sonic-boom measures the UTF-8 length
  * of the whole pending chunk (up to 16 KB) again on every line, which flattens and copies it; under
  * load the lines of one turn of the event loop pile up there, and that copy was 8 KB of garbage per
- * log line (a fifth of all the bytes an answer allocated at -c 1500). In buffer mode it keeps
+ * log line (a seventh of all the bytes an answer allocated at -c 1500). In buffer mode it keeps
  * lengths, and a line costs one Buffer of its own size.
  */
 export function logDestination(dest: number | string = 1): pino.DestinationStream {
