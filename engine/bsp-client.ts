@@ -2,7 +2,7 @@
 // classified the way mappings see them (timeout, connect, network).
 import { finished, type Readable } from 'node:stream';
 import { Agent, request } from 'undici';
-import { CallAbort } from './call-abort.js';
+import { CallGroup } from './call-abort.js';
 import type { BspResponse, HttpRequest, TransportFailure } from './send.js';
 
 export class TransportError extends Error {
@@ -45,13 +45,8 @@ function readCapped(body: Readable, cap: number): Promise<string> {
 
 export class BspClient {
   readonly agent: Agent;
-  /**
-   * The calls in flight, each with its own abort handle: close() aborts them. (One shared shutdown
-   * signal combined per call with AbortSignal.any leaks on Node 20: the shared signal keeps a
-   * reference to every combined signal ever made, nodejs/node#55351, ~60 bytes a message.)
-   */
-  private readonly inFlight = new Set<CallAbort>();
-  private stopping: Error | undefined;
+  /** The calls in flight: close() aborts them. */
+  private readonly calls = new CallGroup();
 
   constructor(opts: { connectionsPerOrigin?: number } = {}) {
     this.agent = new Agent({ keepAliveTimeout: 30_000, keepAliveMaxTimeout: 600_000, connections: opts.connectionsPerOrigin ?? 2048, connect: { timeout: 5_000 } });
@@ -59,10 +54,7 @@ export class BspClient {
 
   /** Sends the request; resolves with any HTTP answer, rejects with TransportError. */
   async send(req: HttpRequest, timeoutMs: number, maxBodyBytes = 1_048_576): Promise<BspResponse> {
-    const call = new CallAbort();
-    if (this.stopping) call.abort(this.stopping);
-    const timer = setTimeout(() => call.abort(new DOMException(`BSP did not answer within ${timeoutMs} ms`, 'TimeoutError')), timeoutMs);
-    this.inFlight.add(call);
+    const call = this.calls.start(timeoutMs, `BSP did not answer within ${timeoutMs} ms`);
     try {
       const res = await request(req.url, {
         method: req.method as 'POST',
@@ -83,8 +75,7 @@ export class BspClient {
     } catch (e) {
       throw new TransportError(classify(e));
     } finally {
-      clearTimeout(timer);
-      this.inFlight.delete(call);
+      this.calls.end(call);
     }
   }
 
@@ -94,8 +85,7 @@ export class BspClient {
    */
   async close(graceMs = 0): Promise<void> {
     const cut = setTimeout(() => {
-      this.stopping = new Error('wabridge is stopping');
-      for (const call of this.inFlight) call.abort(this.stopping);
+      this.calls.abortAll(new Error('wabridge is stopping'));
     }, graceMs);
     try {
       await this.agent.close();

@@ -3,7 +3,7 @@
 // the POST and the mark sends it again (CleverTap tolerates a repeated status; losing one is worse).
 import { Agent, request } from 'undici';
 import pino, { type Logger } from 'pino';
-import { CallAbort } from './call-abort.js';
+import { CallGroup } from './call-abort.js';
 import type { CallbackRecord, Store } from './store.js';
 
 export interface CallbackTarget {
@@ -65,15 +65,8 @@ const ids = (records: readonly CallbackRecord[]) => records.map((r) => r.id);
 export class CallbackDelivery {
   private readonly o: Required<Omit<CallbackDeliveryOptions, 'onDelivered' | 'onFailed' | 'onDead'>> & Pick<CallbackDeliveryOptions, 'onDelivered' | 'onFailed' | 'onDead'>;
   private readonly agent: Agent;
-  /**
-   * The POSTs in flight, each with its own abort handle, so that stop() can abort them once the drain
-   * time is over. (Combining one long-lived signal into every request with AbortSignal.any leaks on
-   * Node 20: the long-lived signal keeps an entry for every signal ever combined with it,
-   * nodejs/node#55351; see BspClient.)
-   */
-  private readonly inFlight = new Set<CallAbort>();
-  /** Set when the drain time is over: the reason every POST still open, or started after, is aborted with. */
-  private drainOver: Error | undefined;
+  /** The POSTs in flight: once stop()'s drain time is over they are aborted, and so is any started after. */
+  private readonly calls = new CallGroup();
   private chain: Promise<unknown> = Promise.resolve();
   private timer: NodeJS.Timeout | undefined;
   private running = false;
@@ -123,12 +116,11 @@ export class CallbackDelivery {
     this.running = false;
     if (this.timer) clearTimeout(this.timer);
     const deadline = setTimeout(() => {
-      this.drainOver = new Error(`worker stopping: drain time (${this.o.drainMs} ms) is over`);
-      for (const call of this.inFlight) call.abort(this.drainOver);
+      this.calls.abortAll(new Error(`worker stopping: drain time (${this.o.drainMs} ms) is over`));
     }, this.o.drainMs);
     try {
       await this.chain;
-      while (!this.drainOver) {
+      while (!this.calls.reason) {
         const n = await this.runOnce().catch((err: unknown) => {
           this.o.logger.error({ err }, 'callback delivery: last round failed');
           return 0;
@@ -196,10 +188,7 @@ export class CallbackDelivery {
   }
 
   private async post(post: Post): Promise<Outcome> {
-    const call = new CallAbort();
-    if (this.drainOver) call.abort(this.drainOver);
-    const timer = setTimeout(() => call.abort(new DOMException(`callback POST took longer than ${this.o.requestTimeoutMs} ms`, 'TimeoutError')), this.o.requestTimeoutMs);
-    this.inFlight.add(call);
+    const call = this.calls.start(this.o.requestTimeoutMs, `callback POST took longer than ${this.o.requestTimeoutMs} ms`);
     try {
       const res = await request(post.url, {
         method: 'POST',
@@ -218,8 +207,7 @@ export class CallbackDelivery {
       const error = e.name === 'TimeoutError' ? `timeout after ${this.o.requestTimeoutMs} ms` : `${e.name}: ${e.message}`;
       return { ok: false, retry: true, error };
     } finally {
-      clearTimeout(timer);
-      this.inFlight.delete(call);
+      this.calls.end(call);
     }
   }
 
