@@ -1236,19 +1236,10 @@ class Compiler {
       case '<':
       case '<=':
       case '>':
-      case '>=': {
-        // against a number literal (`$count(x) > 0`, `status >= 200`): two numbers compare as JavaScript
-        // does; anything else goes through jsonata's checks
-        const g = (l: any, r: any) => comparison(l, r, op);
-        if (isLiteral(n.rhs) && typeof n.rhs.value === 'number') {
-          return perNode(
-            ['lhs', 'literal', 'g', 'fail'],
-            `return (input, f) => { const l = lhs(input, f); if (typeof l === 'number') return l ${op} literal; try { return g(l, literal); } catch (err) { return fail(err); } };`,
-            lhs, n.rhs.value, g, fail,
-          );
-        }
-        return guarded(g);
-      }
+      case '>=':
+        // two numbers (`$count(x) > 0`, `status >= 200`) compare as JavaScript does; anything else goes
+        // through jsonata's checks
+        return guarded((l, r) => comparison(l, r, op), `if (typeof l === 'number' && typeof r === 'number') return l ${op} r;`);
       case '&':
         // two strings (nearly always) are simply joined: $string of a string is itself
         return guarded(

@@ -81,7 +81,7 @@ export function createLogger(level: string, destination: NodeJS.WritableStream |
         from: (v: string) => maskPhone(v),
       },
     },
-    destination as pino.DestinationStream | undefined,
+    destination as pino.DestinationStream,
   );
   // pino passes a child's bindings through no formatter: they are censored on the way in. Children
   // are made from their parent's prototype, so every descendant calls this one.
