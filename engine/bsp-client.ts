@@ -1,8 +1,7 @@
 // HTTP to BSPs: one undici Agent per host process, keep-alive pools per origin, and failures
 // classified the way mappings see them (timeout, connect, network).
-import { finished, type Readable } from 'node:stream';
-import { Agent, request } from 'undici';
-import { CallGroup } from './call-abort.js';
+import { Agent } from 'undici';
+import { HttpCalls } from './http-call.js';
 import type { BspResponse, HttpRequest, TransportFailure } from './send.js';
 
 export class TransportError extends Error {
@@ -25,57 +24,22 @@ function classify(e: unknown): TransportFailure {
   return { kind: 'network', message };
 }
 
-/**
- * The body as text, at most `cap` bytes of it (a BSP answer is a few hundred bytes; past the cap the
- * start is kept for the error text and the rest is drained). Events rather than `for await`: the
- * async iterator costs a few promises per chunk, on every message.
- */
-function readCapped(body: Readable, cap: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    body.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size <= cap) chunks.push(chunk);
-    });
-    // finished(): the end, an error, or a close before the end (which must not leave this hanging)
-    finished(body, (err) => (err ? reject(err) : resolve(chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks).toString('utf8'))));
-  });
-}
-
 export class BspClient {
   readonly agent: Agent;
   /** The calls in flight: close() aborts them. */
-  private readonly calls = new CallGroup();
+  private readonly calls: HttpCalls;
 
   constructor(opts: { connectionsPerOrigin?: number } = {}) {
     this.agent = new Agent({ keepAliveTimeout: 30_000, keepAliveMaxTimeout: 600_000, connections: opts.connectionsPerOrigin ?? 2048, connect: { timeout: 5_000 } });
+    this.calls = new HttpCalls(this.agent);
   }
 
   /** Sends the request; resolves with any HTTP answer, rejects with TransportError. */
   async send(req: HttpRequest, timeoutMs: number, maxBodyBytes = 1_048_576): Promise<BspResponse> {
-    const call = this.calls.start(timeoutMs, `BSP did not answer within ${timeoutMs} ms`);
     try {
-      const res = await request(req.url, {
-        method: req.method as 'POST',
-        headers: req.headers,
-        body: req.body,
-        dispatcher: this.agent,
-        headersTimeout: timeoutMs,
-        bodyTimeout: timeoutMs,
-        signal: call,
-      });
-      const text = await readCapped(res.body, maxBodyBytes);
-      const headers: Record<string, string> = {};
-      for (const k in res.headers) {
-        const v = res.headers[k];
-        if (v !== undefined) headers[k] = Array.isArray(v) ? v.join(', ') : v;
-      }
-      return { status: res.statusCode, headers, text };
+      return await this.calls.call(req, timeoutMs, `BSP did not answer within ${timeoutMs} ms`, maxBodyBytes);
     } catch (e) {
       throw new TransportError(classify(e));
-    } finally {
-      this.calls.end(call);
     }
   }
 

@@ -1,9 +1,9 @@
 // The outbox worker: takes due callbacks from the Store and POSTs them to each tenant's CleverTap
 // callback URLs. At-least-once: a callback is marked delivered only after a 2xx, so a crash between
 // the POST and the mark sends it again (CleverTap tolerates a repeated status; losing one is worse).
-import { Agent, request } from 'undici';
+import { Agent } from 'undici';
 import pino, { type Logger } from 'pino';
-import { CallGroup } from './call-abort.js';
+import { HttpCalls } from './http-call.js';
 import type { CallbackRecord, Store } from './store.js';
 
 export interface CallbackTarget {
@@ -66,7 +66,7 @@ export class CallbackDelivery {
   private readonly o: Required<Omit<CallbackDeliveryOptions, 'onDelivered' | 'onFailed' | 'onDead'>> & Pick<CallbackDeliveryOptions, 'onDelivered' | 'onFailed' | 'onDead'>;
   private readonly agent: Agent;
   /** The POSTs in flight: once stop()'s drain time is over they are aborted, and so is any started after. */
-  private readonly calls = new CallGroup();
+  private readonly calls: HttpCalls;
   private chain: Promise<unknown> = Promise.resolve();
   private timer: NodeJS.Timeout | undefined;
   private running = false;
@@ -90,6 +90,7 @@ export class CallbackDelivery {
     };
     // One keep-alive pool per worker: CleverTap's callback hosts are few, so connections are reused.
     this.agent = new Agent({ keepAliveTimeout: 30_000, connections: this.o.concurrency });
+    this.calls = new HttpCalls(this.agent);
   }
 
   /** Polls until stop(); a full round is followed at once by the next, an emptier one after pollMs. */
@@ -188,26 +189,22 @@ export class CallbackDelivery {
   }
 
   private async post(post: Post): Promise<Outcome> {
-    const call = this.calls.start(this.o.requestTimeoutMs, `callback POST took longer than ${this.o.requestTimeoutMs} ms`);
     try {
-      const res = await request(post.url, {
-        method: 'POST',
-        dispatcher: this.agent,
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify(post.body),
-        signal: call,
-      });
-      const text = await res.body.text();
-      if (res.statusCode >= 200 && res.statusCode < 300) return { ok: true };
-      const retry = res.statusCode >= 500 || res.statusCode === 408 || res.statusCode === 429;
+      // CleverTap's answer matters only by its status; its text (cut at 64 KB) goes into an error.
+      const res = await this.calls.call(
+        { method: 'POST', url: post.url, headers: { 'content-type': 'application/json' }, body: JSON.stringify(post.body) },
+        this.o.requestTimeoutMs,
+        `callback POST took longer than ${this.o.requestTimeoutMs} ms`,
+        65_536,
+      );
+      if (res.status >= 200 && res.status < 300) return { ok: true };
+      const retry = res.status >= 500 || res.status === 408 || res.status === 429;
       // Any other 4xx: CleverTap refused the format; retrying cannot help, a fixed mapping and a replay can.
-      return { ok: false, retry, error: retry ? `HTTP ${res.statusCode}` : `HTTP ${res.statusCode}: ${text.slice(0, 200)}` };
+      return { ok: false, retry, error: retry ? `HTTP ${res.status}` : `HTTP ${res.status}: ${res.text.slice(0, 200)}` };
     } catch (err) {
       const e = err as Error;
       const error = e.name === 'TimeoutError' ? `timeout after ${this.o.requestTimeoutMs} ms` : `${e.name}: ${e.message}`;
       return { ok: false, retry: true, error };
-    } finally {
-      this.calls.end(call);
     }
   }
 

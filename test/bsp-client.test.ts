@@ -127,3 +127,35 @@ t.test('close(grace) lets calls finish within the grace time, then aborts the re
   const after = await failure(client.send({ method: 'GET', url: quick.url, headers: {} }, 10_000));
   t.match(after.message, /wabridge is stopping|closed|destroyed/i, `a call after close() fails at once: ${after.message}`);
 });
+
+t.test('a call waiting for a free connection times out on time, and the queue moves on', async (t) => {
+  let first = true;
+  const s = await serve((_req, res) => {
+    // the first request holds the only connection for 400 ms
+    if (first) {
+      first = false;
+      setTimeout(() => res.end('first'), 400);
+    } else res.end('later');
+  });
+  t.teardown(s.close);
+  const client = new BspClient({ connectionsPerOrigin: 1 });
+  t.teardown(() => client.close());
+  const holding = client.send({ method: 'POST', url: s.url, headers: {}, body: '{}' }, 5_000);
+  const started = Date.now();
+  const e = await failure(client.send({ method: 'POST', url: s.url, headers: {}, body: '{}' }, 100));
+  const waited = Date.now() - started;
+  t.equal(e.failure.kind, 'timeout', `queued behind a slow call: ${e.message}`);
+  t.ok(waited < 350, `rejected at its own timeout (${waited} ms), not when the connection frees up`);
+  t.equal((await holding).text, 'first');
+  t.equal((await client.send({ method: 'GET', url: s.url, headers: {} }, 5_000)).text, 'later', 'the connection serves the next call');
+});
+
+t.test('a URL that is not http(s) is a network failure naming the problem', async (t) => {
+  const client = new BspClient();
+  t.teardown(() => client.close());
+  const bad = await failure(client.send({ method: 'POST', url: 'ftp://example.invalid/x', headers: {} }, 1_000));
+  t.equal(bad.failure.kind, 'network');
+  t.match(bad.message, /http: or https:/);
+  const unparsable = await failure(client.send({ method: 'POST', url: 'not a url', headers: {} }, 1_000));
+  t.match(unparsable.message, /Invalid URL/i);
+});
