@@ -9,10 +9,11 @@
 import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 import { join } from 'node:path';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { PerformanceObserver, constants, monitorEventLoopDelay } from 'node:perf_hooks';
 import Fastify from 'fastify';
-import { Agent, request } from 'undici';
+import { Agent } from 'undici';
 import { startHost } from '../engine/host.js';
+import { HttpCalls } from '../engine/http-call.js';
 import { logDestination } from '../engine/logger.js';
 import { startBspSimulator, type StatusDelays } from '../engine/standins/bsp-simulator.js';
 import { startCleverTapSink } from '../engine/standins/clevertap-sink.js';
@@ -51,14 +52,53 @@ const loopHandler: Handler = () => {
   const ms = (ns: number) => Math.round(ns / 1e4) / 100;
   const out = { count: loop.count, p50Ms: ms(loop.percentile(50)), p99Ms: ms(loop.percentile(99)), maxMs: ms(loop.max) };
   loop.reset();
-  return out;
+  // Time in garbage collection since the last read (the pauses V8 reports, on the main thread).
+  const gc = { gcMs: Math.round(gcMs * 10) / 10, gcMinorMs: Math.round(gcMinorMs * 10) / 10 };
+  gcMs = 0;
+  gcMinorMs = 0;
+  return { ...out, ...gc };
+};
+let gcMs = 0;
+let gcMinorMs = 0;
+new PerformanceObserver((list) => {
+  for (const e of list.getEntries()) {
+    gcMs += e.duration;
+    if (((e as { detail?: { kind?: number } }).detail)?.kind === constants.NODE_PERFORMANCE_GC_MINOR) gcMinorMs += e.duration;
+  }
+}).observe({ entryTypes: ['gc'] });
+
+// A CPU or allocation profile of this process on demand (bench/service.ts --cpu-prof, --heap-prof),
+// so the warm-up stays out of it. kind 'heap': allocation sampling that keeps the objects the
+// collector freed, so the profile counts every byte allocated (what the GC's cost follows).
+let session: Session | undefined;
+const profileHandlers: Record<string, Handler> = {
+  'profile-start': async (m) => {
+    session = new Session();
+    session.connect();
+    if (m.kind === 'heap') {
+      await session.post('HeapProfiler.enable');
+      await session.post('HeapProfiler.startSampling', { samplingInterval: 4096, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+    } else {
+      await session.post('Profiler.enable');
+      await session.post('Profiler.start');
+    }
+    return { ok: true };
+  },
+  'profile-stop': async (m) => {
+    if (!session) throw new Error('no profile started');
+    const { profile } = m.kind === 'heap' ? await session.post('HeapProfiler.stopSampling') : await session.post('Profiler.stop');
+    writeFileSync(String(m.file), JSON.stringify(profile));
+    session.disconnect();
+    session = undefined;
+    return { ok: true };
+  },
 };
 
 function serve(handlers: Record<string, Handler>): void {
-  handlers.loop ??= loopHandler;
+  const all: Record<string, Handler> = { loop: loopHandler, ...profileHandlers, ...handlers };
   process.on('message', (raw) => {
     const msg = raw as Record<string, unknown>;
-    const h = handlers[String(msg.cmd)];
+    const h = all[String(msg.cmd)];
     Promise.resolve()
       .then(() => (h ? h(msg) : { error: `unknown command ${String(msg.cmd)}` }))
       .then(
@@ -77,8 +117,6 @@ async function wabridge(): Promise<void> {
   // the destination `wabridge serve` gets for stdout (asynchronous sonic-boom), on a file
   const host = await startHost({ configFile: String(options.configFile), logDestination: logDestination(logFile) });
   stopFn = () => host.close();
-  // A CPU profile of this process on demand (bench/service.ts --cpu-prof): the warm-up stays out of it.
-  let session: Session | undefined;
   serve({
     ping: () => ({ ok: true }),
     /** process.memoryUsage(), after a full GC when asked and the process runs with --expose-gc. */
@@ -86,21 +124,6 @@ async function wabridge(): Promise<void> {
       const gc = (globalThis as { gc?: () => void }).gc;
       if (m.gc === true && gc) gc();
       return { ...process.memoryUsage(), gc: m.gc === true && gc !== undefined };
-    },
-    'profile-start': async () => {
-      session = new Session();
-      session.connect();
-      await session.post('Profiler.enable');
-      await session.post('Profiler.start');
-      return { ok: true };
-    },
-    'profile-stop': async (m) => {
-      if (!session) throw new Error('no profile started');
-      const { profile } = await session.post('Profiler.stop');
-      writeFileSync(String(m.file), JSON.stringify(profile));
-      session.disconnect();
-      session = undefined;
-      return { ok: true };
     },
   });
   ready(host.url);
@@ -151,15 +174,16 @@ async function sim(): Promise<void> {
 async function pass(): Promise<void> {
   const bspUrl = String(options.bspUrl);
   const headers = options.headers as Record<string, string>;
-  // As wabridge's BspClient: one keep-alive agent with room for every concurrent request.
+  // The HTTP client wabridge's BspClient uses (engine/http-call.ts, undici's dispatch through one
+  // keep-alive agent with room for every concurrent request), so the two differ only by wabridge's work.
   const agent = new Agent({ keepAliveTimeout: 30_000, keepAliveMaxTimeout: 600_000, connections: 2048, connect: { timeout: 5_000 } });
+  const calls = new HttpCalls(agent);
   const app = Fastify({ logger: false });
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'string' }, (_req, b, done) => done(null, b));
   app.post<{ Body: string }>('/pass', async (req, reply) => {
-    const res = await request(bspUrl, { method: 'POST', headers, body: req.body, dispatcher: agent, headersTimeout: 10_000, bodyTimeout: 10_000 });
-    const text = await res.body.text();
-    return reply.code(res.statusCode).type('application/json').send(text);
+    const res = await calls.call({ method: 'POST', url: bspUrl, headers, body: req.body }, 10_000, 'BSP did not answer within 10 s', 1_048_576);
+    return reply.code(res.status).type('application/json').send(res.text);
   });
   await app.listen({ host: '127.0.0.1', port: 0 });
   stopFn = async () => {

@@ -7,7 +7,8 @@
 //   wabridge          startHost on a fresh SQLite store, the tenant at concurrency 1500 / deadline 900ms,
 //                     logs at info into a file (as production writes them to stdout)
 //   passthrough       a bare fastify app forwarding the Meta request body wabridge would send to the
-//                     same simulator with undici (keep-alive agent, 2048 connections): the floor
+//                     same simulator through wabridge's own HTTP client (engine/http-call.ts: undici
+//                     dispatch, keep-alive agent, 2048 connections): the floor
 //   wabridge-jsonata  wabridge with WAB_JSONATA_FASTPATH=0 (every expression on jsonata's evaluator)
 // All three stay up for the whole bench and run back to back within each scenario, so a change in the
 // machine's load hits them alike. Each run is one autocannon run whose first seconds (warm-up and the
@@ -27,13 +28,16 @@
 //
 //   node --import tsx bench/service.ts [--quick] [--store-dir /dev/shm] [--keep]
 //   node --import tsx bench/service.ts --soak [--soak-seconds 300] [--soak-statuses]
-//   node --import tsx bench/service.ts --cpu-prof [--quick]
+//   node --import tsx bench/service.ts --cpu-prof|--heap-prof [--quick] [--target passthrough]
 //   node --import tsx bench/service.ts --only wabridge@1500/200,passthrough@1500/200[,webhooks] [--quick]
 // --soak: wabridge alone at -c 500, BSP 200 ms (send path; --soak-statuses adds sent/delivered/read
 // webhooks 1/2/3 s after each send); RSS after the warm-up and at the end, and the live heap after a
 // full GC at both ends. --cpu-prof: one profile of wabridge at c1500/BSP 200 ms, taken in the wabridge
 // process with the inspector after the warm-up (the same as `node --cpu-prof` on that child, minus
 // start-up and warm-up); prints the top self-time functions and modules and keeps the .cpuprofile.
+// --target profiles the pass-through (or wabridge-jsonata) instead.
+// --heap-prof: the same run with allocation sampling that counts the objects the collector freed:
+// KB allocated per answer, the top allocating functions and modules; keeps the .heapprofile.
 // --only: just those runs (investigation). --keep keeps the temp folder (config, SQLite, wabridge's
 // log). The last line printed is one JSON object of all figures. Exported for bench/index.ts:
 // runServiceBench({quick, soak?}), runSoak, runProfile.
@@ -85,6 +89,9 @@ export interface RunRow {
   firstErrors: number;
   /** Peak VmRSS of the target's process during the run, MB. */
   rssMb: number;
+  /** The target's time in garbage-collection pauses per answer, ms, all kinds and scavenges alone (perf_hooks 'gc' entries). */
+  gcMsPerReq: number;
+  scavengeMsPerReq: number;
   /** The target's event-loop delay during the run, p99 and max, ms (perf_hooks, 10 ms resolution: an idle loop shows ~10). */
   loopP99Ms: number;
   loopMaxMs: number;
@@ -400,7 +407,7 @@ function sampler(pid: number, cpuPids: number[], everyMs = 200) {
       const m = machineTicks();
       return {
         peakMb: mb(peak),
-        cpuPct: cpuPids.map((p, i) => Math.round(((cpuTicks(p) - c0[i]!) / TICKS_PER_S / s) * 100)),
+        cpuPct: cpuPids.map((p, i) => Math.round(((cpuTicks(p) - c0[i]!) / TICKS_PER_S / s) * 1000) / 10),
         /** The whole machine, % of one core. */
         machinePct: Math.round(((m.busy - m0.busy) / TICKS_PER_S / s) * 100),
       };
@@ -411,6 +418,7 @@ function sampler(pid: number, cpuPids: number[], everyMs = 200) {
 const mb = (kb: number) => Math.round(kb / 102.4) / 10;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const r2 = (x: number) => Math.round(x * 100) / 100;
+const r3 = (x: number) => Math.round(x * 1000) / 1000;
 
 // ---------------------------------------------------------------------------------------------
 // the pieces
@@ -574,13 +582,15 @@ async function measure(stack: Stack, target: Target, connections: number, bspDel
     failed: r.failed,
     loopP99Ms: Number(loop.p99Ms),
     loopMaxMs: Number(loop.maxMs),
+    gcMsPerReq: r.answers > 0 ? r3(Number(loop.gcMs) / r.answers) : 0,
+    scavengeMsPerReq: r.answers > 0 ? r3(Number(loop.gcMinorMs) / r.answers) : 0,
     ...(wabridge ? { lateBspSuccess: late ?? 0 } : {}),
-    otherCpuPct: Math.max(0, machinePct - cpuPct.reduce((a, b) => a + b, 0)),
+    otherCpuPct: Math.max(0, Math.round((machinePct - cpuPct.reduce((a, b) => a + b, 0)) * 10) / 10),
     firstMax: r.firstMax,
     firstErrors: r.firstErrors,
     rssMb: peakMb,
     cpuPct: cpuPct[0]!,
-    cpuMsPerReq: r.answers > 0 ? r2((cpuPct[0]! * 10 * r.durationS) / r.answers) : 0,
+    cpuMsPerReq: r.answers > 0 ? r3((cpuPct[0]! * 10 * r.durationS) / r.answers) : 0,
     simCpuPct: cpuPct[1]!,
     loadCpuPct: cpuPct[2]!,
     answers: r.answers,
@@ -888,23 +898,65 @@ export async function runSoak(o: { seconds: number; statuses?: boolean; connecti
 }
 
 /** One CPU profile of wabridge at c1500, BSP 200 ms (warm-up excluded); the top self-time functions. */
-export async function runProfile(o: { seconds: number; connections?: number; log?: (l: string) => void; keep?: boolean }): Promise<{ file: string; row: RunRow; top: ProfileEntry[]; modules: ProfileEntry[] }> {
+export async function runProfile(o: { seconds: number; connections?: number; kind?: 'cpu' | 'heap'; target?: Target; log?: (l: string) => void; keep?: boolean }): Promise<{ file: string; row: RunRow; top: ProfileEntry[]; modules: ProfileEntry[]; kbPerAnswer?: number }> {
   const log = o.log ?? ((l: string) => process.stderr.write(`${l}\n`));
   const connections = o.connections ?? 1500;
+  const kind = o.kind ?? 'cpu';
+  const target = o.target ?? 'wabridge';
   checkFds(connections, log);
   return guarded((o.seconds + 120) * 1000, 'the profile', async () => {
-    const stack = await startStack({ targets: ['wabridge'], statuses: false, keep: o.keep, log });
+    const stack = await startStack({ targets: [target], statuses: false, keep: o.keep, log });
     try {
-      const wab = stack.targets.get('wabridge')!;
+      const child = stack.targets.get(target)!;
       await stack.sim.call('delay', { ms: 200 });
-      const file = join(mkdtempSync(join(tmpdir(), 'wabridge-prof-')), `wabridge-c${connections}-bsp200.cpuprofile`);
-      const { rssSeries: _series, okTotal: _ok, ...row } = await measure(stack, 'wabridge', connections, 200, 5, o.seconds, { atWarm: () => wab.call('profile-start').then(() => undefined) });
-      await wab.call('profile-stop', { file }, 60_000);
-      return { file, row, top: topSelf(file, 15), modules: selfByModule(file, 15) };
+      const file = join(mkdtempSync(join(tmpdir(), 'wabridge-prof-')), `${target}-c${connections}-bsp200.${kind === 'heap' ? 'heapprofile' : 'cpuprofile'}`);
+      const { rssSeries: _series, okTotal: _ok, ...row } = await measure(stack, target, connections, 200, 5, o.seconds, { atWarm: () => child.call('profile-start', { kind }).then(() => undefined) });
+      await child.call('profile-stop', { file, kind }, 60_000);
+      if (kind === 'cpu') return { file, row, top: topSelf(file, 15), modules: selfByModule(file, 15) };
+      const a = allocations(file);
+      // The sampling window is the measured one (from the warm-up's end), so its answers are row.answers.
+      return { file, row, top: a.top(15), modules: a.modules(15), kbPerAnswer: r2(a.total / 1024 / Math.max(1, row.answers)) };
     } finally {
       await stack.close();
     }
   });
+}
+
+interface HeapNode {
+  callFrame: { functionName: string; url: string; lineNumber: number; columnNumber: number };
+  selfSize: number;
+  children: HeapNode[];
+}
+
+/** Bytes allocated per function and per module from a sampling .heapprofile (selfMs carries KB here). */
+function allocations(file: string): { total: number; top: (n: number) => ProfileEntry[]; modules: (n: number) => ProfileEntry[] } {
+  const head = (JSON.parse(readFileSync(file, 'utf8')) as { head: HeapNode }).head;
+  const fns = new Map<string, { fn: string; where: string; bytes: number }>();
+  const mods = new Map<string, number>();
+  let total = 0;
+  const walk = (n: HeapNode) => {
+    if (n.selfSize > 0) {
+      const cf = n.callFrame;
+      const url = cf.url.replace(/^file:\/\//, '').replace(ROOT, '');
+      const where = url ? `${url}:${cf.lineNumber + 1}:${cf.columnNumber + 1}` : '';
+      const key = `${cf.functionName}\n${where}`;
+      const e = fns.get(key) ?? { fn: cf.functionName || '(anonymous)', where, bytes: 0 };
+      e.bytes += n.selfSize;
+      fns.set(key, e);
+      const npm = /node_modules\/(@[^/]+\/[^/]+|[^/]+)/.exec(url);
+      const mod = !url ? `native ${cf.functionName}` : npm ? `npm ${npm[1]}` : url.startsWith('node:') ? url.split('/')[0]! : url;
+      mods.set(mod, (mods.get(mod) ?? 0) + n.selfSize);
+      total += n.selfSize;
+    }
+    for (const c of n.children) walk(c);
+  };
+  walk(head);
+  const entry = (fn: string, where: string, bytes: number): ProfileEntry => ({ fn, where, selfMs: Math.round(bytes / 1024), pct: r2((bytes / Math.max(1, total)) * 100) });
+  return {
+    total,
+    top: (n) => [...fns.values()].sort((a, b) => b.bytes - a.bytes).slice(0, n).map((e) => entry(e.fn, e.where, e.bytes)),
+    modules: (n) => [...mods.entries()].sort((a, b) => b[1] - a[1]).slice(0, n).map(([k, b]) => entry(k, '', b)),
+  };
 }
 
 interface CpuProfile {
@@ -968,7 +1020,7 @@ export function topSelf(file: string, n: number): ProfileEntry[] {
 const pad = (s: string | number, n: number) => String(s).padStart(n);
 
 export function formatRow(r: RunRow): string {
-  return `${r.target.padEnd(17)} c${pad(r.connections, 4)} bsp ${pad(r.bspDelayMs, 3)} ms: ${pad(r.rps, 6)} req/s  p50 ${pad(r.p50, 6)}  p99 ${pad(r.p99, 6)}  max ${pad(r.max, 6)} ms  errors ${pad(r.errors, 5)}  late ${pad(r.late, 5)}  failed ${pad(r.failed, 5)}  1st ${pad(r.firstMax, 6)} ms/${r.firstErrors}  rss ${pad(r.rssMb, 6)} MB  cpu ${pad(r.cpuPct, 3)}% = ${r.cpuMsPerReq} ms/req (sim ${pad(r.simCpuPct, 3)}%, load ${pad(r.loadCpuPct, 3)}%, other ${pad(r.otherCpuPct, 3)}%)  loop p99/max ${r.loopP99Ms}/${r.loopMaxMs} ms${r.lateBspSuccess !== undefined ? `  late BSP ${r.lateBspSuccess}` : ''}`;
+  return `${r.target.padEnd(17)} c${pad(r.connections, 4)} bsp ${pad(r.bspDelayMs, 3)} ms: ${pad(r.rps, 6)} req/s  p50 ${pad(r.p50, 6)}  p99 ${pad(r.p99, 6)}  max ${pad(r.max, 6)} ms  errors ${pad(r.errors, 5)}  late ${pad(r.late, 5)}  failed ${pad(r.failed, 5)}  1st ${pad(r.firstMax, 6)} ms/${r.firstErrors}  rss ${pad(r.rssMb, 6)} MB  cpu ${pad(r.cpuPct, 3)}% = ${r.cpuMsPerReq} ms/req (sim ${pad(r.simCpuPct, 3)}%, load ${pad(r.loadCpuPct, 3)}%, other ${pad(r.otherCpuPct, 3)}%)  gc ${r.gcMsPerReq} ms/req (scavenge ${r.scavengeMsPerReq})  loop p99/max ${r.loopP99Ms}/${r.loopMaxMs} ms${r.lateBspSuccess !== undefined ? `  late BSP ${r.lateBspSuccess}` : ''}`;
 }
 
 export function formatTable(f: ServiceFigures): string {
@@ -1006,14 +1058,20 @@ if (direct) {
   const storeDir = val('--store-dir');
   const keep = has('--keep');
   try {
-    if (has('--cpu-prof')) {
-      const p = await runProfile({ seconds: quick ? 5 : 12, keep });
+    if (has('--cpu-prof') || has('--heap-prof')) {
+      const kind = has('--heap-prof') ? 'heap' : 'cpu';
+      const target = (val('--target') ?? 'wabridge') as Target;
+      if (!TARGETS.includes(target)) throw new Error(`--target: one of ${TARGETS.join(', ')}`);
+      const p = await runProfile({ seconds: quick ? 5 : 12, kind, target, keep });
+      const unit = kind === 'heap' ? 'KB allocated' : 'self ms';
+      const share = kind === 'heap' ? '% of bytes' : '% of busy';
       console.log(formatRow(p.row));
-      console.log(`profile: ${p.file}\n| self ms | % of busy | function | where |\n| ---: | ---: | --- | --- |`);
+      if (p.kbPerAnswer !== undefined) console.log(`allocated per answer: ${p.kbPerAnswer} KB`);
+      console.log(`profile: ${p.file}\n| ${unit} | ${share} | function | where |\n| ---: | ---: | --- | --- |`);
       for (const e of p.top) console.log(`| ${e.selfMs} | ${e.pct} | ${e.fn} | ${e.where} |`);
-      console.log(`\n| self ms | % of busy | module |\n| ---: | ---: | --- |`);
+      console.log(`\n| ${unit} | ${share} | module |\n| ---: | ---: | --- |`);
       for (const e of p.modules) console.log(`| ${e.selfMs} | ${e.pct} | ${e.fn} |`);
-      console.log(JSON.stringify({ profile: p.file, run: p.row, top: p.top, modules: p.modules }));
+      console.log(JSON.stringify({ profile: p.file, run: p.row, kbPerAnswer: p.kbPerAnswer, top: p.top, modules: p.modules }));
     } else if (val('--only')) {
       const rows = await runSelected({ only: val('--only')!.split(','), quick, storeDir, keep });
       for (const r of rows) console.log(`${formatRow(r)}\n  codes ${JSON.stringify(r.statusCodes)} bodies ${JSON.stringify(r.mismatchSamples)} socket ${JSON.stringify(r.errorSamples)}`);
