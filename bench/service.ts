@@ -38,7 +38,8 @@
 // --target profiles the pass-through (or wabridge-jsonata) instead.
 // --heap-prof: the same run with allocation sampling that counts the objects the collector freed:
 // KB allocated per answer, the top allocating functions and modules; keeps the .heapprofile.
-// --only: just those runs (investigation). --keep keeps the temp folder (config, SQLite, wabridge's
+// --only: just those runs (investigation); --node-args '<flags>' starts wabridge's process with those
+// Node/V8 flags (e.g. GC settings). --keep keeps the temp folder (config, SQLite, wabridge's
 // log). The last line printed is one JSON object of all figures. Exported for bench/index.ts:
 // runServiceBench({quick, soak?}), runSoak, runProfile.
 //
@@ -728,13 +729,13 @@ async function sendRuns(stack: Stack, quick: boolean, log: (l: string) => void, 
 }
 
 /** Investigation: only the runs named target@connections/bspDelayMs (e.g. wabridge@1500/200), and the webhook bench if 'webhooks' is named. */
-export async function runSelected(opts: { only: string[]; quick: boolean; storeDir?: string; keep?: boolean; log?: (l: string) => void }): Promise<RunRow[]> {
+export async function runSelected(opts: { only: string[]; quick: boolean; storeDir?: string; keep?: boolean; nodeArgs?: string[]; log?: (l: string) => void }): Promise<RunRow[]> {
   const log = opts.log ?? ((l: string) => process.stderr.write(`${l}
 `));
   const webhooks = opts.only.includes('webhooks');
   const targets = TARGETS.filter((t) => opts.only.some((o) => o.startsWith(`${t}@`)) || (webhooks && t === 'wabridge'));
   return guarded(300_000, 'the selected runs', async () => {
-    const stack = await startStack({ targets, statuses: false, storeDir: opts.storeDir, keep: opts.keep, log });
+    const stack = await startStack({ targets, statuses: false, storeDir: opts.storeDir, keep: opts.keep, log, wabridgeNodeArgs: opts.nodeArgs });
     try {
       const runs = await sendRuns(stack, opts.quick, log, opts.only);
       if (webhooks) {
@@ -1073,7 +1074,7 @@ if (direct) {
       for (const e of p.modules) console.log(`| ${e.selfMs} | ${e.pct} | ${e.fn} |`);
       console.log(JSON.stringify({ profile: p.file, run: p.row, kbPerAnswer: p.kbPerAnswer, top: p.top, modules: p.modules }));
     } else if (val('--only')) {
-      const rows = await runSelected({ only: val('--only')!.split(','), quick, storeDir, keep });
+      const rows = await runSelected({ only: val('--only')!.split(','), quick, storeDir, keep, nodeArgs: val('--node-args')?.split(' ').filter(Boolean) });
       for (const r of rows) console.log(`${formatRow(r)}\n  codes ${JSON.stringify(r.statusCodes)} bodies ${JSON.stringify(r.mismatchSamples)} socket ${JSON.stringify(r.errorSamples)}`);
       console.log(JSON.stringify(rows));
     } else if (has('--soak')) {

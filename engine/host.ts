@@ -16,7 +16,7 @@ import { MappingRegistry } from './registry.js';
 import { buildServer } from './server.js';
 import { checkSettings } from './settings.js';
 import { openRedisStore, redactRedisUrl } from './store-redis.js';
-import { openSqliteStore } from './store-sqlite.js';
+import { openSqliteStoreThread } from './store-sqlite-thread.js';
 import type { Store } from './store.js';
 
 export interface Host {
@@ -71,7 +71,7 @@ export async function startHost(opts: HostOptions): Promise<Host> {
   }
   if (problems.length > 0) throw new WabError('WAB_SETTINGS_INVALID', `${config.file}:\n${problems.join('\n')}`);
 
-  const store = config.store.redis ? await openRedisStore(config.store.redis, { prefix: config.store.redisPrefix }) : openSqliteStore(config.store.sqlite);
+  const store = config.store.redis ? await openRedisStore(config.store.redis, { prefix: config.store.redisPrefix }) : await openSqliteStoreThread(config.store.sqlite);
   let lastFallbackLog = 0;
   let lastRateFallbackLog = 0;
   // The per-tenant concurrency limit and BSP rate are fleet-wide when instances share a Redis, per process otherwise.

@@ -1,0 +1,116 @@
+// The SQLite store on its own thread: the same Store contract, the store's own errors on this side,
+// acknowledged writes surviving kill -9, a thread that dies failing every call loudly, and an idle
+// thread never holding a process open.
+import t from 'tap';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import type { Worker } from 'node:worker_threads';
+import { openSqliteStore } from '../engine/store-sqlite.js';
+import { openSqliteStoreThread } from '../engine/store-sqlite-thread.js';
+import { storeContract } from './store-contract.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'wab-store-thread-'));
+t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+let seq = 0;
+const T0 = 1_700_000_000_000;
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+storeContract(t, 'sqlite thread', async () => openSqliteStoreThread(join(dir, `contract-${seq++}.db`)));
+
+t.test('a file that cannot be opened: the store error, on this side', async (t) => {
+  const blocker = join(dir, 'not-a-folder');
+  writeFileSync(blocker, 'x');
+  await t.rejects(openSqliteStoreThread(join(blocker, 'w.db')), /EEXIST|ENOTDIR|not a directory|file already exists/i);
+});
+
+t.test('what the thread wrote, the in-process store reads back', async (t) => {
+  const file = join(dir, 'shared.db');
+  const s = await openSqliteStoreThread(file);
+  await s.saveCorrelation('acme', 'wamid.1', 'm1', 60_000);
+  const r = await s.ingest({ callbacks: [{ tenant: 'acme', kind: 'status', msgId: 'm1', rank: 1, payload: { msgId: 'm1', status: 'sent' }, dedupeKey: 'k1' }], pending: [] }, T0);
+  t.same(r, { accepted: 1, duplicates: 0 });
+  await s.close();
+  await s.close(); // twice is harmless
+  const again = openSqliteStore(file);
+  t.teardown(() => again.close());
+  t.equal(await again.findMsgId('acme', 'wamid.1'), 'm1');
+  t.match(await again.stats(), { outboxPending: 1 });
+});
+
+t.test('a thread that dies fails the calls in flight and every later one, saying so', async (t) => {
+  const s = await openSqliteStoreThread(join(dir, 'dies.db'));
+  const inFlight = s.stats();
+  await (s as unknown as { worker: Worker }).worker.terminate();
+  await t.rejects(inFlight, /SQLite store thread exited/);
+  await t.rejects(s.saveCorrelation('acme', 'wamid.2', 'm2', 60_000), /SQLite store thread exited/);
+  await t.rejects(s.ping(), /SQLite store thread exited/, 'readiness sees it');
+  await s.close();
+});
+
+t.test('acknowledged ingests survive kill -9 of a process using the thread', async (t) => {
+  const file = join(dir, 'durable.db');
+  const N = 200;
+  const script = join(dir, 'ingest-child.mts');
+  const storeUrl = pathToFileURL(join(ROOT, 'engine', 'store-sqlite-thread.ts')).href;
+  writeFileSync(
+    script,
+    `import { openSqliteStoreThread } from ${JSON.stringify(storeUrl)};
+const s = await openSqliteStoreThread(${JSON.stringify(file)});
+await Promise.all(Array.from({ length: ${N} }, (_, i) => s.ingest({ callbacks: [{ tenant: 'acme', kind: 'status', msgId: 'm' + i, rank: 1, payload: { i }, dedupeKey: 'k' + i }], pending: [] }, ${T0})));
+process.stdout.write('ingested\\n');
+setInterval(() => {}, 1000);
+`,
+  );
+  const child = spawn(process.execPath, ['--import', 'tsx', script], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_code, signal) => resolve(signal)));
+  const ready = await new Promise<boolean>((resolve) => {
+    const timer = setTimeout(() => resolve(false), 10_000);
+    child.stdout.on('data', (d: Buffer) => {
+      if (d.toString().includes('ingested')) {
+        clearTimeout(timer);
+        child.kill('SIGKILL');
+        resolve(true);
+      }
+    });
+    child.on('exit', () => resolve(false));
+  });
+  if (!ready) child.kill('SIGKILL');
+  t.ok(ready, `the child ingested (stderr: ${stderr.slice(0, 500)})`);
+  t.equal(await exited, 'SIGKILL');
+  const s = openSqliteStore(file);
+  t.teardown(() => s.close());
+  t.match(await s.stats(), { outboxPending: N }, 'every acknowledged callback is there');
+});
+
+t.test('an idle thread does not keep its process alive', async (t) => {
+  const script = join(dir, 'idle-child.mts');
+  const storeUrl = pathToFileURL(join(ROOT, 'engine', 'store-sqlite-thread.ts')).href;
+  writeFileSync(
+    script,
+    `import { openSqliteStoreThread } from ${JSON.stringify(storeUrl)};
+const s = await openSqliteStoreThread(${JSON.stringify(join(dir, 'idle.db'))});
+await s.saveCorrelation('acme', 'wamid.9', 'm9', 60_000);
+process.stdout.write(String(await s.findMsgId('acme', 'wamid.9')));
+`,
+  );
+  const child = spawn(process.execPath, ['--import', 'tsx', script], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  const code = await new Promise<number | null>((resolve) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      resolve(null);
+    }, 10_000);
+    child.on('exit', (c) => {
+      clearTimeout(timer);
+      resolve(c);
+    });
+  });
+  t.equal(code, 0, 'the process ended by itself');
+  t.equal(out, 'm9', 'after its calls were answered');
+});
