@@ -11,6 +11,7 @@ import type { Worker } from 'node:worker_threads';
 import { openSqliteStore } from '../engine/store-sqlite.js';
 import { openSqliteStoreThread } from '../engine/store-sqlite-thread.js';
 import { storeContract } from './store-contract.js';
+import { killAfter } from './support/kill-after.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'wab-store-thread-'));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
@@ -64,24 +65,9 @@ process.stdout.write('ingested\\n');
 setInterval(() => {}, 1000);
 `,
   );
-  const child = spawn(process.execPath, ['--import', 'tsx', script], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stderr = '';
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_code, signal) => resolve(signal)));
-  const ready = await new Promise<boolean>((resolve) => {
-    const timer = setTimeout(() => resolve(false), 10_000);
-    child.stdout.on('data', (d: Buffer) => {
-      if (d.toString().includes('ingested')) {
-        clearTimeout(timer);
-        child.kill('SIGKILL');
-        resolve(true);
-      }
-    });
-    child.on('exit', () => resolve(false));
-  });
-  if (!ready) child.kill('SIGKILL');
-  t.ok(ready, `the child ingested (stderr: ${stderr.slice(0, 500)})`);
-  t.equal(await exited, 'SIGKILL');
+  const run = await killAfter(script, 'ingested');
+  t.ok(run.printed, `the child ingested (stderr: ${run.stderr.slice(0, 500)})`);
+  t.equal(run.signal, 'SIGKILL');
   const s = openSqliteStore(file);
   t.teardown(() => s.close());
   t.match(await s.stats(), { outboxPending: N }, 'every acknowledged callback is there');

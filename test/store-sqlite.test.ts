@@ -1,7 +1,6 @@
 // The SQLite store: the shared Store contract in memory and on a file, plus what only SQLite has —
 // schema versioning, expiry against the given clock, and an acknowledged ingest surviving kill -9.
 import t from 'tap';
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,6 +9,7 @@ import Database from 'better-sqlite3';
 import { CLAIMABLE_SQL, openSqliteStore } from '../engine/store-sqlite.js';
 import type { NewCallback } from '../engine/store.js';
 import { storeContract } from './store-contract.js';
+import { killAfter } from './support/kill-after.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'wab-store-'));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
@@ -129,24 +129,9 @@ process.stdout.write('ingested\\n');
 setInterval(() => {}, 1000); // stay alive, holding the database open, until killed
 `,
   );
-  const child = spawn(process.execPath, ['--import', 'tsx', script], { cwd: fileURLToPath(new URL('..', import.meta.url)), stdio: ['ignore', 'pipe', 'pipe'] });
-  let stderr = '';
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_code, signal) => resolve(signal)));
-  const ready = await new Promise<boolean>((resolve) => {
-    const timer = setTimeout(() => resolve(false), 8000);
-    child.stdout.on('data', (d: Buffer) => {
-      if (d.toString().includes('ingested')) {
-        clearTimeout(timer);
-        child.kill('SIGKILL');
-        resolve(true);
-      }
-    });
-    child.on('exit', () => resolve(false));
-  });
-  if (!ready) child.kill('SIGKILL');
-  t.ok(ready, `the child ingested (stderr: ${stderr.slice(0, 500)})`);
-  t.equal(await exited, 'SIGKILL');
+  const run = await killAfter(script, 'ingested', 8000);
+  t.ok(run.printed, `the child ingested (stderr: ${run.stderr.slice(0, 500)})`);
+  t.equal(run.signal, 'SIGKILL');
   const s = openSqliteStore(file);
   t.teardown(() => s.close());
   t.match(await s.stats(), { outboxPending: N }, 'every acknowledged callback is there');
