@@ -182,6 +182,7 @@ export interface SoakFigures {
 export interface ProfileEntry {
   fn: string;
   where: string;
+  /** ms of self time, or KB allocated in a heap profile. */
   selfMs: number;
   pct: number;
 }
@@ -837,7 +838,6 @@ function cpuBudget(w: RunRow, pass: RunRow): { rate: number; cores: number; othe
   const cores = cpus().length;
   const others = (w.simCpuPct + w.loadCpuPct) / 100 / Math.max(1, w.rps);
   const perAnswer = Math.min(cores / Math.max(1, rate) - others, 1 / Math.max(1, rate));
-  const r3 = (x: number) => Math.round(x * 1000) / 1000;
   return { rate, cores, othersMs: r3(others * 1000), ms: r3(Math.max(0, perAnswer) * 1000) };
 }
 
@@ -922,106 +922,95 @@ export async function runProfile(o: { seconds: number; connections?: number; kin
       const file = join(mkdtempSync(join(tmpdir(), 'wabridge-prof-')), `${target}-c${connections}-bsp200.${kind === 'heap' ? 'heapprofile' : 'cpuprofile'}`);
       const { rssSeries: _series, okTotal: _ok, ...row } = await measure(stack, target, connections, 200, 5, o.seconds, { atWarm: () => child.call('profile-start', { kind }).then(() => undefined) });
       await child.call('profile-stop', { file, kind }, 60_000);
-      if (kind === 'cpu') return { file, row, top: topSelf(file, 15), modules: selfByModule(file, 15) };
-      const a = allocations(file);
+      // CPU samples weigh µs (shown as ms), allocation samples bytes (shown as KB)
+      const w = kind === 'cpu' ? cpuSamples(file) : heapSamples(file);
+      const unit = kind === 'cpu' ? 1000 : 1024;
+      const out = { file, row, top: byFunction(w, unit, 15), modules: byModule(w, unit, 15) };
       // The sampling window is the measured one (from the warm-up's end), so its answers are row.answers.
-      return { file, row, top: a.top(15), modules: a.modules(15), kbPerAnswer: r2(a.total / 1024 / Math.max(1, row.answers)) };
+      return kind === 'cpu' ? out : { ...out, kbPerAnswer: r2(w.total / 1024 / Math.max(1, row.answers)) };
     } finally {
       await stack.close();
     }
   });
 }
 
-interface HeapNode {
-  callFrame: { functionName: string; url: string; lineNumber: number; columnNumber: number };
-  selfSize: number;
-  children: HeapNode[];
+type CallFrame = { functionName: string; url: string; lineNumber: number; columnNumber: number };
+
+/** A profile's samples, each a call frame (its url relative to the repository) and a weight. */
+interface Weighted {
+  samples: { cf: CallFrame; url: string; w: number }[];
+  total: number;
 }
 
-/** Bytes allocated per function and per module from a sampling .heapprofile (selfMs carries KB here). */
-function allocations(file: string): { total: number; top: (n: number) => ProfileEntry[]; modules: (n: number) => ProfileEntry[] } {
-  const head = (JSON.parse(readFileSync(file, 'utf8')) as { head: HeapNode }).head;
-  const fns = new Map<string, { fn: string; where: string; bytes: number }>();
-  const mods = new Map<string, number>();
-  let total = 0;
-  const walk = (n: HeapNode) => {
-    if (n.selfSize > 0) {
-      const cf = n.callFrame;
-      const url = cf.url.replace(/^file:\/\//, '').replace(ROOT, '');
-      const where = url ? `${url}:${cf.lineNumber + 1}:${cf.columnNumber + 1}` : '';
-      const key = `${cf.functionName}\n${where}`;
-      const e = fns.get(key) ?? { fn: cf.functionName || '(anonymous)', where, bytes: 0 };
-      e.bytes += n.selfSize;
-      fns.set(key, e);
-      const npm = /node_modules\/(@[^/]+\/[^/]+|[^/]+)/.exec(url);
-      const mod = !url ? `native ${cf.functionName}` : npm ? `npm ${npm[1]}` : url.startsWith('node:') ? url.split('/')[0]! : url;
-      mods.set(mod, (mods.get(mod) ?? 0) + n.selfSize);
-      total += n.selfSize;
-    }
-    for (const c of n.children) walk(c);
-  };
-  walk(head);
-  const entry = (fn: string, where: string, bytes: number): ProfileEntry => ({ fn, where, selfMs: Math.round(bytes / 1024), pct: r2((bytes / Math.max(1, total)) * 100) });
-  return {
-    total,
-    top: (n) => [...fns.values()].sort((a, b) => b.bytes - a.bytes).slice(0, n).map((e) => entry(e.fn, e.where, e.bytes)),
-    modules: (n) => [...mods.entries()].sort((a, b) => b[1] - a[1]).slice(0, n).map(([k, b]) => entry(k, '', b)),
-  };
-}
+const relative = (url: string) => url.replace(/^file:\/\//, '').replace(ROOT, '');
 
-interface CpuProfile {
-  nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber: number; columnNumber: number } }[];
-  samples: number[];
-  timeDeltas: number[];
-}
-
-/** The busy samples of a .cpuprofile (idle left out): each one's call frame, its url relative to the repository, and its duration in µs. */
-function busySamples(file: string): { samples: { cf: CpuProfile['nodes'][number]['callFrame']; url: string; dt: number }[]; busy: number } {
-  const p = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
+/** The busy samples of a .cpuprofile (idle left out), weighing their duration in µs. */
+function cpuSamples(file: string): Weighted {
+  const p = JSON.parse(readFileSync(file, 'utf8')) as { nodes: { id: number; callFrame: CallFrame }[]; samples: number[]; timeDeltas: number[] };
   const byId = new Map(p.nodes.map((x) => [x.id, x.callFrame]));
-  const samples: { cf: CpuProfile['nodes'][number]['callFrame']; url: string; dt: number }[] = [];
-  let busy = 0;
+  const out: Weighted = { samples: [], total: 0 };
   for (let i = 0; i < p.samples.length; i++) {
     const cf = byId.get(p.samples[i]!);
     const dt = p.timeDeltas[i + 1] ?? 0;
     if (!cf || cf.functionName === '(idle)') continue;
-    busy += dt;
-    samples.push({ cf, url: cf.url.replace(/^file:\/\//, '').replace(ROOT, ''), dt });
+    out.total += dt;
+    out.samples.push({ cf, url: relative(cf.url), w: dt });
   }
-  return { samples, busy };
+  return out;
 }
 
-/** Self time per module (engine file, npm package, node: module, native or GC) from a .cpuprofile. */
-export function selfByModule(file: string, n: number): ProfileEntry[] {
-  const { samples, busy } = busySamples(file);
-  const by = new Map<string, number>();
-  for (const { cf, url, dt } of samples) {
+interface HeapNode {
+  callFrame: CallFrame;
+  selfSize: number;
+  children: HeapNode[];
+}
+
+/** The frames of a sampling .heapprofile that allocated, weighing their bytes. */
+function heapSamples(file: string): Weighted {
+  const out: Weighted = { samples: [], total: 0 };
+  const walk = (n: HeapNode) => {
+    if (n.selfSize > 0) {
+      out.total += n.selfSize;
+      out.samples.push({ cf: n.callFrame, url: relative(n.callFrame.url), w: n.selfSize });
+    }
+    for (const c of n.children) walk(c);
+  };
+  walk((JSON.parse(readFileSync(file, 'utf8')) as { head: HeapNode }).head);
+  return out;
+}
+
+/** The heaviest keys, each weight divided by `unit` (µs → ms, bytes → KB) and as a share of the total. */
+function heaviest(by: Map<string, { fn: string; where: string; w: number }>, total: number, unit: number, n: number): ProfileEntry[] {
+  return [...by.values()]
+    .sort((a, b) => b.w - a.w)
+    .slice(0, n)
+    .map((e) => ({ fn: e.fn, where: e.where, selfMs: Math.round(e.w / unit), pct: r2((e.w / Math.max(1, total)) * 100) }));
+}
+
+/** Weight per module: engine file, npm package, node: module, native or GC. */
+function byModule(p: Weighted, unit: number, n: number): ProfileEntry[] {
+  const by = new Map<string, { fn: string; where: string; w: number }>();
+  for (const { cf, url, w } of p.samples) {
     const npm = /node_modules\/(@[^/]+\/[^/]+|[^/]+)/.exec(url);
     const key = !url ? (cf.functionName.startsWith('(') ? cf.functionName : `native ${cf.functionName}`) : npm ? `npm ${npm[1]}` : url.startsWith('node:') ? url.split('/')[0]! : url;
-    by.set(key, (by.get(key) ?? 0) + dt);
+    const e = by.get(key) ?? { fn: key, where: '', w: 0 };
+    e.w += w;
+    by.set(key, e);
   }
-  return [...by.entries()]
-    .sort((a, b) => b[1] - a[1])
-    .slice(0, n)
-    .map(([k, us]) => ({ fn: k, where: '', selfMs: Math.round(us / 1000), pct: r2((us / busy) * 100) }));
+  return heaviest(by, p.total, unit, n);
 }
 
-/** Self time per function (name + file:line:col) from a .cpuprofile; idle excluded from the percentages. */
-export function topSelf(file: string, n: number): ProfileEntry[] {
-  const { samples, busy } = busySamples(file);
-  const self = new Map<string, { fn: string; where: string; us: number }>();
-  for (const { cf, url, dt } of samples) {
-    // Positions are in tsx's transpiled code for .ts files.
+/** Weight per function (name + file:line:col; positions are in tsx's transpiled code for .ts files). */
+function byFunction(p: Weighted, unit: number, n: number): ProfileEntry[] {
+  const by = new Map<string, { fn: string; where: string; w: number }>();
+  for (const { cf, url, w } of p.samples) {
     const where = url ? `${url}:${cf.lineNumber + 1}:${cf.columnNumber + 1}` : '';
     const key = `${cf.functionName}\n${where}`;
-    const e = self.get(key) ?? { fn: cf.functionName || '(anonymous)', where, us: 0 };
-    e.us += dt;
-    self.set(key, e);
+    const e = by.get(key) ?? { fn: cf.functionName || '(anonymous)', where, w: 0 };
+    e.w += w;
+    by.set(key, e);
   }
-  return [...self.values()]
-    .sort((a, b) => b.us - a.us)
-    .slice(0, n)
-    .map((e) => ({ fn: e.fn, where: e.where, selfMs: Math.round(e.us / 1000), pct: r2((e.us / busy) * 100) }));
+  return heaviest(by, p.total, unit, n);
 }
 
 // ---------------------------------------------------------------------------------------------

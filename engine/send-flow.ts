@@ -53,16 +53,17 @@ function within<T>(call: Promise<T>, ms: number): Promise<{ r: T } | { e: unknow
 
 // One child logger per tenant and mapping version: pino serializes a child's bindings once, where the
 // same fields in each line's object were serialized again for every message (about a fifth of the
-// bytes a message's log line allocated). Keyed by the root logger, as hosts in one process have their own.
-const messageLoggers = new WeakMap<Logger, WeakMap<Mapping, Map<string, Logger>>>();
+// bytes a message's log line allocated). Keyed by the root logger, as hosts in one process have their
+// own; a reloaded mapping replaces its tenants' entries.
+const messageLoggers = new WeakMap<Logger, WeakMap<TenantConfig, { mapping: Mapping; log: Logger }>>();
 
 function messageLogger(root: Logger, tenant: TenantConfig, mapping: Mapping): Logger {
-  let byMapping = messageLoggers.get(root);
-  if (!byMapping) messageLoggers.set(root, (byMapping = new WeakMap()));
-  let byTenant = byMapping.get(mapping);
-  if (!byTenant) byMapping.set(mapping, (byTenant = new Map()));
-  let log = byTenant.get(tenant.id);
-  if (!log) byTenant.set(tenant.id, (log = root.child({ tenant: tenant.id, mapping: mapping.name, mappingVersion: mapping.version })));
+  let byTenant = messageLoggers.get(root);
+  if (!byTenant) messageLoggers.set(root, (byTenant = new WeakMap()));
+  const cached = byTenant.get(tenant);
+  if (cached?.mapping === mapping) return cached.log;
+  const log = root.child({ tenant: tenant.id, mapping: mapping.name, mappingVersion: mapping.version });
+  byTenant.set(tenant, { mapping, log });
   return log;
 }
 

@@ -16,7 +16,7 @@ import type { Store } from './store.js';
 /** [call id, Store method, arguments] */
 export type ThreadCall = [number, string, unknown[]];
 /** [call id, 0, value] or [call id, 1, the error's name, message and code] */
-export type ThreadReply = [number, 0, unknown] | [number, 1, { name: string; message: string; code?: string }];
+export type ThreadReply = [number, 0, unknown] | [number, 1, PlainError];
 /** Options that can cross to the thread (functions cannot). */
 export type ThreadStoreOptions = Pick<SqliteStoreOptions, 'synchronous' | 'dedupeTtlMs'>;
 
@@ -29,25 +29,52 @@ function startWorker(path: string, options: ThreadStoreOptions): Worker {
   return new Worker(boot, { eval: true, workerData });
 }
 
-function revive(e: { name: string; message: string; code?: string }): Error {
+/** An error as it crosses between the threads: its name, message and code. */
+export type PlainError = { name: string; message: string; code?: string };
+
+export function plainError(e: unknown): PlainError {
+  const err = e as { name?: unknown; message?: unknown; code?: unknown };
+  return { name: typeof err.name === 'string' ? err.name : 'Error', message: typeof err.message === 'string' ? err.message : String(e), ...(typeof err.code === 'string' ? { code: err.code } : {}) };
+}
+
+function revive(e: PlainError): Error {
   const err = new Error(e.message);
   err.name = e.name;
   if (e.code !== undefined) (err as Error & { code?: string }).code = e.code;
   return err;
 }
 
+/** Collects items and hands them to `send` together, once per turn of the event loop. */
+export function perTurn<T>(send: (batch: T[]) => void): (item: T) => void {
+  let batch: T[] = [];
+  let scheduled = false;
+  const flush = () => {
+    scheduled = false;
+    const out = batch;
+    batch = [];
+    send(out);
+  };
+  return (item) => {
+    batch.push(item);
+    if (!scheduled) {
+      scheduled = true;
+      setImmediate(flush);
+    }
+  };
+}
+
 class ThreadStore implements Store {
   readonly kind = 'sqlite' as const;
   private nextId = 1;
   private readonly waiting = new Map<number, { resolve: (v: never) => void; reject: (e: Error) => void }>();
-  private outgoing: ThreadCall[] = [];
-  private flushing = false;
+  private readonly send: (call: ThreadCall) => void;
   /** Set once the thread is gone: every call fails with it. */
   private dead: Error | undefined;
   private closing: Promise<void> | undefined;
 
   /** The thread itself: for diagnostics and for tests that make it fail. */
   constructor(readonly worker: Worker) {
+    this.send = perTurn((calls) => worker.postMessage(calls));
     worker.on('message', (replies: ThreadReply[]) => {
       for (const r of replies) {
         const w = this.waiting.get(r[0]);
@@ -93,20 +120,9 @@ class ThreadStore implements Store {
       const id = this.nextId++;
       if (this.waiting.size === 0) this.worker.ref();
       this.waiting.set(id, { resolve, reject });
-      this.outgoing.push([id, method, args]);
-      if (!this.flushing) {
-        this.flushing = true;
-        setImmediate(this.flush);
-      }
+      this.send([id, method, args]);
     });
   }
-
-  private readonly flush = (): void => {
-    this.flushing = false;
-    const calls = this.outgoing;
-    this.outgoing = [];
-    if (calls.length > 0) this.worker.postMessage(calls);
-  };
 
   close(): Promise<void> {
     return (this.closing ??= (async () => {
@@ -126,7 +142,7 @@ export async function openSqliteStoreThread(path: string, options: ThreadStoreOp
     const onExit = (code: number) => reject(new Error(`SQLite store thread exited while opening ${path} (code ${code})`));
     worker.once('exit', onExit);
     worker.once('error', reject);
-    worker.once('message', (m: { ready?: true; error?: { name: string; message: string; code?: string } }) => {
+    worker.once('message', (m: { ready?: true; error?: PlainError }) => {
       worker.off('exit', onExit);
       worker.off('error', reject);
       if (m.ready) resolve();
