@@ -245,6 +245,9 @@ function timestamp(): Date {
  * A scope. Scopes hold a handful of names, so two parallel arrays scanned linearly beat a Map (and
  * cost one allocation less per block and per function call).
  */
+/** A name a block binds somewhere, not bound (yet) in this evaluation: looked up further out. */
+const UNBOUND = Symbol('unbound');
+
 class Frame {
   names: string[];
   values: unknown[];
@@ -303,6 +306,7 @@ function lookupVar(f: Frame | null, name: string): unknown {
     const i = indexIn(fr.names, name);
     if (i >= 0) {
       const v = fr.values[i];
+      if (v === UNBOUND) continue;
       return v instanceof LambdaParts ? made(fr, i, v) : v;
     }
   }
@@ -1420,6 +1424,18 @@ class Compiler {
       return perNode(['steps', 'pos', 'Frame', 'names', 'makers', 'rest'], body, steps, pos, Frame, names, makers, rest);
     }
     const exprs = all.map((e) => this.tailOrNode(e));
+    const bound = blockBinds(n);
+    if (bound.length > 0) {
+      const unbound = bound.map(() => UNBOUND);
+      return perNode(
+        ['Frame', 'exprs', 'bound', 'unbound'],
+        `return (input, f) => {\nconst frame = new Frame(f, bound, unbound.slice());\nlet result;\n${exprs.map((_, i) => `result = exprs[${i}](input, frame);\n`).join('')}return result;\n};`,
+        Frame,
+        exprs,
+        bound,
+        unbound,
+      );
+    }
     return perNode(
       ['Frame', 'exprs'],
       `return (input, f) => {\nconst frame = new Frame(f);\nlet result;\n${exprs.map((_, i) => `result = exprs[${i}](input, frame);\n`).join('')}return result;\n};`,
@@ -1756,6 +1772,27 @@ function orderKeys(entries: { key: string; i: number }[]): { key: string; i: num
 const NO_LITERAL = Symbol('no literal');
 
 /** `$name := function(...) {...}` with nothing attached to the bind or the lambda node. */
+/** The names `:=` binds in a block's own scope: not inside a nested block or lambda (scopes of their own). */
+function blockBinds(block: Node): string[] {
+  const names: string[] = [];
+  const walk = (v: unknown, top: boolean): void => {
+    if (v === null || typeof v !== 'object' || v instanceof RegExp) return;
+    if (Array.isArray(v)) {
+      for (const item of v) walk(item, false);
+      return;
+    }
+    const n = v as Node;
+    if (!top && (n.type === 'block' || n.type === 'lambda')) return;
+    if (n.type === 'bind' && n.lhs && typeof n.lhs.value === 'string') {
+      const name = intern(n.lhs.value);
+      if (!names.includes(name)) names.push(name);
+    }
+    for (const k of Object.keys(n)) walk(n[k], false);
+  };
+  walk(block, true);
+  return names;
+}
+
 function isPlainLambdaBind(e: Node): boolean {
   const plain = (x: Node) => !x.predicate && !x.group && !x.keepArray && !x.stages && !x.tuple && x.focus === undefined && x.index === undefined && !x.seekingParent && !x.ancestor;
   return e.type === 'bind' && plain(e) && e.lhs?.type === 'variable' && typeof e.lhs.value === 'string' && e.rhs?.type === 'lambda' && !e.rhs.thunk && plain(e.rhs);
@@ -1872,6 +1909,9 @@ function descendants(input: any): any {
  * with the reason. `bindings` may hold values and JavaScript functions (called like jsonata calls
  * them: `this` is the context, arguments unvalidated unless the function carries a `signature`).
  */
+/** The root scope's names when the caller has no bindings. */
+const ROOT_NAMES = ['$'];
+
 export function compileAst(ast: unknown): CompileResult {
   if (!builtinsReady) return { ok: false, reason: 'jsonata built-ins are not reachable (jsonata version changed?)' };
   // A constant (a header such as `"application/json"`): one step, no scope or budget to set up.
@@ -1887,17 +1927,22 @@ export function compileAst(ast: unknown): CompileResult {
     throw e;
   }
   const runFn: CompiledFn = (input, bindings, limits) => {
-    const names: string[] = [];
-    const values: unknown[] = [];
+    let names = ROOT_NAMES;
+    let values: unknown[];
     if (bindings) {
+      names = [];
+      values = [];
       for (const k in bindings) {
         if (k === '$') continue;
         names.push(k);
         values.push(bindings[k]);
       }
+      names.push('$');
+      values.push(input);
+    } else {
+      values = [input];
     }
-    names.push('$');
-    values.push(input);
+    // (a scope given its names shares them: a binding at the top level copies them first)
     const root = new Frame(null, names, values);
     if (Array.isArray(input) && !isSequence(input)) {
       input = sequenceOf(input);

@@ -23,7 +23,7 @@ interface Param {
 
 /** symbolOf as a small number (f s n b l a o m → 0..7): plan keys are then numbers, not strings. */
 function symbolCode(value: any): number {
-  if ((value && (value._jsonata_function === true || value._jsonata_lambda === true)) || typeof value === 'function') return 0;
+  // jsonata's isFunction first for objects and functions; a primitive never carries its brands
   switch (typeof value) {
     case 'string':
       return 1;
@@ -31,8 +31,12 @@ function symbolCode(value: any): number {
       return 2;
     case 'boolean':
       return 3;
+    case 'function':
+      return 0;
     case 'object':
-      return value === null ? 4 : Array.isArray(value) ? 5 : 6;
+      if (value === null) return 4;
+      if (value._jsonata_function === true || value._jsonata_lambda === true) return 0;
+      return Array.isArray(value) ? 5 : 6;
     default:
       return 7;
   }

@@ -259,3 +259,29 @@ t.test('$contains and $replace with a regex literal give what jsonata gives', as
   const { fast } = await bothWays('$replace("abc", /x*/, "-")', () => ({}));
   t.equal(fast, 'error D1004', 'an empty match after the first is an error, as in jsonata');
 });
+
+t.test('block scopes give what jsonata gives: names read before their binding, shadowed, bound in branches', async (t) => {
+  // a block's scope is made with every name its `:=` can bind (engine/jsonata-compiler.ts, blockBinds);
+  // one not bound yet in this evaluation must still be looked up in the enclosing scopes
+  const input = { a: 1, items: [{ k: 'x' }, { k: 'y' }], flag: true };
+  const blocks = [
+    '($x := "outer"; ($v := $x; $x := "inner"; [$v, $x]))',
+    '($x := "outer"; (flag ? ($x := "then") : ($x := "else"); $x))',
+    '($x := "outer"; ($not(flag) ? ($x := "then"); $x))',
+    '($x := "outer"; ($f := function() { $x }; ($x := "inner"; $f())))',
+    '($x := "outer"; ($f := function() { $x }; $a := $f(); $x := "inner"; [$a, $f()]))',
+    '($x := "outer"; (items[($x := k; true)]; $x))',
+    '($x := "outer"; ($y := ($x := "nested-block"; $x); [$x, $y]))',
+    '($x := "outer"; ($m := $map(items, function($i) { $x := $i.k }); [$m, $x]))',
+    '($x := "outer"; ({"k": ($x := "in-object")}; $x))',
+    '($x := "outer"; ($x := undefined; $x))',
+    '($x := "outer"; ($x := $x & "+"; $x := $x & "+"; $x))',
+    '(($x := 1; $x) ; $x)',
+    '($f := function($n) { $n > 0 ? ($r := $f($n - 1); $n & "," & $r) : "0" }; $f(3))',
+    '($x := "outer"; ($g := function($x) { ($y := $x; $x := "p"; $y & $x) }; [$g("arg"), $g(), $x]))',
+  ];
+  for (const text of blocks) {
+    const { fast, slow } = await bothWays(text, () => structuredClone(input));
+    t.equal(fast, slow, text);
+  }
+});

@@ -136,6 +136,27 @@ t.test('mapWebhook', async (t) => {
     t.match(e.message, where, `${what}: names the event`);
   }
 
+  t.test('events come out as plain JSON data, whatever the expression built them from', async (t) => {
+    // most events are handed on as the mapping built them; anything JSON would change goes through JSON
+    const odd = withWebhook(
+      '  events: |\n    body.items.{"event": "status", "providerMessageId": id, "status": "read", "providerError": {"zero": -0, "seq": $$.body.list.n, "one": $$.body.one.n, "deep": {"seq": $$.body.list.n}}}\n',
+    );
+    const body = JSON.stringify({ items: [{ id: 'p-1' }, { id: 'p-2' }], list: [{ n: 1 }, { n: 2 }], one: [{ n: 3 }] });
+    const out = await mapWebhook(odd, req(body, { 'Content-Type': 'application/json' }), { secret: 'x' });
+    t.strictSame(JSON.parse(JSON.stringify(out)), out, 'the same as its JSON round trip');
+    t.same(Object.keys(out), ['0', '1'], 'a sequence of events becomes a plain array');
+    const pe = out[0]!.event === 'status' ? (out[0]!.providerError as { zero: number; seq: number[]; one: number; deep: { seq: number[] } }) : undefined;
+    t.ok(Object.is(pe?.zero, 0), '-0 becomes 0');
+    t.same(Object.keys(pe?.seq ?? {}), ['0', '1'], 'a nested sequence carries no flags');
+    t.same(Object.keys(pe?.deep.seq ?? {}), ['0', '1'], 'nor one deeper down');
+    t.equal(pe?.one, 3);
+    const plain = withWebhook('  events: |\n    body.items.{"event": "status", "providerMessageId": id, "status": "read"}\n');
+    t.same(await mapWebhook(plain, req(body, { 'Content-Type': 'application/json' }), { secret: 'x' }), [
+      { event: 'status', providerMessageId: 'p-1', status: 'read' },
+      { event: 'status', providerMessageId: 'p-2', status: 'read' },
+    ]);
+  });
+
   t.test('the example mapping', async (t) => {
     const body = JSON.stringify({ statuses: [{ id: 'ex-2', state: 'failed', ts: 1700000001, reason: 'nope' }], inbound: [] });
     t.same(await mapWebhook(example, req(body, { 'content-type': 'application/json' }), settings), [
