@@ -225,7 +225,12 @@ interface Run {
   /** The outermost scope: the caller's bindings and `$`. */
   root: Frame | null;
 }
-let run: Run = { steps: 0, depth: 0, maxSteps: Infinity, maxDepth: Infinity, checkAt: Infinity, started: 0, timeoutMs: Infinity, deadline: Infinity, timestamp: undefined, root: null };
+const newRun = (): Run => ({ steps: 0, depth: 0, maxSteps: Infinity, maxDepth: Infinity, checkAt: Infinity, started: 0, timeoutMs: Infinity, deadline: Infinity, timestamp: undefined, root: null });
+/** `run` between evaluations. */
+const IDLE = newRun();
+/** The record of every evaluation not started from inside another. */
+const OUTERMOST = newRun();
+let run: Run = IDLE;
 
 /** The evaluation's start on the clock, read once. */
 function started(): number {
@@ -1912,6 +1917,35 @@ function descendants(input: any): any {
 /** The root scope's names when the caller has no bindings. */
 const ROOT_NAMES = ['$'];
 
+let lastBindings: Record<string, unknown> | undefined;
+let lastBindingNames: string[] = ROOT_NAMES;
+
+/**
+ * The root scope's names for a bindings object, then `$`. Callers pass the same object again and
+ * again: its names are kept and only checked (a for-in over an unchanged object allocates nothing).
+ */
+function bindingNames(bindings: Record<string, unknown>): string[] {
+  if (bindings === lastBindings) {
+    const known = lastBindingNames;
+    let i = 0;
+    let same = true;
+    for (const k in bindings) {
+      if (k === '$') continue;
+      if (known[i++] !== k) {
+        same = false;
+        break;
+      }
+    }
+    if (same && i === known.length - 1) return known;
+  }
+  const names: string[] = [];
+  for (const k in bindings) if (k !== '$') names.push(k);
+  names.push('$');
+  lastBindings = bindings;
+  lastBindingNames = names;
+  return names;
+}
+
 export function compileAst(ast: unknown): CompileResult {
   if (!builtinsReady) return { ok: false, reason: 'jsonata built-ins are not reachable (jsonata version changed?)' };
   // A constant (a header such as `"application/json"`): one step, no scope or budget to set up.
@@ -1930,15 +1964,11 @@ export function compileAst(ast: unknown): CompileResult {
     let names = ROOT_NAMES;
     let values: unknown[];
     if (bindings) {
-      names = [];
-      values = [];
-      for (const k in bindings) {
-        if (k === '$') continue;
-        names.push(k);
-        values.push(bindings[k]);
-      }
-      names.push('$');
-      values.push(input);
+      names = bindingNames(bindings);
+      const last = names.length - 1;
+      values = new Array(names.length);
+      for (let i = 0; i < last; i++) values[i] = bindings[names[i]!];
+      values[last] = input;
     } else {
       values = [input];
     }
@@ -1949,14 +1979,27 @@ export function compileAst(ast: unknown): CompileResult {
       (input as any).outerWrapper = true;
     }
     const saved = run;
-    // The clock is read when the budget is first checked (after 1024 steps) or $now/$millis asks:
-    // most evaluations take a few hundred steps, and a clock read costs as much as a few of them.
-    run = { steps: 0, depth: 0, maxSteps: limits.maxSteps, maxDepth: limits.maxDepth, checkAt: Math.min(1024, limits.maxSteps + 1), started: 0, timeoutMs: limits.timeoutMs, deadline: 0, timestamp: undefined, root };
+    // One evaluation at a time reuses one budget record (an evaluation started from inside another,
+    // through a binding, gets its own). The clock is read when the budget is first checked (after
+    // 1024 steps) or $now/$millis asks: most evaluations take a few hundred steps, and a clock read
+    // costs as much as a few of them.
+    const r = saved === IDLE ? OUTERMOST : ({} as Run);
+    r.steps = 0;
+    r.depth = 0;
+    r.maxSteps = limits.maxSteps;
+    r.maxDepth = limits.maxDepth;
+    r.checkAt = Math.min(1024, limits.maxSteps + 1);
+    r.started = 0;
+    r.timeoutMs = limits.timeoutMs;
+    r.deadline = 0;
+    r.timestamp = undefined;
+    r.root = root;
+    run = r;
     try {
-      const r = fn(input, root);
       // a thunk at the top level cannot happen (thunks only sit in lambda bodies)
-      return r;
+      return fn(input, root);
     } finally {
+      r.root = null;
       run = saved;
     }
   };

@@ -285,3 +285,34 @@ t.test('block scopes give what jsonata gives: names read before their binding, s
     t.equal(fast, slow, text);
   }
 });
+
+t.test('bindings and evaluations started from inside another', async (t) => {
+  // the root scope's names are kept per bindings object (checked on each call) and one budget record
+  // serves every outermost evaluation (engine/jsonata-compiler.ts, bindingNames and runFn)
+  const limits = { maxSteps: 1e6, maxDepth: 500, timeoutMs: 5000 };
+  const c = compileText('[$a, $b, $exists($c) ? $c : "no c"]');
+  if (!c.ok) throw new Error(c.reason);
+  const bindings: Record<string, unknown> = { a: 1, b: 2 };
+  t.same(c.run({}, bindings, limits), [1, 2, 'no c']);
+  bindings.b = 20;
+  t.same(c.run({}, bindings, limits), [1, 20, 'no c'], 'a changed value is read');
+  bindings.c = 3;
+  t.same(c.run({}, bindings, limits), [1, 20, 3], 'an added name is seen');
+  delete bindings.a;
+  t.same(c.run({}, bindings, limits), [20, 3], 'a removed one is gone');
+  t.same(c.run({}, { b: 'other', a: 'object' }, limits), ['object', 'other', 'no c'], 'another object, in another key order');
+
+  const inner = compileText('$sum(values) & "/" & $string($count(values))');
+  if (!inner.ok) throw new Error(inner.reason);
+  const outer = compileText('[$inner([1, 2]), $count(items), $inner([3]), $map(items, function($i) { $inner([$i, $i]) })]');
+  if (!outer.ok) throw new Error(outer.reason);
+  const nested = { inner: (values: number[]) => inner.run({ values }, undefined, limits) };
+  const expected = await jsonata('[$inner([1, 2]), $count(items), $inner([3]), $map(items, function($i) { $inner([$i, $i]) })]').evaluate({ items: [5, 6] }, nested);
+  t.same(outer.run({ items: [5, 6] }, nested, limits), expected, 'nested evaluations keep their own scope and budget, as jsonata gives it');
+  t.same(expected, ['3/2', 2, '3/1', '10/2', '12/2']);
+  // the outer budget still counts after a nested evaluation returned
+  const tight = compileText('($inner([1]); $map([1..50], function($x) { $x * 2 }))');
+  if (!tight.ok) throw new Error(tight.reason);
+  t.throws(() => tight.run({}, nested, { maxSteps: 60, maxDepth: 500, timeoutMs: 5000 }), 'the step limit still holds for the outer evaluation');
+  t.same((tight.run({}, nested, limits) as number[]).length, 50);
+});
