@@ -1110,10 +1110,13 @@ class Compiler {
       if (step.cons) {
         body += `resultSequence = fns[${ii}](inputSequence, f);\n`;
       } else {
-        body += `{\nconst seq = emptySequence();\nlet count = 0;\nlet first;\nfor (let k = 0; k < inputSequence.length; k++) {\nlet res = fns[${ii}](inputSequence[k], f);\n`;
+        // (the sequence is made with its first item: a one-item array, where an empty one would grow
+        // to 17 slots at its first push, and most steps give one item)
+        body += `{\nlet seq;\nlet count = 0;\nlet first;\nfor (let k = 0; k < inputSequence.length; k++) {\nlet res = fns[${ii}](inputSequence[k], f);\n`;
         (step.stages ?? []).forEach((_, j) => (body += `res = stages[${ii}][${j}](res, f);\n`));
         body += 'if (res === undefined) continue;\nif (count++ === 0) first = res;\n';
-        body += 'if (!Array.isArray(res) || res.cons) seq.push(res);\nelse for (let j = 0; j < res.length; j++) seq.push(res[j]);\n}\n';
+        body += 'if (!Array.isArray(res) || res.cons) { if (seq === undefined) seq = sequenceOf(res); else seq.push(res); }\n';
+        body += 'else { if (seq === undefined) seq = emptySequence(); for (let j = 0; j < res.length; j++) seq.push(res[j]); }\n}\nif (seq === undefined) seq = emptySequence();\n';
         body += ii === last ? 'resultSequence = count === 1 && Array.isArray(first) && !isSequence(first) ? first : seq;\n}\n' : 'resultSequence = seq;\n}\n';
       }
       if (ii < last) body += 'if (resultSequence === undefined || resultSequence.length === 0) break walk;\ninputSequence = resultSequence;\n';
@@ -1165,14 +1168,15 @@ class Compiler {
       ['pred', 'emptySequence', 'sequenceOf', 'tupleStream', 'isNumeric', 'isArrayOfNumbers', 'fnBoolean'],
       // a boolean or nothing (the usual predicate) decides at once; numbers select by index
       `return (input, f) => {
-        const results = emptySequence();
+        let results = emptySequence();
         if (Array.isArray(input) && input.tupleStream) throw tupleStream();
         if (!Array.isArray(input)) input = sequenceOf(input);
         for (let index = 0; index < input.length; index++) {
           const item = input[index];
           let res = pred(item, f);
           if (res === true) {
-            results.push(item);
+            if (results.length === 0) results = sequenceOf(item);
+            else results.push(item);
             continue;
           }
           if (res === false || res === undefined) continue;
@@ -1296,14 +1300,22 @@ class Compiler {
         const cons = n.consarray === true;
         // Items as concurrent siblings (siblingError); an item that is itself an array constructor is
         // kept whole, any other array value is appended item by item (in place: `result` is fresh).
-        let body = 'return (input, f) => {\nconst result = [];\nlet err = NO_ERROR;\nconst depth = depthNow();\nlet v;\n';
-        items.forEach((item, i) => {
-          body += `try { v = fns[${i}](input, f); } catch (e) { err = siblingError(err, e, depth); v = undefined; }\n`;
-          body += item.nested
-            ? 'if (v !== undefined) result.push(v);\n'
-            : 'if (v !== undefined) { if (Array.isArray(v)) { for (let k = 0; k < v.length; k++) result.push(v[k]); } else result.push(v); }\n';
+        // When every item gives one value that is kept as it is (the usual case), the array is made at
+        // its final size: pushing into an empty one would grow it to 17 slots at the first push.
+        let body = 'return (input, f) => {\nlet err = NO_ERROR;\nconst depth = depthNow();\n';
+        items.forEach((_, i) => {
+          body += `let v${i};\ntry { v${i} = fns[${i}](input, f); } catch (e) { err = siblingError(err, e, depth); v${i} = undefined; }\n`;
         });
-        body += 'if (err !== NO_ERROR) throw err;\n';
+        body += 'if (err !== NO_ERROR) throw err;\nlet result;\n';
+        const whole = items.map((item, i) => (item.nested ? `v${i} !== undefined` : `v${i} !== undefined && !Array.isArray(v${i})`));
+        if (items.length > 0) body += `if (${whole.join(' && ')}) result = [${items.map((_, i) => `v${i}`).join(', ')}];\nelse {\n`;
+        body += 'result = [];\n';
+        items.forEach((item, i) => {
+          body += item.nested
+            ? `if (v${i} !== undefined) result.push(v${i});\n`
+            : `if (v${i} !== undefined) { if (Array.isArray(v${i})) { for (let k = 0; k < v${i}.length; k++) result.push(v${i}[k]); } else result.push(v${i}); }\n`;
+        });
+        if (items.length > 0) body += '}\n';
         if (cons) body += "Object.defineProperty(result, 'cons', { enumerable: false, configurable: false, value: true });\n";
         body += 'return result;\n};';
         return perNode(['fns', 'siblingError', 'NO_ERROR', 'depthNow'], body, items.map((item) => item.fn), siblingError, NO_ERROR, depthNow);
