@@ -41,6 +41,8 @@ export interface Compiled {
   readonly fastPath?: boolean;
   /** Why the compiler declined the expression (it then runs on jsonata), when it did. */
   readonly declined?: string;
+  /** What was compiled: the text with the mapping functions it uses declared in front (bench/compiler-ab.ts compiles it again). */
+  readonly source?: string;
   evaluate(input: unknown, bindings?: Record<string, unknown>): Promise<unknown>;
   /**
    * The same evaluation without a promise when it can be had: the value itself when the fast path
@@ -209,7 +211,7 @@ export function compile(text: string, ref: SourceRef, allFunctions: readonly Fun
   };
 
   if (!fast.ok) {
-    return { name: ref.name, text, fastPath: false, declined: fast.reason, evaluate: viaJsonata };
+    return { name: ref.name, text, source: wrapped, fastPath: false, declined: fast.reason, evaluate: viaJsonata };
   }
   let run: typeof fast.run | undefined = fast.run;
   let declined: string | undefined;
@@ -239,6 +241,7 @@ export function compile(text: string, ref: SourceRef, allFunctions: readonly Fun
   return {
     name: ref.name,
     text,
+    source: wrapped,
     get fastPath() {
       return run !== undefined;
     },

@@ -246,13 +246,13 @@ function timestamp(): Date {
   return (run.timestamp ??= new Date(started()));
 }
 
+/** A name a block binds somewhere, not bound (yet) in this evaluation: looked up further out. */
+const UNBOUND = Symbol('unbound');
+
 /**
  * A scope. Scopes hold a handful of names, so two parallel arrays scanned linearly beat a Map (and
  * cost one allocation less per block and per function call).
  */
-/** A name a block binds somewhere, not bound (yet) in this evaluation: looked up further out. */
-const UNBOUND = Symbol('unbound');
-
 class Frame {
   names: string[];
   values: unknown[];
@@ -1788,7 +1788,6 @@ function orderKeys(entries: { key: string; i: number }[]): { key: string; i: num
 
 const NO_LITERAL = Symbol('no literal');
 
-/** `$name := function(...) {...}` with nothing attached to the bind or the lambda node. */
 /** The names `:=` binds in a block's own scope: not inside a nested block or lambda (scopes of their own). */
 function blockBinds(block: Node): string[] {
   const names: string[] = [];
@@ -1810,6 +1809,7 @@ function blockBinds(block: Node): string[] {
   return names;
 }
 
+/** `$name := function(...) {...}` with nothing attached to the bind or the lambda node. */
 function isPlainLambdaBind(e: Node): boolean {
   const plain = (x: Node) => !x.predicate && !x.group && !x.keepArray && !x.stages && !x.tuple && x.focus === undefined && x.index === undefined && !x.seekingParent && !x.ancestor;
   return e.type === 'bind' && plain(e) && e.lhs?.type === 'variable' && typeof e.lhs.value === 'string' && e.rhs?.type === 'lambda' && !e.rhs.thunk && plain(e.rhs);
@@ -1921,11 +1921,6 @@ function descendants(input: any): any {
   return result;
 }
 
-/**
- * Compiles a jsonata AST into a synchronous closure `(input, bindings, limits) => result`, or declines
- * with the reason. `bindings` may hold values and JavaScript functions (called like jsonata calls
- * them: `this` is the context, arguments unvalidated unless the function carries a `signature`).
- */
 /** The root scope's names when the caller has no bindings. */
 const ROOT_NAMES = ['$'];
 
@@ -1958,6 +1953,11 @@ function bindingNames(bindings: Record<string, unknown>): string[] {
   return names;
 }
 
+/**
+ * Compiles a jsonata AST into a synchronous closure `(input, bindings, limits) => result`, or declines
+ * with the reason. `bindings` may hold values and JavaScript functions (called like jsonata calls
+ * them: `this` is the context, arguments unvalidated unless the function carries a `signature`).
+ */
 export function compileAst(ast: unknown): CompileResult {
   if (!builtinsReady) return { ok: false, reason: 'jsonata built-ins are not reachable (jsonata version changed?)' };
   // A constant (a header such as `"application/json"`): one step, no scope or budget to set up.
