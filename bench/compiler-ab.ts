@@ -10,18 +10,17 @@
 //   node --import tsx bench/compiler-ab.ts [<rev>, default HEAD] [--only <mapping>] [--rounds N]
 // Last line: one JSON object, { base, send, webhook, mappings } with work ÷ base per kind (below 1: faster).
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { parse as parseYaml } from 'yaml';
 import type { Compiled } from '../engine/expression.js';
 import { DEFAULT_LIMITS } from '../engine/expression.js';
 import type { CompileResult } from '../engine/jsonata-compiler.js';
 import { loadMapping, mappingDirs, type Mapping } from '../engine/mapping-loader.js';
 import { toCanonical } from '../engine/pipeline.js';
-import { checkSettings } from '../engine/settings.js';
-import { lowerCaseKeys } from '../engine/send.js';
-import { parseWebhookBody } from '../engine/webhook.js';
+import { requestSlots, sendBindings } from '../engine/send.js';
+import { webhookInput } from '../engine/webhook.js';
+import { fixtures, webhookRequest } from './mapping.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const FILES = ['jsonata-compiler.ts', 'jsonata-signature.ts'];
@@ -35,46 +34,33 @@ interface Job {
   runs: [Run[], Run[]];
 }
 
-// $reject and friends: a fixture that calls them is left out (both builds throw alike).
-const BINDINGS: Record<string, unknown> = {
-  reject() {
-    throw new Error('rejected');
-  },
-};
-
 function slotsOf(m: Mapping, kind: 'send' | 'webhook'): Compiled[] {
   if (kind === 'webhook') return m.webhook ? [m.webhook.events] : [];
-  const r = m.send.request;
-  return [r.url, ...(r.body ? [r.body] : []), ...r.headers.map(([, c]) => c), ...r.query.map(([, c]) => c)];
+  return requestSlots(m.send.request);
 }
 
+/** Each fixture as the engine's expressions see it (planSend's and mapWebhook's input). */
 function inputsOf(dir: string, m: Mapping): { kind: 'send' | 'webhook'; input: unknown }[] {
-  const settingsFile = join(dir, 'fixtures', 'settings.yaml');
-  const base = existsSync(settingsFile) ? (parseYaml(readFileSync(settingsFile, 'utf8')) as Record<string, unknown>) : {};
   const out: { kind: 'send' | 'webhook'; input: unknown }[] = [];
-  for (const c of readdirSync(join(dir, 'fixtures'), { withFileTypes: true }).filter((d) => d.isDirectory())) {
-    const caseDir = join(dir, 'fixtures', c.name);
-    const fixture = parseYaml(readFileSync(join(caseDir, 'fixture.yaml'), 'utf8')) as { kind: string; settings?: Record<string, unknown> };
-    const settings = checkSettings(m.settings, { ...base, ...fixture.settings });
-    const json = join(caseDir, 'input.json');
-    const form = join(caseDir, 'input.txt');
-    if (fixture.kind === 'send' && existsSync(json)) {
-      const canonical = toCanonical(readFileSync(json, 'utf8'));
-      if (canonical.ok && !canonical.message.isValidation) out.push({ kind: 'send', input: { message: canonical.message, settings } });
-    } else if (fixture.kind === 'webhook' && (existsSync(json) || existsSync(form))) {
-      const rawBody = readFileSync(existsSync(json) ? json : form, 'utf8');
-      const headers = lowerCaseKeys({ 'content-type': existsSync(json) ? 'application/json' : 'application/x-www-form-urlencoded' });
-      out.push({ kind: 'webhook', input: { body: parseWebhookBody(rawBody, headers['content-type']), rawBody, headers, query: {}, url: 'http://127.0.0.1/webhook', settings } });
+  for (const fx of fixtures(dir, m)) {
+    if (fx.kind === 'webhook') {
+      out.push({ kind: 'webhook', input: webhookInput(webhookRequest(fx), fx.settings) });
+      continue;
     }
+    const canonical = toCanonical(fx.text);
+    if (canonical.ok && !canonical.message.isValidation) out.push({ kind: 'send', input: { message: canonical.message, settings: fx.settings } });
   }
   return out;
 }
 
 const same = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b);
 
-function outcome(runs: Run[], input: unknown): unknown {
+// as the engine evaluates them: send slots with $reject, webhook events without bindings
+const bindingsFor = (kind: 'send' | 'webhook') => (kind === 'send' ? sendBindings : undefined);
+
+function outcome(runs: Run[], input: unknown, kind: 'send' | 'webhook'): unknown {
   try {
-    return runs.map((r) => r(input, BINDINGS, DEFAULT_LIMITS));
+    return runs.map((r) => r(input, bindingsFor(kind), DEFAULT_LIMITS));
   } catch (e) {
     return { error: (e as { code?: string }).code ?? String(e) };
   }
@@ -82,10 +68,10 @@ function outcome(runs: Run[], input: unknown): unknown {
 
 /** The child: load both builds (`first` before `second`), time them, print work ÷ base per mapping and kind. */
 async function child(first: string, second: string, only: string | undefined, rounds: number): Promise<void> {
-  const load = async (dir: string) => (await import(pathToFileURL(join(dir, 'jsonata-compiler.ts')).href)) as { compileText(text: string): CompileResult };
-  const loaded = { [first]: await load(first) } as Record<string, { compileText(text: string): CompileResult }>;
-  loaded[second] = await load(second);
-  const [base, work] = [first, second].sort((a, b) => (a.endsWith('base') ? -1 : b.endsWith('base') ? 1 : 0)) as [string, string];
+  const loaded = new Map<string, { compileText(text: string): CompileResult }>();
+  for (const dir of [first, second]) loaded.set(dir, (await import(pathToFileURL(join(dir, 'jsonata-compiler.ts')).href)) as { compileText(text: string): CompileResult });
+  const base = first.endsWith('base') ? first : second;
+  const work = base === first ? second : first;
   const jobs: Job[] = [];
   for (const dir of mappingDirs(join(ROOT, 'mappings'))) {
     if (only !== undefined && !dir.endsWith(only)) continue;
@@ -94,22 +80,22 @@ async function child(first: string, second: string, only: string | undefined, ro
     const m = r.mapping;
     const compiled = (kind: 'send' | 'webhook', build: string): Run[] =>
       slotsOf(m, kind).map((c) => {
-        const res = loaded[build]!.compileText(c.source ?? c.text);
+        const res = loaded.get(build)!.compileText(c.source ?? c.text);
         // a slot the compiler declines runs on jsonata in both builds: not what is compared here
         return res.ok ? res.run : () => undefined;
       });
     const runs = { send: [compiled('send', base), compiled('send', work)], webhook: [compiled('webhook', base), compiled('webhook', work)] } as const;
     for (const { kind, input } of inputsOf(dir, m)) {
       const pair = runs[kind] as [Run[], Run[]];
-      const a = outcome(pair[0], input);
+      const a = outcome(pair[0], input, kind);
       if (typeof a === 'object' && a !== null && 'error' in a) continue;
-      if (!same(a, outcome(pair[1], input))) throw new Error(`${m.name}: the two builds give different results on a ${kind} fixture`);
+      if (!same(a, outcome(pair[1], input, kind))) throw new Error(`${m.name}: the two builds give different results on a ${kind} fixture`);
       jobs.push({ mapping: m.name, kind, input, runs: pair });
     }
   }
   const time = (k: 0 | 1, list: Job[], n: number): number => {
     const t0 = performance.now();
-    for (let i = 0; i < n; i++) for (const j of list) for (const r of j.runs[k]) r(j.input, BINDINGS, DEFAULT_LIMITS);
+    for (let i = 0; i < n; i++) for (const j of list) for (const r of j.runs[k]) r(j.input, bindingsFor(j.kind), DEFAULT_LIMITS);
     return performance.now() - t0;
   };
   // warm-up of both over everything, then rounds alternating which build goes first

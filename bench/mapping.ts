@@ -17,7 +17,7 @@ import { parse as parseYaml } from 'yaml';
 import { loadMapping, mappingDirs, type Mapping } from '../engine/mapping-loader.js';
 import { toCanonical } from '../engine/pipeline.js';
 import { planSend } from '../engine/send.js';
-import { mapWebhook } from '../engine/webhook.js';
+import { mapWebhook, type WebhookRequest } from '../engine/webhook.js';
 import { checkSettings } from '../engine/settings.js';
 import type { CanonicalMessage } from '../engine/clevertap/model.js';
 import { metaSend, metaWebhookEvents, type MetaSettings } from './handwritten/meta-cloud.js';
@@ -101,7 +101,7 @@ function load(dir: string, fastPath: boolean): Mapping {
   }
 }
 
-interface Fixture {
+export interface Fixture {
   name: string;
   kind: 'send' | 'webhook';
   text: string;
@@ -109,7 +109,11 @@ interface Fixture {
   settings: Record<string, unknown>;
 }
 
-function fixtures(dir: string, mapping: Mapping): Fixture[] {
+/** A webhook fixture as the BSP's request. */
+export const webhookRequest = (fx: Fixture): WebhookRequest => ({ url: 'http://127.0.0.1/webhook', headers: { 'content-type': fx.contentType }, query: {}, rawBody: fx.text });
+
+/** A mapping's send and webhook golden fixtures: kind, input text, its content type, checked settings. */
+export function fixtures(dir: string, mapping: Mapping): Fixture[] {
   const settingsFile = join(dir, 'fixtures', 'settings.yaml');
   const base = existsSync(settingsFile) ? (parseYaml(readFileSync(settingsFile, 'utf8')) as Record<string, unknown>) : {};
   const out: Fixture[] = [];
@@ -160,7 +164,7 @@ export async function runMappingBench(opts: { quick: boolean; only?: string; cas
             if (isMeta) metaSend(c.message, fx.settings as MetaSettings);
           }
         } else {
-          const req = { url: 'http://127.0.0.1/webhook', headers: { 'content-type': fx.contentType }, query: {}, rawBody: fx.text };
+          const req = webhookRequest(fx);
           await mapWebhook(fast, req, fx.settings);
           if (isMeta && fx.contentType === 'application/json') metaWebhookEvents(JSON.parse(fx.text), fx.settings);
         }
@@ -185,7 +189,7 @@ export async function runMappingBench(opts: { quick: boolean; only?: string; cas
           hand.send.push(c!);
         }
       } else {
-        const req = { url: 'http://127.0.0.1/webhook', headers: { 'content-type': fx.contentType }, query: {}, rawBody: fx.text };
+        const req = webhookRequest(fx);
         const variants: Variant[] = [() => mapWebhook(fast, req, fx.settings), () => mapWebhook(slow, req, fx.settings)];
         if (isMeta && fx.contentType === 'application/json') variants.push(() => metaWebhookEvents(JSON.parse(fx.text), fx.settings));
         const [a, b, c] = await interleaved(variants, rounds, roundMs);

@@ -183,7 +183,7 @@ export interface ProfileEntry {
   fn: string;
   where: string;
   /** ms of self time, or KB allocated in a heap profile. */
-  selfMs: number;
+  self: number;
   pct: number;
 }
 
@@ -984,7 +984,7 @@ function heaviest(by: Map<string, { fn: string; where: string; w: number }>, tot
   return [...by.values()]
     .sort((a, b) => b.w - a.w)
     .slice(0, n)
-    .map((e) => ({ fn: e.fn, where: e.where, selfMs: Math.round(e.w / unit), pct: r2((e.w / Math.max(1, total)) * 100) }));
+    .map((e) => ({ fn: e.fn, where: e.where, self: Math.round(e.w / unit), pct: r2((e.w / Math.max(1, total)) * 100) }));
 }
 
 /** Weight per module: engine file, npm package, node: module, native or GC. */
@@ -1067,9 +1067,9 @@ if (direct) {
       console.log(formatRow(p.row));
       if (p.kbPerAnswer !== undefined) console.log(`allocated per answer: ${p.kbPerAnswer} KB`);
       console.log(`profile: ${p.file}\n| ${unit} | ${share} | function | where |\n| ---: | ---: | --- | --- |`);
-      for (const e of p.top) console.log(`| ${e.selfMs} | ${e.pct} | ${e.fn} | ${e.where} |`);
+      for (const e of p.top) console.log(`| ${e.self} | ${e.pct} | ${e.fn} | ${e.where} |`);
       console.log(`\n| ${unit} | ${share} | module |\n| ---: | ---: | --- |`);
-      for (const e of p.modules) console.log(`| ${e.selfMs} | ${e.pct} | ${e.fn} |`);
+      for (const e of p.modules) console.log(`| ${e.self} | ${e.pct} | ${e.fn} |`);
       console.log(JSON.stringify({ profile: p.file, run: p.row, kbPerAnswer: p.kbPerAnswer, top: p.top, modules: p.modules }));
     } else if (val('--only')) {
       const rows = await runSelected({ only: val('--only')!.split(','), quick, storeDir, keep, nodeArgs: val('--node-args')?.split(' ').filter(Boolean) });

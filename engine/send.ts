@@ -42,7 +42,8 @@ export function failure(code: AnswerCode, message: string): Answer {
   return { status: 'failure', error: { code, message } };
 }
 
-const bindings = {
+/** What every send slot is evaluated with: `$reject(code, message)`. */
+export const sendBindings = {
   reject(code: unknown, message: unknown): never {
     // A refusal is an answer, not a fault: its stack trace would never be read, and capturing one
     // costs more than the rest of the refusal.
@@ -124,11 +125,15 @@ interface Layout {
 }
 const layouts = new WeakMap<CompiledRequest, Layout>();
 
+/** A request declaration's expressions in the order they are evaluated: URL, body, headers, query. */
+export function requestSlots(req: CompiledRequest): Compiled[] {
+  return [req.url, ...(req.body ? [req.body] : []), ...req.headers.map(([, c]) => c), ...req.query.map(([, c]) => c)];
+}
+
 function layoutOf(req: CompiledRequest): Layout {
   let l = layouts.get(req);
   if (!l) {
-    const slots = [req.url, ...(req.body ? [req.body] : []), ...req.headers.map(([, c]) => c), ...req.query.map(([, c]) => c)];
-    layouts.set(req, (l = { slots, isContentType: req.headers.map(([name]) => name.toLowerCase() === 'content-type'), headerParts: req.headers.map(([name]) => `.headers.${name}`) }));
+    layouts.set(req, (l = { slots: requestSlots(req), isContentType: req.headers.map(([name]) => name.toLowerCase() === 'content-type'), headerParts: req.headers.map(([name]) => `.headers.${name}`) }));
   }
   return l;
 }
@@ -151,7 +156,7 @@ export function buildRequestNow(req: CompiledRequest, input: unknown, slot: stri
   let i = 0;
   try {
     for (; i < slots.length; i++) {
-      const v = evaluateNow(slots[i]!, input, bindings);
+      const v = evaluateNow(slots[i]!, input, sendBindings);
       if (isPromise(v)) pending = true;
       values[i] = v;
     }
@@ -233,7 +238,7 @@ export async function planSend(mapping: Mapping, message: CanonicalMessage, sett
   const input = token === undefined ? { message, settings } : { message, settings, token };
   try {
     if (mapping.send.reject) {
-      let refused = evaluateNow(mapping.send.reject, input, bindings);
+      let refused = evaluateNow(mapping.send.reject, input, sendBindings);
       if (isPromise(refused)) refused = await refused;
       if (refused !== undefined && refused !== null && refused !== false) {
         return { kind: 'answer', answer: toFailure(refused, 'send.reject') };
@@ -268,18 +273,18 @@ export async function mapResponse(mapping: Mapping, message: CanonicalMessage, s
   const r = mapping.send.response;
   try {
     // (evaluated without a promise when the fast path finishes: this runs for every message)
-    let ok = evaluateNow(r.success, input, bindings);
+    let ok = evaluateNow(r.success, input, sendBindings);
     if (isPromise(ok)) ok = await ok;
     if (ok) {
       let id: unknown;
       if (r.providerMessageId) {
-        id = evaluateNow(r.providerMessageId, input, bindings);
+        id = evaluateNow(r.providerMessageId, input, sendBindings);
         if (isPromise(id)) id = await id;
       }
       const providerMessageId = asString(id, 'send.response.providerMessageId');
       return providerMessageId === undefined ? { answer: SUCCESS } : { answer: SUCCESS, providerMessageId };
     }
-    return { answer: toFailure(await r.error.evaluate(input, bindings), 'send.response.error') };
+    return { answer: toFailure(await r.error.evaluate(input, sendBindings), 'send.response.error') };
   } catch (e) {
     if (e instanceof Rejection) return { answer: rejectionAnswer(e, 'send.response') };
     throw e;
@@ -291,7 +296,7 @@ export async function mapTransportError(mapping: Mapping, message: CanonicalMess
   const what = { timeout: 'did not answer in time', connect: 'could not be connected to', network: 'connection failed' }[error.kind];
   const fallback = failure(2004, `BSP ${what}: ${error.message}`);
   if (!mapping.send.transportError) return fallback;
-  const v = await mapping.send.transportError.evaluate({ message, settings, error }, bindings);
+  const v = await mapping.send.transportError.evaluate({ message, settings, error }, sendBindings);
   return v === undefined || v === null ? fallback : toFailure(v, 'send.transportError');
 }
 

@@ -13,6 +13,9 @@ import { Worker } from 'node:worker_threads';
 import type { SqliteStoreOptions } from './store-sqlite.js';
 import type { Store } from './store.js';
 
+/** An error as it crosses between the threads: its name, message and code. */
+export type PlainError = { name: string; message: string; code?: string };
+
 /** [call id, Store method, arguments] */
 export type ThreadCall = [number, string, unknown[]];
 /** [call id, 0, value] or [call id, 1, the error's name, message and code] */
@@ -28,9 +31,6 @@ function startWorker(path: string, options: ThreadStoreOptions): Worker {
   const boot = `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then((m) => { m.register(); return import(${JSON.stringify(entry.href)}); })`;
   return new Worker(boot, { eval: true, workerData });
 }
-
-/** An error as it crosses between the threads: its name, message and code. */
-export type PlainError = { name: string; message: string; code?: string };
 
 export function plainError(e: unknown): PlainError {
   const err = e as { name?: unknown; message?: unknown; code?: unknown };

@@ -50,7 +50,8 @@ export function parseWebhookBody(rawBody: string, contentType: string | undefine
   }
 }
 
-function inputFor(req: WebhookRequest, settings: Record<string, unknown>) {
+/** What a webhook's expressions are evaluated on: the parsed body, the raw body, headers (lower-cased), query, URL, settings. */
+export function webhookInput(req: WebhookRequest, settings: Record<string, unknown>) {
   const headers = lowerCaseKeys(req.headers);
   return { body: parseWebhookBody(req.rawBody, headers['content-type']), rawBody: req.rawBody, headers, query: req.query, url: req.url, settings };
 }
@@ -83,7 +84,7 @@ export async function verifySignature(mapping: Mapping, req: WebhookRequest, set
   }
   const secret = settings[sig.secret];
   if (typeof secret !== 'string' || secret === '') return { ok: false, reason: `setting ${sig.secret} (the signing secret) is empty` };
-  const payload = sig.payload ? String(await sig.payload.evaluate(inputFor(req, settings))) : req.rawBody;
+  const payload = sig.payload ? String(await sig.payload.evaluate(webhookInput(req, settings))) : req.rawBody;
   if (sig.algorithm === 'jwt-hs256') return verifyJwt(given.trim(), secret, payload, sig.header);
   const expected = createHmac(sig.algorithm === 'hmac-sha1' ? 'sha1' : 'sha256', secret).update(payload, 'utf8').digest();
   const actual = Buffer.from(given.trim(), sig.encoding ?? 'hex');
@@ -173,7 +174,7 @@ function isPlainData(v: unknown, depth: number): boolean {
 /** BSP webhook → events, checked against schemas/events.schema.json. */
 export async function mapWebhook(mapping: Mapping, req: WebhookRequest, settings: Record<string, unknown>): Promise<WebhookEvent[]> {
   if (!mapping.webhook) throw new WabError('WAB_MAPPING_SCHEMA', `${mapping.name} declares no webhook`, mapping.file);
-  let out = evaluateNow(mapping.webhook.events, inputFor(req, settings));
+  let out = evaluateNow(mapping.webhook.events, webhookInput(req, settings));
   if (isPromise(out)) out = await out;
   // JSONata yields a bare value for a one-item sequence and undefined for an empty one; a sequence
   // itself becomes a fresh plain array (slice() keeps the items, not the flags).

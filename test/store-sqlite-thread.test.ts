@@ -6,18 +6,18 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { pathToFileURL } from 'node:url';
 import type { Worker } from 'node:worker_threads';
 import { openSqliteStore } from '../engine/store-sqlite.js';
 import { openSqliteStoreThread } from '../engine/store-sqlite-thread.js';
 import { storeContract } from './store-contract.js';
 import { killAfter } from './support/kill-after.js';
+import { ROOT } from './support/stack.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'wab-store-thread-'));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
 let seq = 0;
 const T0 = 1_700_000_000_000;
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
 storeContract(t, 'sqlite thread', async () => openSqliteStoreThread(join(dir, `contract-${seq++}.db`)));
 
