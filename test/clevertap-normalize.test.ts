@@ -267,6 +267,11 @@ t.test('languageCode normalization', async (t) => {
     ['en_GB', 'en_GB'], ['pt-br', 'pt_BR'], ['pt_BR', 'pt_BR'], [' es-419 ', 'es_419'], ['zh-hant-tw', 'zh_Hant_TW'],
   ];
   for (const [raw, want] of table) t.equal(normalizeLanguage(raw), want, raw);
+  // worked out once per code: the same answers the second time, and after more codes than are kept
+  for (const [raw, want] of table) t.equal(normalizeLanguage(raw), want, `${raw} again`);
+  for (let i = 0; i < 600; i++) normalizeLanguage(`x${i}-y${i}`);
+  t.equal(normalizeLanguage('x599-y599'), 'x599_Y599');
+  for (const [raw, want] of table) t.equal(normalizeLanguage(raw), want, `${raw} after 600 other codes`);
   const m = ok(template([], { template: { namespace: 'x', languageCode: 'en(UK)' } }));
   t.same([m.template?.languageCode, m.template?.language], ['en(UK)', 'en_GB']);
 });

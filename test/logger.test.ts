@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { createLogger, logDestination, maskPhone, redactLog } from '../engine/logger.js';
+import { createLogger, hotLine, logDestination, maskPhone, redactLog, type ByteDestination } from '../engine/logger.js';
 
 function capture() {
   // eslint-disable-next-line @typescript-eslint/no-explicit-any -- parsed log lines, read field by field
@@ -101,4 +101,41 @@ t.test('the default destination writes whole UTF-8 lines, in order, and what is 
   const written = readFileSync(exiting, 'utf8').trimEnd().split('\n');
   t.equal(written.length, 5000, 'all 5000 lines reached the file');
   t.equal((JSON.parse(written.at(-1)!) as { i: number }).i, 4999);
+});
+
+t.test('a hot line is the line pino writes for the same fields: escaping, unicode, numbers, masking, censoring, child bindings', async (t) => {
+  const strings: string[] = [];
+  const bytes: string[] = [];
+  const dest: ByteDestination = { write: (l: string) => void strings.push(l), writeBytes: (b: Buffer) => void bytes.push(b.toString('utf8')) };
+  const log = createLogger('info', dest).child({ tenant: 'acme "q"', mapping: 'meta-cloud' });
+  const keys = ['msgId', 'to', 'token', 'n', 'text'];
+  const line = hotLine(keys, 'message');
+  const cases: (string | number | undefined)[][] = [
+    ['bench|1|2|3', '919999999999', 'secret', 201, 'plain'],
+    ['q"uote\\back', '+91 98765 43210', undefined, -0.5, 'tab\tnew\nline\u0001 end'],
+    ['héllo ✓ 😀', undefined, 's', Number.NaN, 'lone \ud800 high, lone \udc00 low'],
+    [undefined, '12', undefined, Number.POSITIVE_INFINITY, undefined],
+    ['€'.repeat(10_000), '1'.repeat(20), 'x', 1e21, 'x'.repeat(5000)],
+    ['', '', '', 0, ''],
+  ];
+  for (const values of cases) {
+    const fields: Record<string, unknown> = {};
+    keys.forEach((k, i) => (fields[k] = values[i]));
+    log.info(fields, 'message');
+    line(log, values);
+  }
+  t.equal(bytes.length, cases.length, 'each hot line written as bytes');
+  // (compared as they reach the file: pino's line encoded, a lone surrogate turned into U+FFFD)
+  const untimed = (l: string) => Buffer.from(l, 'utf8').toString('utf8').replace(/"time":\d+/, '"time":0');
+  for (const [i, expected] of strings.entries()) t.equal(untimed(bytes[i]!), untimed(expected), `case ${i}: the same bytes as pino`);
+  t.equal(JSON.parse(bytes[0]!).token, '[redacted]');
+  t.equal(JSON.parse(bytes[0]!).to, '9199******99');
+
+  // below its level nothing is written; a destination without writeBytes gets pino's own line
+  hotLine(keys, 'message')(createLogger('warn', dest), cases[0]!);
+  t.equal(bytes.length, cases.length, 'nothing at warn');
+  const { lines, stream } = capture();
+  line(createLogger('info', stream), cases[1]!);
+  t.equal(lines[0]!.msgId, 'q"uote\\back');
+  t.equal(lines[0]!.to, '9198******10');
 });

@@ -187,8 +187,21 @@ export function parseMsgId(s: string): MsgIdParts {
   return parts;
 }
 
+// A sender uses a handful of language codes: each is worked out once (the split and case changes
+// were a twentieth of the bytes a message costs). Bounded, as the codes come from the payload.
+const languages = new Map<string, string>();
+
 /** "en" -> "en", "en-us" -> "en_US", "en(UK)" -> "en_GB", "zh-hant-tw" -> "zh_Hant_TW". */
 export function normalizeLanguage(code: string): string {
+  let out = languages.get(code);
+  if (out === undefined) {
+    if (languages.size >= 256) languages.clear();
+    languages.set(code, (out = languageOf(code)));
+  }
+  return out;
+}
+
+function languageOf(code: string): string {
   const parts = code.trim().split(LANG_SPLIT_RE).filter((p) => p !== '');
   const [lang, ...rest] = parts;
   if (lang === undefined) return '';
