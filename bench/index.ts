@@ -1,12 +1,14 @@
 // `npm run bench`: every benchmark, in the order that keeps them from disturbing each other, and one
 // JSON object of every figure as the last line (see BENCHMARKS.md for what each one means).
 //   1. mapping micro-bench (bench/mapping.ts): wabridge's fast path vs jsonata vs hand-written Meta;
-//   2. the official JSONata suite against the compiler: the fraction compiled and identical;
-//   3. service and webhook bench (bench/service.ts): autocannon in its own process against wabridge,
+//   2. the send flow in-process (bench/send-flow.ts): µs and KB allocated per message, no network;
+//   3. the official JSONata suite against the compiler: the fraction compiled and identical;
+//   4. service and webhook bench (bench/service.ts): autocannon in its own process against wabridge,
 //      a bare Fastify pass-through and wabridge on plain jsonata, each in its own process.
 //   npm run bench [-- --quick] [-- --soak [--soak-seconds N]] [-- --skip-service]
 // --quick keeps the whole run under two minutes; --soak adds the 5-minute memory soak at -c 500.
 import { runMappingBench } from './mapping.js';
+import { runSendFlowBench } from './send-flow.js';
 import { runServiceBench } from './service.js';
 import { runJsonataSuite, suiteDir } from '../test/support/jsonata-suite.js';
 
@@ -19,6 +21,9 @@ const started = performance.now();
 
 log(`== mapping micro-bench (${quick ? 'quick' : 'full'}) ==`);
 const mapping = await runMappingBench({ quick, log });
+
+log('== send flow, in-process ==');
+const sendFlow = await runSendFlowBench({ quick, log });
 
 log('== JSONata test suite on the compiler ==');
 let jsonataSuiteCompiled: number | null = null;
@@ -52,6 +57,7 @@ const summary = {
   c1500_vs_passthrough: c1500_vs_passthrough ?? null,
   jsonata_suite_compiled: jsonataSuiteCompiled,
   ...mappingRest,
+  ...sendFlow,
   ...serviceRest,
   runs,
   bench_wall_s: Math.round((performance.now() - started) / 100) / 10,

@@ -102,6 +102,10 @@ export interface RunRow {
   otherCpuPct: number;
   /** CPU of the target's process, the simulator and the load generator during the run (100 = one core). */
   cpuPct: number;
+  /** The target's main thread alone (its event loop, GC pauses included), % of one core: below 100 while the process's cpuPct is near it, the other threads (the collector's helpers, the store's, the thread pool) hold the rest. */
+  loopCpuPct: number;
+  /** The whole machine's busy CPU, % of one core (the cores × 100 is all of it): near that, every process waits for a core and throughput is the machine's. */
+  machineCpuPct: number;
   /** The target's CPU time per answer, ms: unlike req/s, hardly moved by other load on the machine. */
   cpuMsPerReq: number;
   simCpuPct: number;
@@ -345,10 +349,11 @@ function rssKb(pid: number): number {
   }
 }
 
-function cpuTicks(pid: number): number {
+/** CPU time of a process, or of one of its threads (`tid`; the main thread's is the pid), in ticks. */
+function cpuTicks(pid: number, tid?: number): number {
   try {
     // Fields after the ")" of the command name: utime and stime are the 12th and 13th.
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const stat = readFileSync(tid === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${tid}/stat`, 'utf8');
     const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     return Number(f[11]) + Number(f[12]);
   } catch {
@@ -379,12 +384,13 @@ function hardNofile(): number {
   }
 }
 
-/** Peak RSS of `pid` and CPU % of each pid in `cpuPids` between start and stop. */
+/** Peak RSS of `pid`, CPU % of each pid in `cpuPids` and of `pid`'s main thread (its event loop) between start and stop. */
 function sampler(pid: number, cpuPids: number[], everyMs = 200) {
   let peak = rssKb(pid);
   const series: number[] = [];
   let t0 = performance.now();
-  let c0 = cpuPids.map(cpuTicks);
+  let c0 = cpuPids.map((p) => cpuTicks(p));
+  let l0 = cpuTicks(pid, pid);
   let m0 = machineTicks();
   const timer = setInterval(() => {
     const r = rssKb(pid);
@@ -398,7 +404,8 @@ function sampler(pid: number, cpuPids: number[], everyMs = 200) {
       peak = rssKb(pid);
       series.length = 0;
       t0 = performance.now();
-      c0 = cpuPids.map(cpuTicks);
+      c0 = cpuPids.map((p) => cpuTicks(p));
+      l0 = cpuTicks(pid, pid);
       m0 = machineTicks();
     },
     stop() {
@@ -410,6 +417,7 @@ function sampler(pid: number, cpuPids: number[], everyMs = 200) {
       return {
         peakMb: mb(peak),
         cpuPct: cpuPids.map((p, i) => Math.round(((cpuTicks(p) - c0[i]!) / TICKS_PER_S / s) * 1000) / 10),
+        loopPct: Math.round(((cpuTicks(pid, pid) - l0) / TICKS_PER_S / s) * 1000) / 10,
         /** The whole machine, % of one core. */
         machinePct: Math.round(((m.busy - m0.busy) / TICKS_PER_S / s) * 100),
       };
@@ -573,7 +581,7 @@ async function measure(stack: Stack, target: Target, connections: number, bspDel
   } finally {
     clearTimeout(warm);
   }
-  const { peakMb, cpuPct, machinePct } = s.stop();
+  const { peakMb, cpuPct, loopPct, machinePct } = s.stop();
   const loop = await child.call('loop');
   // Let the connections of this run close (and late BSP calls end) before the next run.
   await sleep(200);
@@ -601,6 +609,8 @@ async function measure(stack: Stack, target: Target, connections: number, bspDel
     firstErrors: r.firstErrors,
     rssMb: peakMb,
     cpuPct: cpuPct[0]!,
+    loopCpuPct: loopPct,
+    machineCpuPct: machinePct,
     cpuMsPerReq: r.answers > 0 ? r3((cpuPct[0]! * 10 * r.durationS) / r.answers) : 0,
     simCpuPct: cpuPct[1]!,
     loadCpuPct: cpuPct[2]!,
@@ -1019,7 +1029,7 @@ function byFunction(p: Weighted, unit: number, n: number): ProfileEntry[] {
 const pad = (s: string | number, n: number) => String(s).padStart(n);
 
 export function formatRow(r: RunRow): string {
-  return `${r.target.padEnd(17)} c${pad(r.connections, 4)} bsp ${pad(r.bspDelayMs, 3)} ms: ${pad(r.rps, 6)} req/s  p50 ${pad(r.p50, 6)}  p99 ${pad(r.p99, 6)}  max ${pad(r.max, 6)} ms  errors ${pad(r.errors, 5)}  late ${pad(r.late, 5)}  failed ${pad(r.failed, 5)}  1st ${pad(r.firstMax, 6)} ms/${r.firstErrors}  rss ${pad(r.rssMb, 6)} MB  cpu ${pad(r.cpuPct, 3)}% = ${r.cpuMsPerReq} ms/req (sim ${pad(r.simCpuPct, 3)}%, load ${pad(r.loadCpuPct, 3)}%, other ${pad(r.otherCpuPct, 3)}%)  gc ${r.gcMsPerReq} ms/req (scavenge ${r.scavengeMsPerReq})  loop p99/max ${r.loopP99Ms}/${r.loopMaxMs} ms${r.lateBspSuccess !== undefined ? `  late BSP ${r.lateBspSuccess}` : ''}`;
+  return `${r.target.padEnd(17)} c${pad(r.connections, 4)} bsp ${pad(r.bspDelayMs, 3)} ms: ${pad(r.rps, 6)} req/s  p50 ${pad(r.p50, 6)}  p99 ${pad(r.p99, 6)}  max ${pad(r.max, 6)} ms  errors ${pad(r.errors, 5)}  late ${pad(r.late, 5)}  failed ${pad(r.failed, 5)}  1st ${pad(r.firstMax, 6)} ms/${r.firstErrors}  rss ${pad(r.rssMb, 6)} MB  cpu ${pad(r.cpuPct, 3)}% (loop ${pad(r.loopCpuPct, 3)}%) = ${r.cpuMsPerReq} ms/req (sim ${pad(r.simCpuPct, 3)}%, load ${pad(r.loadCpuPct, 3)}%, other ${pad(r.otherCpuPct, 3)}%; machine ${r.machineCpuPct}/${cpus().length * 100}%)  gc ${r.gcMsPerReq} ms/req (scavenge ${r.scavengeMsPerReq})  loop p99/max ${r.loopP99Ms}/${r.loopMaxMs} ms${r.lateBspSuccess !== undefined ? `  late BSP ${r.lateBspSuccess}` : ''}`;
 }
 
 export function formatTable(f: ServiceFigures): string {
