@@ -81,10 +81,10 @@ async function run(one: (i: number) => Promise<unknown>, n: number): Promise<voi
   }
 }
 
-export async function runSendFlowBench(opts: { quick: boolean; top?: boolean; log?: (line: string) => void }): Promise<SendFlowFigures> {
+export async function runSendFlowBench(opts: { quick: boolean; top?: boolean; log?: (line: string) => void; messages?: number }): Promise<SendFlowFigures> {
   const log = opts.log ?? ((l: string) => console.log(l));
   const { one } = setUp();
-  const n = opts.quick ? 20_000 : 100_000;
+  const n = opts.messages ?? (opts.quick ? 20_000 : 100_000);
   await run(one, n / 2);
   const t0 = performance.now();
   await run(one, n);
