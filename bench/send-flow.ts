@@ -21,20 +21,14 @@ import type { TenantConfig } from '../engine/config.js';
 import type { BspClient } from '../engine/bsp-client.js';
 import type { Store } from '../engine/store.js';
 import type { BspResponse } from '../engine/send.js';
-
 import { ROOT, SETTINGS } from '../test/support/stack.js';
+import { byFunction, heapWeighted } from './profile.js';
 
 export interface SendFlowFigures {
   /** µs per message through handleSend, BSP and store answering at once. */
   send_flow_us: number;
   /** KB allocated per message (collected objects included). */
   send_flow_kb: number;
-}
-
-interface Sample {
-  fn: string;
-  where: string;
-  bytes: number;
 }
 
 /** The send flow on the Meta mapping and CleverTap's template sample, every message a new msgId. */
@@ -96,25 +90,11 @@ export async function runSendFlowBench(opts: { quick: boolean; top?: boolean; lo
   await run(one, n);
   const { profile } = await session.post('HeapProfiler.stopSampling');
   session.disconnect();
-  const byFn = new Map<string, Sample>();
-  let total = 0;
-  const walk = (node: typeof profile.head) => {
-    if (node.selfSize > 0) {
-      const where = node.callFrame.url ? `${node.callFrame.url.replace(/^.*?\/(node_modules|engine|bench)\//, '$1/')}:${node.callFrame.lineNumber + 1}` : '';
-      const key = `${node.callFrame.functionName}@${where}`;
-      const s = byFn.get(key) ?? { fn: node.callFrame.functionName || '(anonymous)', where, bytes: 0 };
-      s.bytes += node.selfSize;
-      byFn.set(key, s);
-      total += node.selfSize;
-    }
-    for (const c of node.children) walk(c);
-  };
-  walk(profile.head);
-  const kb = total / 1024 / n;
+  const w = heapWeighted(profile.head);
+  const kb = w.total / 1024 / n;
   log(`send flow (Meta template, BSP and store answering at once): ${us.toFixed(2)} µs and ${kb.toFixed(2)} KB allocated per message`);
-  if (opts.top) {
-    for (const s of [...byFn.values()].sort((a, b) => b.bytes - a.bytes).slice(0, 25)) log(`  ${String(Math.round(s.bytes / n)).padStart(6)} B  ${s.fn}  ${s.where}`);
-  }
+  // (weights divided by the message count: bytes per message)
+  if (opts.top) for (const e of byFunction(w, n, 25)) log(`  ${String(e.self).padStart(6)} B  ${e.fn}  ${e.where}`);
   return { send_flow_us: Math.round(us * 100) / 100, send_flow_kb: Math.round(kb * 100) / 100 };
 }
 

@@ -118,6 +118,33 @@ const censor = () => CENSOR;
 // One buffer the lines are put together in; each line leaves in a Buffer of its own size.
 let scratch = Buffer.allocUnsafe(4096);
 
+/** Makes room for `bytes` more at `at`, keeping what is written before it. */
+function room(at: number, bytes: number): void {
+  if (at + bytes <= scratch.length) return;
+  const bigger = Buffer.allocUnsafe(Math.max(scratch.length * 2, at + bytes));
+  scratch.copy(bigger, 0, 0, at);
+  scratch = bigger;
+}
+
+/** Writes `s` as UTF-8 at `at` (at most 3 bytes a UTF-16 unit); returns where it ends. */
+function put(s: string, at: number): number {
+  room(at, s.length * 3);
+  return at + scratch.write(s, at, 'utf8');
+}
+
+/** A string value quoted as pino quotes it. */
+function putString(v: string, at: number): number {
+  if (v.length > 100 || hasControl(v)) return put(JSON.stringify(v), at);
+  at = put('"', at);
+  at = put(v.replace(QUOTE_OR_BACKSLASH, '\\$&'), at);
+  return put('"', at);
+}
+
+function copy(b: Buffer, at: number): number {
+  room(at, b.length);
+  return at + b.copy(scratch, at);
+}
+
 /**
  * A writer for a line logged at info for every message, with fixed keys and flat values (strings,
  * numbers, undefined to leave the key out): the bytes pino writes for `log.info({ ...fields }, msg)`,
@@ -131,18 +158,6 @@ export function hotLine(keys: readonly string[], msg: string): (log: Logger, val
   const heads = keys.map((k) => Buffer.from(`,${JSON.stringify(k)}:`, 'utf8'));
   const serializers = keys.map((k) => (SECRET_KEYS.includes(k) ? censor : SERIALIZERS[k]));
   const tail = Buffer.from(`,"msg":${JSON.stringify(msg)}}\n`, 'utf8');
-  const put = (s: string, at: number): number => {
-    if (at + s.length * 3 + 8 > scratch.length) {
-      const bigger = Buffer.allocUnsafe(Math.max(scratch.length * 2, at + s.length * 3 + 8));
-      scratch.copy(bigger, 0, 0, at);
-      scratch = bigger;
-    }
-    return at + scratch.write(s, at, 'utf8');
-  };
-  const copy = (b: Buffer, at: number): number => {
-    if (at + b.length > scratch.length) return put(b.toString('utf8'), at);
-    return at + b.copy(scratch, at);
-  };
   return (log, values) => {
     if (!log.isLevelEnabled('info')) return;
     const internals = log as PinoInternals;
@@ -164,12 +179,7 @@ export function hotLine(keys: readonly string[], msg: string): (log: Logger, val
       if (v === undefined) continue;
       at = copy(heads[i]!, at);
       if (typeof v === 'number') at = put(Number.isFinite(v) ? String(v) : 'null', at);
-      else if (v.length > 100 || hasControl(v)) at = put(JSON.stringify(v), at);
-      else {
-        at = put('"', at);
-        at = put(v.includes('"') || v.includes('\\') ? v.replace(QUOTE_OR_BACKSLASH, '\\$&') : v, at);
-        at = put('"', at);
-      }
+      else at = putString(v, at);
     }
     at = copy(tail, at);
     const line = Buffer.allocUnsafe(at);
