@@ -132,17 +132,62 @@ function put(s: string, at: number): number {
   return at + scratch.write(s, at, 'utf8');
 }
 
+/**
+ * Writes `s` at `at` byte by byte when it is printable ASCII with nothing to escape (ids, codes, masked
+ * numbers: nearly every value), as pino would quote it when `quoted`; returns where it ends, or -1
+ * (nothing usable written) for anything else. A JavaScript loop over a few dozen bytes costs less than
+ * the call into Buffer#write it replaces, and a line is a dozen such pieces.
+ */
+function putAscii(s: string, at: number, quoted: boolean): number {
+  const n = s.length;
+  room(at, n + 2);
+  const b = scratch;
+  let i = at;
+  if (quoted) b[i++] = 34;
+  for (let k = 0; k < n; k++) {
+    const c = s.charCodeAt(k);
+    if (c < 32 || c > 126 || (quoted && (c === 34 || c === 92))) return -1;
+    b[i++] = c;
+  }
+  if (quoted) b[i++] = 34;
+  return i;
+}
+
 /** A string value quoted as pino quotes it. */
 function putString(v: string, at: number): number {
+  if (v.length <= 100) {
+    const end = putAscii(v, at, true);
+    if (end >= 0) return end;
+  }
   if (v.length > 100 || hasControl(v)) return put(JSON.stringify(v), at);
   at = put('"', at);
   at = put(v.replace(QUOTE_OR_BACKSLASH, '\\$&'), at);
   return put('"', at);
 }
 
+/** Text pino made (level, time, bindings: JSON already), ASCII byte by byte, anything else encoded. */
+function putRaw(s: string, at: number): number {
+  const end = putAscii(s, at, false);
+  return end >= 0 ? end : put(s, at);
+}
+
+/** A finite number as String(v) gives it; small non-negative integers (the usual) digit by digit. */
+function putNumber(v: number, at: number): number {
+  if (!(Number.isInteger(v) && v >= 0 && v < 1e15)) return put(Number.isFinite(v) ? String(v) : 'null', at);
+  room(at, 16);
+  let digits = 1;
+  for (let x = v; x >= 10; x = Math.floor(x / 10)) digits++;
+  let i = at + digits;
+  for (let x = v; i > at; x = Math.floor(x / 10)) scratch[--i] = 48 + (x % 10);
+  return at + digits;
+}
+
 function copy(b: Buffer, at: number): number {
-  room(at, b.length);
-  return at + b.copy(scratch, at);
+  const n = b.length;
+  room(at, n);
+  const out = scratch;
+  for (let k = 0; k < n; k++) out[at + k] = b[k]!;
+  return at + n;
 }
 
 /**
@@ -168,9 +213,9 @@ export function hotLine(keys: readonly string[], msg: string): (log: Logger, val
       log.info(fields, msg);
       return;
     }
-    let at = put((internals[lsCacheSym] as Record<number, string>)[INFO]!, 0);
-    at = put((internals[timeSym] as () => string)(), at);
-    at = put(internals[chindingsSym] as string, at);
+    let at = putRaw((internals[lsCacheSym] as Record<number, string>)[INFO]!, 0);
+    at = putRaw((internals[timeSym] as () => string)(), at);
+    at = putRaw(internals[chindingsSym] as string, at);
     for (let i = 0; i < keys.length; i++) {
       let v = values[i];
       const serialize = serializers[i];
@@ -178,7 +223,7 @@ export function hotLine(keys: readonly string[], msg: string): (log: Logger, val
       if (serialize !== undefined && (v !== undefined || serialize === censor)) v = serialize(v as string);
       if (v === undefined) continue;
       at = copy(heads[i]!, at);
-      if (typeof v === 'number') at = put(Number.isFinite(v) ? String(v) : 'null', at);
+      if (typeof v === 'number') at = putNumber(v, at);
       else at = putString(v, at);
     }
     at = copy(tail, at);
