@@ -103,6 +103,20 @@ t.test('the messaging endpoint', async (t) => {
   t.test('bad requests get clear 4xx JSON errors', async (t) => {
     t.match(await s.send(example('template-body-footer.json'), { auth: 'demo:wrong' }), { status: 401, body: { message: 'Invalid credentials' } });
     t.match(await s.send(example('template-body-footer.json'), { auth: null }), { status: 401 });
+    // Basic: the scheme in any case, the base64 without its padding or with spaces around it
+    const b64 = Buffer.from('demo:s3cret').toString('base64');
+    for (const authorization of [`basic ${b64}`, `BASIC ${b64}`, `Basic ${b64.replace(/=+$/, '')}`, `Basic   ${b64}`]) {
+      t.match(await s.send(withMsgId('template-body-footer.json', `e2e|basic|${authorization.length}|${authorization.charCodeAt(1)}`), { headers: { authorization } }), { status: 200, body: { status: 'success' } }, authorization);
+    }
+    for (const authorization of [`Bearer ${b64}`, `Basic ${Buffer.from('demo:s3cret ').toString('base64')}`, `Basic ${Buffer.from('demo:s3cre').toString('base64')}`, 'Basic', '']) {
+      t.match(await s.send(example('template-body-footer.json'), { headers: { authorization } }), { status: 401 }, `refused: '${authorization}'`);
+    }
+    // header credentials: exactly the configured value, and not the other tenant's Basic
+    const keyed = (headers: Record<string, string>) => s.send(withMsgId('template-body-footer.json', `e2e|keyed|${Object.values(headers).join('').length}|1`), { tenant: 'keyed', headers });
+    t.match(await keyed({ 'x-api-key': 'k3y-0123456789' }), { status: 200, body: { status: 'success' } }, 'header credential');
+    for (const h of [{ 'x-api-key': 'k3y-012345678' }, { 'x-api-key': 'k3y-01234567890' }, { 'x-api-key': 'K3Y-0123456789' }, { 'x-other': 'k3y-0123456789' }, { authorization: `Basic ${b64}` }]) {
+      t.match(await keyed(h), { status: 401, body: { message: 'Invalid credentials' } }, `refused: ${JSON.stringify(h)}`);
+    }
     t.match(await s.send('{"payloadVersion": 0.1, "to": ', {}), { status: 400, body: { status: 'failure', error: { code: 2004 } } });
     t.match(await s.send(example('template-body-footer.json'), { contentType: 'text/plain' }), { status: 415, body: { code: 'WAB_UNSUPPORTED_MEDIA_TYPE' } });
     t.match(await s.send(JSON.stringify({ pad: 'x'.repeat(1_100_000) })), { status: 413, body: { message: /larger than/ } });

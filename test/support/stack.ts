@@ -32,7 +32,8 @@ export interface Stack {
   sink: CleverTapSink;
   logs: string[];
   /** POST a CleverTap payload to the demo tenant's messaging endpoint. */
-  send(body: string | object, opts?: { auth?: string | null; contentType?: string }): Promise<{ status: number; body: unknown }>;
+  /** `headers` replace the Basic credentials the demo tenant expects (tenant: another tenant's route). */
+  send(body: string | object, opts?: { auth?: string | null; contentType?: string; headers?: Record<string, string>; tenant?: string }): Promise<{ status: number; body: unknown }>;
   restart(): Promise<void>;
   close(): Promise<void>;
 }
@@ -88,7 +89,15 @@ tenants:
       inbound: ${o.sinkUrl}/callbacks/demo/inbound
     concurrency: ${o.concurrency ?? 1500}
     deadline: ${o.deadline ?? '5s'}
-${o.bspRate !== undefined ? `    bspRate: ${o.bspRate}\n` : ''}`,
+${o.bspRate !== undefined ? `    bspRate: ${o.bspRate}\n` : ''}  keyed:
+    provider: ${o.provider ?? 'meta-cloud'}
+    settings: ${JSON.stringify({ ...(o.settings ?? SETTINGS), baseUrl: `http://127.0.0.1:${o.bspPort}` })}
+    auth:
+      header: { name: X-Api-Key, value: k3y-0123456789 }
+    callbacks:
+      status: ${o.sinkUrl}/callbacks/keyed/status
+      inbound: ${o.sinkUrl}/callbacks/keyed/inbound
+`,
   );
 }
 
@@ -124,8 +133,9 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     async send(body, o = {}) {
       const headers: Record<string, string> = { 'content-type': o.contentType ?? 'application/json' };
       const auth = o.auth === undefined ? 'demo:s3cret' : o.auth;
-      if (auth !== null) headers.authorization = `Basic ${Buffer.from(auth).toString('base64')}`;
-      const res = await request(`${stack.host.url}/v1/tenants/demo/messages`, { method: 'POST', headers, body: typeof body === 'string' ? body : JSON.stringify(body) });
+      if (auth !== null && o.headers === undefined) headers.authorization = `Basic ${Buffer.from(auth).toString('base64')}`;
+      Object.assign(headers, o.headers);
+      const res = await request(`${stack.host.url}/v1/tenants/${o.tenant ?? 'demo'}/messages`, { method: 'POST', headers, body: typeof body === 'string' ? body : JSON.stringify(body) });
       const text = await res.body.text();
       let parsed: unknown = text;
       try {
