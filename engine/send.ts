@@ -254,7 +254,8 @@ export async function planSend(mapping: Mapping, message: CanonicalMessage, sett
 
 /** A BSP answer's body as mappings see it: parsed JSON, a form as an object, else the text. */
 export function parseResponseBody(r: BspResponse): unknown {
-  const type = Object.entries(r.headers).find(([k]) => k.toLowerCase() === 'content-type')?.[1] ?? '';
+  // (the HTTP client gives lower-case names; a response from elsewhere may not)
+  const type = r.headers['content-type'] ?? Object.entries(r.headers).find(([k]) => k.toLowerCase() === 'content-type')?.[1] ?? '';
   const t = r.text.trim();
   if (type.includes('json') || t.startsWith('{') || t.startsWith('[')) {
     try {
@@ -300,8 +301,19 @@ export async function mapTransportError(mapping: Mapping, message: CanonicalMess
   return v === undefined || v === null ? fallback : toFailure(v, 'send.transportError');
 }
 
-/** HTTP headers with lower-case names, as mappings read them (a `__proto__` header stays a plain key). */
+/**
+ * HTTP headers with lower-case names, as mappings read them (a `__proto__` header stays a plain key):
+ * `h` itself when its names are lower-case already, as the HTTP client gives them (mappings only read).
+ */
 export function lowerCaseKeys(h: Record<string, string>): Record<string, string> {
+  let lower = true;
+  for (const k in h) {
+    if (k === '__proto__' || k !== k.toLowerCase()) {
+      lower = false;
+      break;
+    }
+  }
+  if (lower && Object.getPrototypeOf(h) === Object.prototype) return h;
   const out: Record<string, string> = {};
   for (const k in h) {
     const lower = k.toLowerCase();

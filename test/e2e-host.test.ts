@@ -114,7 +114,7 @@ t.test('the messaging endpoint', async (t) => {
     // header credentials: exactly the configured value, and not the other tenant's Basic
     const keyed = (headers: Record<string, string>) => s.send(withMsgId('template-body-footer.json', `e2e|keyed|${Object.values(headers).join('').length}|1`), { tenant: 'keyed', headers });
     t.match(await keyed({ 'x-api-key': 'k3y-0123456789' }), { status: 200, body: { status: 'success' } }, 'header credential');
-    for (const h of [{ 'x-api-key': 'k3y-012345678' }, { 'x-api-key': 'k3y-01234567890' }, { 'x-api-key': 'K3Y-0123456789' }, { 'x-other': 'k3y-0123456789' }, { authorization: `Basic ${b64}` }]) {
+    for (const h of <Record<string, string>[]>[{ 'x-api-key': 'k3y-012345678' }, { 'x-api-key': 'k3y-01234567890' }, { 'x-api-key': 'K3Y-0123456789' }, { 'x-other': 'k3y-0123456789' }, { authorization: `Basic ${b64}` }]) {
       t.match(await keyed(h), { status: 401, body: { message: 'Invalid credentials' } }, `refused: ${JSON.stringify(h)}`);
     }
     t.match(await s.send('{"payloadVersion": 0.1, "to": ', {}), { status: 400, body: { status: 'failure', error: { code: 2004 } } });
