@@ -128,6 +128,8 @@ export interface ServiceFigures extends Partial<SoakFigures> {
   /** Errors or answers after 1 s, wabridge and pass-through (c1500, BSP 200 ms). */
   c1500_failed: number;
   c1500_passthrough_failed: number;
+  /** The pass-through's own p99 in the same scenario: the floor c1500_p99_ms cannot go below on this machine. */
+  c1500_passthrough_p99_ms: number;
   /** wabridge req/s ÷ pass-through req/s (good answers), c1500, BSP 200 ms. */
   c1500_vs_passthrough: number;
   c1500_jsonata_vs_passthrough: number;
@@ -789,7 +791,7 @@ export async function runServiceBench(opts: ServiceOptions): Promise<ServiceFigu
     const w = pick('wabridge', c);
     const p = pick('passthrough', c);
     const j = pick('wabridge-jsonata', c);
-    return { rps: w.rps, p99: w.p99, errors: w.errors, failed: w.failed, passFailed: p.failed, vs: ratio(w.rps, p.rps), jvs: ratio(j.rps, p.rps) };
+    return { rps: w.rps, p99: w.p99, errors: w.errors, failed: w.failed, passFailed: p.failed, passP99: p.p99, vs: ratio(w.rps, p.rps), jvs: ratio(j.rps, p.rps) };
   };
   const c100 = head(100);
   const c1500 = head(1500);
@@ -805,6 +807,7 @@ export async function runServiceBench(opts: ServiceOptions): Promise<ServiceFigu
     c1500_errors: c1500.errors,
     c1500_failed: c1500.failed,
     c1500_passthrough_failed: c1500.passFailed,
+    c1500_passthrough_p99_ms: c1500.passP99,
     c1500_vs_passthrough: c1500.vs,
     c1500_jsonata_vs_passthrough: c1500.jvs,
     c1500_cpu_ms_per_answer: pick('wabridge', 1500).cpuMsPerReq,
