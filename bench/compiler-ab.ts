@@ -1,5 +1,5 @@
 // The JSONata compiler of the working tree against the one of a git revision, side by side in one
-// process: both builds' engine/jsonata-compiler.ts and engine/jsonata-signature.ts are copied into a
+// process: both builds' engine/mapping/jsonata-compiler.ts and engine/mapping/jsonata-signature.ts are copied into a
 // scratch folder and loaded as separate modules (so neither shares V8's feedback with the other), every
 // mapping's send request slots and webhook events are compiled by both, checked to give the same
 // results on every golden fixture, and timed in interleaved rounds over all fixtures in turn.
@@ -13,13 +13,13 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import type { Compiled } from '../engine/expression.js';
-import { DEFAULT_LIMITS } from '../engine/expression.js';
-import type { CompileResult } from '../engine/jsonata-compiler.js';
-import { loadMapping, mappingDirs, type Mapping } from '../engine/mapping-loader.js';
-import { toCanonical } from '../engine/pipeline.js';
-import { requestSlots, sendBindings } from '../engine/send.js';
-import { webhookInput } from '../engine/webhook.js';
+import type { Compiled } from '../engine/mapping/expression.js';
+import { DEFAULT_LIMITS } from '../engine/mapping/expression.js';
+import type { CompileResult } from '../engine/mapping/jsonata-compiler.js';
+import { loadMapping, mappingDirs, type Mapping } from '../engine/mapping/loader.js';
+import { toCanonical } from '../engine/mapping/pipeline.js';
+import { requestSlots, sendBindings } from '../engine/mapping/send.js';
+import { webhookInput } from '../engine/mapping/webhook.js';
 import { fixtures, webhookRequest } from './mapping.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -127,6 +127,15 @@ async function child(first: string, second: string, only: string | undefined, ro
   console.log(JSON.stringify({ order: [first, second].map((d) => (d === base ? 'base' : 'work')), fixtures: jobs.length, ratios }));
 }
 
+/** A compiler file as of a revision: under engine/mapping/ since the engine was split into folders, engine/ before. */
+function showAt(rev: string, f: string): Buffer {
+  try {
+    return execFileSync('git', ['show', `${rev}:engine/mapping/${f}`], { cwd: ROOT, stdio: ['ignore', 'pipe', 'ignore'] });
+  } catch {
+    return execFileSync('git', ['show', `${rev}:engine/${f}`], { cwd: ROOT });
+  }
+}
+
 function parent(): void {
   const args = process.argv.slice(2);
   const flag = (name: string) => {
@@ -136,15 +145,15 @@ function parent(): void {
   const only = flag('--only');
   const rounds = Number(flag('--rounds') ?? 12);
   const rev = args[0] ?? 'HEAD';
-  const scratch = join(ROOT, 'engine', `.compiler-ab-${process.pid}`);
+  const scratch = join(ROOT, 'engine', 'mapping', `.compiler-ab-${process.pid}`);
   const base = join(scratch, 'base');
   const work = join(scratch, 'work');
   mkdirSync(base, { recursive: true });
   mkdirSync(work, { recursive: true });
   try {
     for (const f of FILES) {
-      writeFileSync(join(base, f), execFileSync('git', ['show', `${rev}:engine/${f}`], { cwd: ROOT }));
-      writeFileSync(join(work, f), readFileSync(join(ROOT, 'engine', f)));
+      writeFileSync(join(base, f), showAt(rev, f));
+      writeFileSync(join(work, f), readFileSync(join(ROOT, 'engine', 'mapping', f)));
     }
     const results: { order: string[]; ratios: Record<string, number> }[] = [];
     for (const [first, second] of [

@@ -7,8 +7,8 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
-import { loadMapping } from '../engine/mapping-loader.js';
-import { sign } from '../engine/webhook.js';
+import { loadMapping } from '../engine/mapping/loader.js';
+import { sign } from '../engine/mapping/webhook.js';
 import { ROOT, SETTINGS } from '../test/support/stack.js';
 
 export type Expect = 'clevertap' | 'meta' | 'webhook';

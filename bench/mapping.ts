@@ -1,7 +1,7 @@
 // Mapping cost per message, over every `send` and `webhook` golden fixture of every mapping, three
 // ways side by side in this process: wabridge as it runs (compiled fast path), wabridge on plain
 // jsonata evaluation (the same mapping loaded with WAB_JSONATA_FASTPATH=0), and, for meta-cloud, the
-// hand-written JavaScript mapping in bench/handwritten/ (test/handwritten-baseline.test.ts proves it
+// hand-written JavaScript mapping in bench/handwritten/ (test/mapping/handwritten-baseline.test.ts proves it
 // gives the same results). "Mapping" is the whole step the engine runs per message: CleverTap's
 // canonical message → the BSP's HTTP request (planSend: URL, headers, serialized body), and a BSP
 // webhook body → checked CleverTap events (mapWebhook: parse, map, check).
@@ -14,11 +14,11 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
-import { loadMapping, mappingDirs, type Mapping } from '../engine/mapping-loader.js';
-import { toCanonical } from '../engine/pipeline.js';
-import { planSend } from '../engine/send.js';
-import { mapWebhook, type WebhookRequest } from '../engine/webhook.js';
-import { checkSettings } from '../engine/settings.js';
+import { loadMapping, mappingDirs, type Mapping } from '../engine/mapping/loader.js';
+import { toCanonical } from '../engine/mapping/pipeline.js';
+import { planSend } from '../engine/mapping/send.js';
+import { mapWebhook, type WebhookRequest } from '../engine/mapping/webhook.js';
+import { checkSettings } from '../engine/mapping/settings.js';
 import type { CanonicalMessage } from '../engine/clevertap/model.js';
 import { metaSend, metaWebhookEvents, type MetaSettings } from './handwritten/meta-cloud.js';
 

@@ -1,5 +1,5 @@
 // What one CleverTap message costs wabridge itself, without the network: the whole send flow
-// (engine/send-flow.ts handleSend: parse and normalize the payload, plan the Meta request, map the
+// (engine/host/send-flow.ts handleSend: parse and normalize the payload, plan the Meta request, map the
 // BSP's answer, store the correlation, count it and log its line) with a BSP client and a store that
 // answer at once, in this process. Time per message, and bytes allocated per message measured by V8's
 // sampling heap profiler with the collected objects counted: unlike time, that figure hardly moves
@@ -11,16 +11,16 @@ import { Session } from 'node:inspector/promises';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createLogger, logDestination } from '../engine/logger.js';
-import { loadMapping } from '../engine/mapping-loader.js';
-import { createMetrics } from '../engine/metrics.js';
-import { handleSend, type SendDeps } from '../engine/send-flow.js';
-import { checkSettings } from '../engine/settings.js';
-import { TokenCache } from '../engine/token-cache.js';
-import type { TenantConfig } from '../engine/config.js';
-import type { BspClient } from '../engine/bsp-client.js';
-import type { Store } from '../engine/store.js';
-import type { BspResponse } from '../engine/send.js';
+import { createLogger, logDestination } from '../engine/host/logger.js';
+import { loadMapping } from '../engine/mapping/loader.js';
+import { createMetrics } from '../engine/host/metrics.js';
+import { handleSend, type SendDeps } from '../engine/host/send-flow.js';
+import { checkSettings } from '../engine/mapping/settings.js';
+import { TokenCache } from '../engine/mapping/token-cache.js';
+import type { TenantConfig } from '../engine/host/config.js';
+import type { BspClient } from '../engine/host/bsp-client.js';
+import type { Store } from '../engine/stores/store.js';
+import type { BspResponse } from '../engine/mapping/send.js';
 import { ROOT, SETTINGS } from '../test/support/stack.js';
 import { byFunction, heapWeighted } from './profile.js';
 

@@ -12,9 +12,9 @@ import { join } from 'node:path';
 import { PerformanceObserver, constants, monitorEventLoopDelay } from 'node:perf_hooks';
 import Fastify from 'fastify';
 import { Agent } from 'undici';
-import { startHost } from '../engine/host.js';
-import { HttpCalls } from '../engine/http-call.js';
-import { logDestination } from '../engine/logger.js';
+import { startHost } from '../engine/host/host.js';
+import { HttpCalls } from '../engine/host/http-call.js';
+import { logDestination } from '../engine/host/logger.js';
 import { startBspSimulator, type StatusDelays } from '../engine/standins/bsp-simulator.js';
 import { startCleverTapSink } from '../engine/standins/clevertap-sink.js';
 import { ROOT, SETTINGS } from '../test/support/stack.js';
@@ -174,7 +174,7 @@ async function sim(): Promise<void> {
 async function pass(): Promise<void> {
   const bspUrl = String(options.bspUrl);
   const headers = options.headers as Record<string, string>;
-  // The HTTP client wabridge's BspClient uses (engine/http-call.ts, undici's dispatch through one
+  // The HTTP client wabridge's BspClient uses (engine/host/http-call.ts, undici's dispatch through one
   // keep-alive agent with room for every concurrent request), so the two differ only by wabridge's work.
   const agent = new Agent({ keepAliveTimeout: 30_000, keepAliveMaxTimeout: 600_000, connections: 2048, connect: { timeout: 5_000 } });
   const calls = new HttpCalls(agent);

@@ -7,7 +7,7 @@
 //   wabridge          startHost on a fresh SQLite store, the tenant at concurrency 1500 / deadline 900ms,
 //                     logs at info into a file (as production writes them to stdout)
 //   passthrough       a bare fastify app forwarding the Meta request body wabridge would send to the
-//                     same simulator through wabridge's own HTTP client (engine/http-call.ts: undici
+//                     same simulator through wabridge's own HTTP client (engine/host/http-call.ts: undici
 //                     dispatch, keep-alive agent, 2048 connections): the floor
 //   wabridge-jsonata  wabridge with WAB_JSONATA_FASTPATH=0 (every expression on jsonata's evaluator)
 // All three stay up for the whole bench and run back to back within each scenario, so a change in the
@@ -53,10 +53,10 @@ import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
-import { loadMapping } from '../engine/mapping-loader.js';
-import { toCanonical } from '../engine/pipeline.js';
-import { planSend } from '../engine/send.js';
-import { checkSettings } from '../engine/settings.js';
+import { loadMapping } from '../engine/mapping/loader.js';
+import { toCanonical } from '../engine/mapping/pipeline.js';
+import { planSend } from '../engine/mapping/send.js';
+import { checkSettings } from '../engine/mapping/settings.js';
 import { ROOT, SETTINGS, freePort, writeConfig } from '../test/support/stack.js';
 import type { LoadResult, LoadSpec } from './load.js';
 import { byFunction, byModule, cpuSamples, heapSamples, type ProfileEntry } from './profile.js';

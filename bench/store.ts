@@ -9,9 +9,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
-import { openRedisStore } from '../engine/store-redis.js';
-import { openSqliteStore } from '../engine/store-sqlite.js';
-import type { Store } from '../engine/store.js';
+import { openRedisStore } from '../engine/stores/redis.js';
+import { openSqliteStore } from '../engine/stores/sqlite.js';
+import type { Store } from '../engine/stores/store.js';
 
 const args = process.argv.slice(2);
 const perRound = Number(args.find((a) => /^[0-9]+$/.test(a)) ?? 3000);

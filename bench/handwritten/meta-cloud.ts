@@ -1,6 +1,6 @@
 // A hand-written baseline of mappings/meta-cloud/mapping.yaml for the benchmark: the same CleverTap
 // message → Meta Cloud API request, and Meta webhook → events, written as plain TypeScript the way one
-// would for production (no JSONata, no generic engine). test/handwritten-baseline.test.ts proves it
+// would for production (no JSONata, no generic engine). test/mapping/handwritten-baseline.test.ts proves it
 // gives what the engine gives for every Meta send and webhook fixture, so timings compare like with like.
 //
 // Deliberate differences from the engine, none of which any fixture reaches:
@@ -10,8 +10,8 @@
 // - truthiness is JavaScript's: an empty object counts as present, where JSONata counts it as absent;
 // - webhook events are not checked against schemas/events.schema.json (mapWebhook does that).
 import type { Body, Button, Card, CanonicalMessage, Header, Template, TextParameter } from '../../engine/clevertap/model.js';
-import type { AnswerCode, SendPlan } from '../../engine/send.js';
-import type { IncomingEvent, StatusEvent, WebhookEvent } from '../../engine/webhook.js';
+import type { AnswerCode, SendPlan } from '../../engine/mapping/send.js';
+import type { IncomingEvent, StatusEvent, WebhookEvent } from '../../engine/mapping/webhook.js';
 
 export type MetaSettings = {
   phoneNumberId: string;

@@ -4,10 +4,10 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parse as parseYaml } from 'yaml';
-import { WabError } from './errors.js';
-import { runGolden, runFixture, stableJson, DEFAULT_WEBHOOK_URL, type Fixture, type FixtureInputs } from './golden.js';
-import { loadMapping, mappingDirs, type Mapping } from './mapping-loader.js';
-import { checkSettings, resolveEnvRefs, secretNames } from './settings.js';
+import { WabError } from '../mapping/errors.js';
+import { runGolden, runFixture, stableJson, DEFAULT_WEBHOOK_URL, type Fixture, type FixtureInputs } from '../mapping/golden.js';
+import { loadMapping, mappingDirs, type Mapping } from '../mapping/loader.js';
+import { checkSettings, resolveEnvRefs, secretNames } from '../mapping/settings.js';
 
 const USAGE = `wabridge — CleverTap ⇄ WhatsApp BSP bridge
 
@@ -52,7 +52,7 @@ async function lint(dir: string, json: boolean, explain = false): Promise<number
   const results = dirs.map((d) => ({ dir: d, result: loadMapping(d) }));
   const problems = results.flatMap((r) => (r.result.ok ? [] : r.result.errors));
   // A BSP's simulator.yaml (local stand-in for demos and e2e tests) is checked with its mapping.
-  const { SIMULATOR_FILE, loadSimulator } = await import('./standins/bsp-simulator.js');
+  const { SIMULATOR_FILE, loadSimulator } = await import('../standins/bsp-simulator.js');
   for (const d of dirs) {
     if (!existsSync(join(d, SIMULATOR_FILE))) continue;
     const sim = loadSimulator(d);
@@ -202,7 +202,7 @@ export async function main(argv: string[]): Promise<number> {
   const { values: v, positionals } = parsed;
   const [cmd, ...rest] = positionals;
   if (v.version) {
-    const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
     out(pkg.version);
     return 0;
   }
@@ -220,11 +220,11 @@ export async function main(argv: string[]): Promise<number> {
         return await map(rest, v);
       // Loaded on demand: lint/test/map should not pay for starting fastify and SQLite.
       case 'serve':
-        return await (await import('./cli-serve.js')).serve(v.config);
+        return await (await import('./serve.js')).serve(v.config);
       case 'demo':
-        return await (await import('./cli-serve.js')).demo(v.config);
+        return await (await import('./serve.js')).demo(v.config);
       case 'dlq':
-        return await (await import('./cli-serve.js')).dlq(rest[0], v.config, rest.slice(1), Boolean(v.json));
+        return await (await import('./serve.js')).dlq(rest[0], v.config, rest.slice(1), Boolean(v.json));
       default:
         throw new UsageError(`unknown command '${cmd}'`);
     }

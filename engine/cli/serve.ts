@@ -2,15 +2,15 @@
 import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { loadConfig } from './config.js';
-import { WabError } from './errors.js';
-import { startHost, type Host } from './host.js';
-import { openRedisStore } from './store-redis.js';
-import { openSqliteStore } from './store-sqlite.js';
-import { startBspSimulator } from './standins/bsp-simulator.js';
-import { startCleverTapSink } from './standins/clevertap-sink.js';
+import { loadConfig } from '../host/config.js';
+import { WabError } from '../mapping/errors.js';
+import { startHost, type Host } from '../host/host.js';
+import { openRedisStore } from '../stores/redis.js';
+import { openSqliteStore } from '../stores/sqlite.js';
+import { startBspSimulator } from '../standins/bsp-simulator.js';
+import { startCleverTapSink } from '../standins/clevertap-sink.js';
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 export function configPath(given: string | undefined): string {
   const file = given ?? process.env.WABRIDGE_CONFIG ?? 'wabridge.yaml';

@@ -2,7 +2,7 @@
 // classified the way mappings see them (timeout, connect, network).
 import { Agent } from 'undici';
 import { HttpCalls } from './http-call.js';
-import type { BspResponse, HttpRequest, TransportFailure } from './send.js';
+import type { BspResponse, HttpRequest, TransportFailure } from '../mapping/send.js';
 
 export class TransportError extends Error {
   constructor(readonly failure: TransportFailure) {

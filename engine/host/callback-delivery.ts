@@ -4,7 +4,7 @@
 import { Agent } from 'undici';
 import pino, { type Logger } from 'pino';
 import { HttpCalls } from './http-call.js';
-import type { CallbackRecord, Store } from './store.js';
+import type { CallbackRecord, Store } from '../stores/store.js';
 
 export interface CallbackTarget {
   statusUrl: string;

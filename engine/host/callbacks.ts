@@ -3,8 +3,8 @@
 // the order rank and dedupe key. Shared by the webhook flow and the pending resolver so a status
 // correlated late is byte-for-byte what it would have been on time.
 import { createHash } from 'node:crypto';
-import { statusRank, type NewCallback, type StatusEntry } from './store.js';
-import type { IncomingEvent, StatusEvent } from './webhook.js';
+import { statusRank, type NewCallback, type StatusEntry } from '../stores/store.js';
+import type { IncomingEvent, StatusEvent } from '../mapping/webhook.js';
 
 /** Same webhook retried by the BSP = same key. */
 export function statusDedupeKey(tenant: string, event: Pick<StatusEvent, 'providerMessageId' | 'status' | 'url' | 'shortUrl'>, msgId: string): string {

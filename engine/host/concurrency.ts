@@ -96,7 +96,7 @@ export class LocalRateLimiter implements RateLimiter {
   async close(): Promise<void> {}
 }
 
-/** One process: a Map, what engine/server.ts did before. */
+/** One process: a Map, what engine/host/server.ts did before. */
 export class LocalConcurrencyLimiter implements ConcurrencyLimiter {
   private readonly held = new Map<string, number>();
 

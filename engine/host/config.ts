@@ -2,10 +2,10 @@
 // references resolved, durations parsed, defaults applied. The rest of the host reads only Config.
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, relative, resolve } from 'node:path';
-import { WabError } from './errors.js';
-import { describeError, pointerToPath, projectSchema, usefulErrors, validatorFor } from './schema-validator.js';
-import { resolveEnvRefs } from './settings.js';
-import { dotted, locate, locateSchemaError, parseYamlSource } from './yaml-source.js';
+import { WabError } from '../mapping/errors.js';
+import { describeError, pointerToPath, projectSchema, usefulErrors, validatorFor } from '../mapping/schema-validator.js';
+import { resolveEnvRefs } from '../mapping/settings.js';
+import { dotted, locate, locateSchemaError, parseYamlSource } from '../mapping/yaml-source.js';
 
 export type TenantAuth = { basic: { username: string; password: string } } | { header: { name: string; value: string } };
 

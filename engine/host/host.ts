@@ -7,17 +7,17 @@ import { BspClient } from './bsp-client.js';
 import { LocalConcurrencyLimiter, LocalRateLimiter, RedisConcurrencyLimiter, type ConcurrencyLimiter, type RateLimiter } from './concurrency.js';
 import { CallbackDelivery } from './callback-delivery.js';
 import { loadConfig, type Config } from './config.js';
-import { WabError } from './errors.js';
+import { WabError } from '../mapping/errors.js';
 import { createLogger } from './logger.js';
 import { MediaLinks } from './media-links.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { PendingResolver } from './pending-resolver.js';
 import { MappingRegistry } from './registry.js';
 import { buildServer } from './server.js';
-import { checkSettings } from './settings.js';
-import { openRedisStore, redactRedisUrl } from './store-redis.js';
-import { openSqliteStoreThread } from './store-sqlite-thread.js';
-import type { Store } from './store.js';
+import { checkSettings } from '../mapping/settings.js';
+import { openRedisStore, redactRedisUrl } from '../stores/redis.js';
+import { openSqliteStoreThread } from '../stores/sqlite-thread.js';
+import type { Store } from '../stores/store.js';
 
 export interface Host {
   url: string;

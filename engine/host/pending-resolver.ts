@@ -4,7 +4,7 @@
 import pino from 'pino';
 import { statusCallbackFor } from './callbacks.js';
 import { definedOnly, type WorkerLogger } from './callback-delivery.js';
-import type { PendingRecord, Store } from './store.js';
+import type { PendingRecord, Store } from '../stores/store.js';
 
 export interface PendingResolverOptions {
   store: Store;

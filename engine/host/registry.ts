@@ -3,9 +3,9 @@
 // the Mapping object they started with, so in-flight work finishes on the version it began on.
 import { watch, type FSWatcher } from 'node:fs';
 import { basename, join, relative, sep } from 'node:path';
-import type { WabError } from './errors.js';
-import { runMappingFixtures } from './golden.js';
-import { loadMapping, mappingDirs, type Mapping } from './mapping-loader.js';
+import type { WabError } from '../mapping/errors.js';
+import { runMappingFixtures } from '../mapping/golden.js';
+import { loadMapping, mappingDirs, type Mapping } from '../mapping/loader.js';
 
 export interface MappingStatus {
   name: string;

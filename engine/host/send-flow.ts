@@ -5,14 +5,14 @@ import { hotLine } from './logger.js';
 import { TransportError, type BspClient } from './bsp-client.js';
 import type { RateLimiter } from './concurrency.js';
 import type { TenantConfig } from './config.js';
-import { WabError } from './errors.js';
-import type { Mapping } from './mapping-loader.js';
+import { WabError } from '../mapping/errors.js';
+import type { Mapping } from '../mapping/loader.js';
 import type { Metrics } from './metrics.js';
-import { toCanonical } from './pipeline.js';
-import { failure, mapResponse, mapTransportError, planSend, type Answer, type BspResponse } from './send.js';
-import type { Store } from './store.js';
-import type { TokenCache } from './token-cache.js';
-import type { CanonicalMessage } from './clevertap/model.js';
+import { toCanonical } from '../mapping/pipeline.js';
+import { failure, mapResponse, mapTransportError, planSend, type Answer, type BspResponse } from '../mapping/send.js';
+import type { Store } from '../stores/store.js';
+import type { TokenCache } from '../mapping/token-cache.js';
+import type { CanonicalMessage } from '../clevertap/model.js';
 
 export interface SendDeps {
   store: Store;

@@ -6,15 +6,15 @@ import type { Logger } from 'pino';
 import type { BspClient } from './bsp-client.js';
 import { LocalConcurrencyLimiter, LocalRateLimiter, type ConcurrencyLimiter, type RateLimiter } from './concurrency.js';
 import type { Config, TenantConfig } from './config.js';
-import { planMediaDownload, planMediaLookup } from './media.js';
+import { planMediaDownload, planMediaLookup } from '../mapping/media.js';
 import type { MediaLinks } from './media-links.js';
 import type { Metrics } from './metrics.js';
 import type { MappingRegistry } from './registry.js';
 import { handleSend } from './send-flow.js';
-import type { Store } from './store.js';
-import { handshake } from './webhook.js';
+import type { Store } from '../stores/store.js';
+import { handshake } from '../mapping/webhook.js';
 import { handleWebhook } from './webhook-flow.js';
-import { TokenCache } from './token-cache.js';
+import { TokenCache } from '../mapping/token-cache.js';
 import { interceptors, request as undiciRequest } from 'undici';
 
 export interface HostDeps {

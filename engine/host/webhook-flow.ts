@@ -2,13 +2,13 @@
 // only after the store has everything, so a crash before that makes the BSP retry instead of losing data.
 import type { Logger } from 'pino';
 import type { TenantConfig } from './config.js';
-import { WabError } from './errors.js';
+import { WabError } from '../mapping/errors.js';
 import { incomingCallbackFor, statusCallbackFor, statusDedupeKey } from './callbacks.js';
-import type { Mapping } from './mapping-loader.js';
+import type { Mapping } from '../mapping/loader.js';
 import type { MediaLinks } from './media-links.js';
 import type { Metrics } from './metrics.js';
-import type { NewCallback, NewPending, Store } from './store.js';
-import { mapWebhook, verifySignature, type IncomingEvent, type WebhookRequest } from './webhook.js';
+import type { NewCallback, NewPending, Store } from '../stores/store.js';
+import { mapWebhook, verifySignature, type IncomingEvent, type WebhookRequest } from '../mapping/webhook.js';
 
 export interface WebhookDeps {
   store: Store;

@@ -34,7 +34,7 @@ export interface Compiled {
   readonly name: string;
   readonly text: string;
   /**
-   * True when the expression runs on the compiled fast path (engine/jsonata-compiler.ts). Every
+   * True when the expression runs on the compiled fast path (engine/mapping/jsonata-compiler.ts). Every
    * Compiled that compile() returns sets it; it is optional only so that placeholders built elsewhere
    * for expressions that failed to load (mapping-loader, bsp-simulator) stay valid: absent means false.
    */

@@ -4,7 +4,7 @@ import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from '
 import { join, relative } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { WabError } from './errors.js';
-import { loadMapping, mappingDirs, type Mapping } from './mapping-loader.js';
+import { loadMapping, mappingDirs, type Mapping } from './loader.js';
 import { describeError, projectSchema, usefulErrors, validatorFor } from './schema-validator.js';
 import { checkSettings } from './settings.js';
 import { mapResponse, mapTransportError, type TransportFailure } from './send.js';

@@ -2,7 +2,7 @@
 // mapping's `media` section says how, in at most two steps: a look-up request that yields the file's
 // URL, then the download itself.
 import { WabError } from './errors.js';
-import type { Mapping } from './mapping-loader.js';
+import type { Mapping } from './loader.js';
 import { buildRequest, type HttpRequest } from './send.js';
 
 export interface MediaDownload {

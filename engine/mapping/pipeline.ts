@@ -1,9 +1,9 @@
 // The CleverTap side of a send, in the order the host runs it: bytes → lenient JSON → canonical
 // message → mapping plan. Kept apart from the HTTP host so the CLI and golden tests run the same path.
-import type { CanonicalMessage, NormalizeIssue } from './clevertap/model.js';
-import { parseCleverTapJson } from './clevertap/lenient-json.js';
-import { normalize } from './clevertap/normalize.js';
-import type { Mapping } from './mapping-loader.js';
+import type { CanonicalMessage, NormalizeIssue } from '../clevertap/model.js';
+import { parseCleverTapJson } from '../clevertap/lenient-json.js';
+import { normalize } from '../clevertap/normalize.js';
+import type { Mapping } from './loader.js';
 import { failure, planSend, type Answer, type SendPlan } from './send.js';
 
 export type CanonicalResult =

@@ -30,7 +30,7 @@ const schemaPaths = new Map<string, string>();
 /** The path of a schema in schemas/ (memoized: the webhook flow asks for one per request). */
 export function projectSchema(relative: string): string {
   let p = schemaPaths.get(relative);
-  if (p === undefined) schemaPaths.set(relative, (p = fileURLToPath(new URL(`../schemas/${relative}`, import.meta.url))));
+  if (p === undefined) schemaPaths.set(relative, (p = fileURLToPath(new URL(`../../schemas/${relative}`, import.meta.url))));
   return p;
 }
 

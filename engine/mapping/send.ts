@@ -2,8 +2,8 @@
 // response (or transport failure) → CleverTap's answer. The host does the actual HTTP call.
 import { WabError } from './errors.js';
 import { evaluateNow, isPromise, Rejection, type Compiled } from './expression.js';
-import type { CompiledRequest, Mapping } from './mapping-loader.js';
-import type { CanonicalMessage } from './clevertap/model.js';
+import type { CompiledRequest, Mapping } from './loader.js';
+import type { CanonicalMessage } from '../clevertap/model.js';
 
 export type AnswerCode = 2000 | 2001 | 2002 | 2003 | 2004;
 

@@ -2,7 +2,7 @@
 // fetched per tenant on first use, shared by concurrent requests, refreshed a minute before they
 // expire, and dropped when the BSP answers 401 so the next message fetches a fresh one.
 import { WabError } from './errors.js';
-import type { Mapping } from './mapping-loader.js';
+import type { Mapping } from './loader.js';
 import { buildRequest, parseResponseBody, type BspResponse, type HttpRequest } from './send.js';
 
 export type Fetch = (req: HttpRequest) => Promise<BspResponse>;

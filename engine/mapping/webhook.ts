@@ -3,7 +3,7 @@
 import { createHash, createHmac, randomUUID, timingSafeEqual } from 'node:crypto';
 import { WabError } from './errors.js';
 import { evaluateNow, isPromise } from './expression.js';
-import type { Mapping } from './mapping-loader.js';
+import type { Mapping } from './loader.js';
 import { describeError, pointerToPath, projectSchema, usefulErrors, validatorFor } from './schema-validator.js';
 import { formDecode, lowerCaseKeys } from './send.js';
 

@@ -9,14 +9,14 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { basename, join, relative, resolve } from 'node:path';
 import { request as httpRequest } from 'undici';
-import { WabError } from '../errors.js';
-import { checkSyntax, compile, type Compiled, type FunctionSource, type SourceRef } from '../expression.js';
-import { loadMapping, type Mapping, type Method } from '../mapping-loader.js';
-import { describeError, pointerToPath, projectSchema, usefulErrors, validatorFor } from '../schema-validator.js';
+import { WabError } from '../mapping/errors.js';
+import { checkSyntax, compile, type Compiled, type FunctionSource, type SourceRef } from '../mapping/expression.js';
+import { loadMapping, type Mapping, type Method } from '../mapping/loader.js';
+import { describeError, pointerToPath, projectSchema, usefulErrors, validatorFor } from '../mapping/schema-validator.js';
 import { readBody, sendJson } from './http.js';
-import { formDecode, formEncode } from '../send.js';
-import { sign } from '../webhook.js';
-import { dotted, locate, locateSchemaError, offsetToPosition, parseYamlSource, type KeyPath, type YamlSource } from '../yaml-source.js';
+import { formDecode, formEncode } from '../mapping/send.js';
+import { sign } from '../mapping/webhook.js';
+import { dotted, locate, locateSchemaError, offsetToPosition, parseYamlSource, type KeyPath, type YamlSource } from '../mapping/yaml-source.js';
 
 export const SIMULATOR_FILE = 'simulator.yaml';
 

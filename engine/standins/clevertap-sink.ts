@@ -5,9 +5,9 @@
 // line per callback, phone numbers redacted. Binds 127.0.0.1 only.
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { describeError, pointerToPath, projectSchema, usefulErrors, validatorFor } from '../schema-validator.js';
+import { describeError, pointerToPath, projectSchema, usefulErrors, validatorFor } from '../mapping/schema-validator.js';
 import { readBody, sendJson } from './http.js';
-import { dotted } from '../yaml-source.js';
+import { dotted } from '../mapping/yaml-source.js';
 
 export interface SinkLogger {
   info(obj: object, msg?: string): void;

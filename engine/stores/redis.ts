@@ -62,7 +62,7 @@
 // not-ready promptly (ping also fails after `pingTimeoutMs`, default 1 s, without an answer).
 import { Redis, type RedisOptions } from 'ioredis';
 import type { CallbackRecord, NewCallback, NewPending, PendingRecord, Store, StoreStats } from './store.js';
-import type { StatusEvent } from './webhook.js';
+import type { StatusEvent } from '../mapping/webhook.js';
 
 export interface RedisStoreOptions {
   /** Prepended to every key; tests use a random one and delete their keys afterwards. */

@@ -1,7 +1,7 @@
 // The SQLite store on a thread of its own. better-sqlite3 is synchronous: every statement, every
 // commit and every checkpoint (which writes pages back and fsyncs the database file) ran on the event
 // loop. At -c 1500 that was about 30 µs of the main thread per message, a third of it waiting on the
-// disk, with every request queued behind it. Here the store (engine/store-sqlite.ts, unchanged) runs
+// disk, with every request queued behind it. Here the store (engine/stores/sqlite.ts, unchanged) runs
 // in a worker thread and this side forwards the Store calls to it: the calls of one turn of the event
 // loop travel as one message, and so do the answers. Durability is the store's own: a write's promise
 // resolves only after the worker's commit and sync.
@@ -10,7 +10,7 @@
 // an error saying so, and readiness (/readyz pings the store) reports it: a supervisor restarts the
 // process, which reopens the same file. Nothing acknowledged is lost: acknowledgements wait for commits.
 import { Worker } from 'node:worker_threads';
-import type { SqliteStoreOptions } from './store-sqlite.js';
+import type { SqliteStoreOptions } from './sqlite.js';
 import type { Store } from './store.js';
 
 /** An error as it crosses between the threads: its name, message and code. */
@@ -24,7 +24,7 @@ export type ThreadReply = [number, 0, unknown] | [number, 1, PlainError];
 export type ThreadStoreOptions = Pick<SqliteStoreOptions, 'synchronous' | 'dedupeTtlMs'>;
 
 function startWorker(path: string, options: ThreadStoreOptions): Worker {
-  const entry = new URL(`./store-sqlite-worker${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url);
+  const entry = new URL(`./sqlite-worker${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url);
   const workerData = { path, options };
   if (!entry.pathname.endsWith('.ts')) return new Worker(entry, { workerData });
   // Run from the TypeScript sources (tsx): a worker does not inherit the loader, so it registers it first.

@@ -1,9 +1,9 @@
-// The worker side of engine/store-sqlite-thread.ts: opens the SQLite store and runs the calls it is
+// The worker side of engine/stores/sqlite-thread.ts: opens the SQLite store and runs the calls it is
 // sent, answering each batch's calls as they settle, those of one turn of the event loop together.
 import { parentPort, workerData } from 'node:worker_threads';
-import { openSqliteStore } from './store-sqlite.js';
+import { openSqliteStore } from './sqlite.js';
 import type { Store } from './store.js';
-import { perTurn, plainError, type ThreadCall, type ThreadReply, type ThreadStoreOptions } from './store-sqlite-thread.js';
+import { perTurn, plainError, type ThreadCall, type ThreadReply, type ThreadStoreOptions } from './sqlite-thread.js';
 
 const port = parentPort!;
 const { path, options } = workerData as { path: string; options: ThreadStoreOptions };

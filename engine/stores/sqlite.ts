@@ -10,7 +10,7 @@ import { closeSync, existsSync, fdatasync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import type { CallbackRecord, NewCallback, NewPending, PendingRecord, Store, StoreStats } from './store.js';
-import type { StatusEvent } from './webhook.js';
+import type { StatusEvent } from '../mapping/webhook.js';
 
 export interface SqliteStoreOptions {
   /**

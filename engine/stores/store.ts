@@ -1,6 +1,6 @@
 // What the host needs to remember, behind one interface so SQLite (one process) and Redis (a fleet)
 // are interchangeable. Every method is async even where SQLite is synchronous: Redis is not.
-import type { StatusEvent } from './webhook.js';
+import type { StatusEvent } from '../mapping/webhook.js';
 
 /** CleverTap's status and incoming callbacks, in CleverTap's canonical form (schemas/clevertap/). */
 export type CallbackKind = 'status' | 'incoming';

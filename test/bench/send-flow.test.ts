@@ -1,7 +1,7 @@
 // bench/send-flow.ts keeps measuring what it says: every message through the real send flow is sent
 // (the bench throws otherwise), and the allocation profile finds the flow's own functions.
 import t from 'tap';
-import { runSendFlowBench } from '../bench/send-flow.js';
+import { runSendFlowBench } from '../../bench/send-flow.js';
 
 t.test('the send-flow bench sends every message and profiles the flow', async (t) => {
   const lines: string[] = [];

@@ -1,12 +1,12 @@
 import t from 'tap';
 import { readFileSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { normalize, parseMsgId, normalizeLanguage, repairText } from '../engine/clevertap/normalize.js';
-import { parseCleverTapJson } from '../engine/clevertap/lenient-json.js';
-import type { CanonicalMessage, NormalizeIssue } from '../engine/clevertap/model.js';
+import { normalize, parseMsgId, normalizeLanguage, repairText } from '../../engine/clevertap/normalize.js';
+import { parseCleverTapJson } from '../../engine/clevertap/lenient-json.js';
+import type { CanonicalMessage, NormalizeIssue } from '../../engine/clevertap/model.js';
 
 type Obj = Record<string, unknown>;
-const EXAMPLES = fileURLToPath(new URL('../examples/clevertap/', import.meta.url));
+const EXAMPLES = fileURLToPath(new URL('../../examples/clevertap/', import.meta.url));
 const exampleFiles = readdirSync(EXAMPLES).filter((f) => f.endsWith('.json'));
 const load = (name: string): Obj => JSON.parse(readFileSync(EXAMPLES + name, 'utf8')) as Obj;
 

@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import Ajv2020Mod from 'ajv/dist/2020.js';
 import addFormatsMod from 'ajv-formats';
 import type { ValidateFunction } from 'ajv';
-import { normalize } from '../engine/clevertap/normalize.js';
+import { normalize } from '../../engine/clevertap/normalize.js';
 
 type Obj = Record<string, unknown>;
 
@@ -13,7 +13,7 @@ type Obj = Record<string, unknown>;
 const Ajv2020 = Ajv2020Mod.default;
 const addFormats = addFormatsMod.default;
 
-const ROOT = new URL('../', import.meta.url);
+const ROOT = new URL('../../', import.meta.url);
 const SCHEMAS = fileURLToPath(new URL('schemas/clevertap/', ROOT));
 const EXAMPLES = fileURLToPath(new URL('examples/clevertap/', ROOT));
 const ID = 'https://wabridge.dev/schemas/clevertap/';

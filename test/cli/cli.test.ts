@@ -7,12 +7,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const repo = fileURLToPath(new URL('..', import.meta.url));
-const example = join(repo, 'test', 'mappings', 'example-bsp');
+const repo = fileURLToPath(new URL('../..', import.meta.url));
+const example = join(repo, 'test', 'mapping', 'example-bsp');
 const sendInput = join(example, 'fixtures', 'template-text', 'input.json');
 const version = (JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8')) as { version: string }).version;
-const testMappings = readdirSync(join(repo, 'test', 'mappings'))
-  .map((d) => join(repo, 'test', 'mappings', d))
+const testMappings = readdirSync(join(repo, 'test', 'mapping'))
+  .map((d) => join(repo, 'test', 'mapping', d))
   .filter((d) => existsSync(join(d, 'mapping.yaml')));
 const casesOf = (dir: string) => (existsSync(join(dir, 'fixtures')) ? readdirSync(join(dir, 'fixtures')).filter((d) => statSync(join(dir, 'fixtures', d)).isDirectory()).length : 0);
 const fixtureCount = testMappings.reduce((n, d) => n + casesOf(d), 0);
@@ -91,17 +91,17 @@ const runs = {
     const update = await run(['test', staleRoot, '--update', '--json']);
     return { before, update, expected: readFileSync(staleExpected, 'utf8') };
   })(),
-  lint: run(['lint', 'test/mappings']),
+  lint: run(['lint', 'test/mapping']),
   lintBroken: run(['lint', brokenRoot]),
   lintJson: run(['lint', brokenRoot, '--json']),
-  test: run(['test', 'test/mappings']),
-  testJson: run(['test', 'test/mappings', '--json']),
-  mapSend: run(['map', 'example-bsp', 'send', 'test/mappings/example-bsp/fixtures/template-text/input.json', '--mappings', 'test/mappings']),
-  mapSendSecrets: run(['map', 'example-bsp', 'send', sendInput, '--mappings', 'test/mappings', '--show-secrets']),
-  mapStdin: run(['map', 'example-bsp', 'send', '-', '--mappings', 'test/mappings'], readFileSync(sendInput, 'utf8')),
-  mapUnknownKind: run(['map', 'example-bsp', 'bogus', sendInput, '--mappings', 'test/mappings']),
+  test: run(['test', 'test/mapping']),
+  testJson: run(['test', 'test/mapping', '--json']),
+  mapSend: run(['map', 'example-bsp', 'send', 'test/mapping/example-bsp/fixtures/template-text/input.json', '--mappings', 'test/mapping']),
+  mapSendSecrets: run(['map', 'example-bsp', 'send', sendInput, '--mappings', 'test/mapping', '--show-secrets']),
+  mapStdin: run(['map', 'example-bsp', 'send', '-', '--mappings', 'test/mapping'], readFileSync(sendInput, 'utf8')),
+  mapUnknownKind: run(['map', 'example-bsp', 'bogus', sendInput, '--mappings', 'test/mapping']),
   mapNoArgs: run(['map']),
-  mapMissingFile: run(['map', 'example-bsp', 'send', join(tmp, 'no-such.json'), '--mappings', 'test/mappings']),
+  mapMissingFile: run(['map', 'example-bsp', 'send', join(tmp, 'no-such.json'), '--mappings', 'test/mapping']),
   unknownCommand: run(['frobnicate']),
   version: run(['--version']),
 };
@@ -116,7 +116,7 @@ function posOf(text: string, needle: string): string {
 
 t.test('lint', async (t) => {
   const ok = await runs.lint;
-  t.equal(ok.code, 0, 'test/mappings lints clean');
+  t.equal(ok.code, 0, 'test/mapping lints clean');
   t.match(ok.stdout, /^ok test\/mappings\/example-bsp\/mapping\.yaml \(\d+ expressions\b.*version [0-9a-f]{12}\)$/m);
   t.match(ok.stdout, new RegExp(`^${testMappings.length} mapping\\(s\\), 0 problem\\(s\\)$`, 'm'));
 

@@ -5,10 +5,10 @@ import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { Agent as HttpAgent, request as httpRequest } from 'node:http';
 import { join } from 'node:path';
-import type { SimWebhook } from '../engine/standins/bsp-simulator.js';
-import type { CleverTapSink } from '../engine/standins/clevertap-sink.js';
-import { ADMIN_TOKEN, BASIC, adminStatus, allChildOutput, childStack, killAllChildren, pool, runCli, sendTo, type ChildStack } from './support/child.js';
-import { ROOT, SETTINGS, eventually } from './support/stack.js';
+import type { SimWebhook } from '../../engine/standins/bsp-simulator.js';
+import type { CleverTapSink } from '../../engine/standins/clevertap-sink.js';
+import { ADMIN_TOKEN, BASIC, adminStatus, allChildOutput, childStack, killAllChildren, pool, runCli, sendTo, type ChildStack } from '../support/child.js';
+import { ROOT, SETTINGS, eventually } from '../support/stack.js';
 
 t.teardown(killAllChildren);
 // Seven scenarios with child processes; each subtest carries its own bound (the machine may be shared and slow).

@@ -10,11 +10,11 @@ import { Agent as HttpAgent, request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parse as parseYaml } from 'yaml';
-import type { SimWebhook } from '../engine/standins/bsp-simulator.js';
-import type { CleverTapSink } from '../engine/standins/clevertap-sink.js';
-import { ADMIN_TOKEN, BASIC, killAllChildren, pool, sendTo } from './support/child.js';
-import { REDIS_URL, describeRedis, get, ownRedis, poll, probeRedis, startFleet, type Fleet, type FleetOptions, type OwnRedis } from './support/fleet.js';
-import { ROOT, eventually } from './support/stack.js';
+import type { SimWebhook } from '../../engine/standins/bsp-simulator.js';
+import type { CleverTapSink } from '../../engine/standins/clevertap-sink.js';
+import { ADMIN_TOKEN, BASIC, killAllChildren, pool, sendTo } from '../support/child.js';
+import { REDIS_URL, describeRedis, get, ownRedis, poll, probeRedis, startFleet, type Fleet, type FleetOptions, type OwnRedis } from '../support/fleet.js';
+import { ROOT, eventually } from '../support/stack.js';
 
 const TEMPLATE = readFileSync(join(ROOT, 'examples', 'clevertap', 'template-body-footer.json'), 'utf8');
 const payload = (msgId: string) => ({ ...(JSON.parse(TEMPLATE) as Record<string, unknown>), msgId });

@@ -3,8 +3,8 @@ import t from 'tap';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { request } from 'undici';
-import { sign } from '../engine/webhook.js';
-import { ROOT, SETTINGS, eventually, startStack, type Stack } from './support/stack.js';
+import { sign } from '../../engine/mapping/webhook.js';
+import { ROOT, SETTINGS, eventually, startStack, type Stack } from '../support/stack.js';
 
 const examples = join(ROOT, 'examples', 'clevertap');
 const example = (name: string) => readFileSync(join(examples, name), 'utf8');

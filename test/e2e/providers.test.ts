@@ -5,7 +5,7 @@ import t from 'tap';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { ROOT, eventually, startStack } from './support/stack.js';
+import { ROOT, eventually, startStack } from '../support/stack.js';
 
 const mappingsDir = join(ROOT, 'mappings');
 const providers = readdirSync(mappingsDir).filter((d) => existsSync(join(mappingsDir, d, 'simulator.yaml')) && existsSync(join(mappingsDir, d, 'fixtures', 'settings.yaml')));

@@ -4,8 +4,8 @@
 import t from 'tap';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { BspClient, TransportError } from '../engine/bsp-client.js';
-import { rejectedWith } from './support/rejected.js';
+import { BspClient, TransportError } from '../../engine/host/bsp-client.js';
+import { rejectedWith } from '../support/rejected.js';
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;
 

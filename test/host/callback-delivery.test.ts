@@ -4,12 +4,12 @@
 import t, { type Test } from 'tap';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { backoffDelay, CallbackDelivery, type CallbackDeliveryOptions } from '../engine/callback-delivery.js';
-import { incomingCallbackFor, statusCallbackFor } from '../engine/callbacks.js';
-import { projectSchema, validatorFor } from '../engine/schema-validator.js';
-import { openSqliteStore } from '../engine/store-sqlite.js';
-import type { CallbackRecord, NewCallback, Store } from '../engine/store.js';
-import type { IncomingEvent, StatusEvent } from '../engine/webhook.js';
+import { backoffDelay, CallbackDelivery, type CallbackDeliveryOptions } from '../../engine/host/callback-delivery.js';
+import { incomingCallbackFor, statusCallbackFor } from '../../engine/host/callbacks.js';
+import { projectSchema, validatorFor } from '../../engine/mapping/schema-validator.js';
+import { openSqliteStore } from '../../engine/stores/sqlite.js';
+import type { CallbackRecord, NewCallback, Store } from '../../engine/stores/store.js';
+import type { IncomingEvent, StatusEvent } from '../../engine/mapping/webhook.js';
 
 const validStatus = validatorFor(projectSchema('clevertap/status-callback.schema.json'));
 const validIncoming = validatorFor(projectSchema('clevertap/incoming-callback.schema.json'));

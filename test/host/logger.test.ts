@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { createLogger, hotLine, logDestination, maskPhone, redactLog, type ByteDestination } from '../engine/logger.js';
+import { createLogger, hotLine, logDestination, maskPhone, redactLog, type ByteDestination } from '../../engine/host/logger.js';
 
 function capture() {
   // eslint-disable-next-line @typescript-eslint/no-explicit-any -- parsed log lines, read field by field
@@ -90,7 +90,7 @@ t.test('the default destination writes whole UTF-8 lines, in order, and what is 
   // A process that logs and exits at once: the asynchronous destination is flushed on the way out.
   // (on a descriptor, as stdout is: a file named by path is opened asynchronously, after such an exit)
   const exiting = join(dir, 'exit.log');
-  const logger = fileURLToPath(new URL('../engine/logger.ts', import.meta.url));
+  const logger = fileURLToPath(new URL('../../engine/host/logger.ts', import.meta.url));
   const script = `const { createLogger, logDestination } = await import(${JSON.stringify(logger)});
     const { openSync } = await import('node:fs');
     const log = createLogger('info', logDestination(openSync(${JSON.stringify(exiting)}, 'a')));

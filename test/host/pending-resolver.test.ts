@@ -1,12 +1,12 @@
 // Late correlations: a status whose BSP id has no msgId yet is looked up again with a doubling delay,
 // becomes the same outbox callback it would have been on time, or ends as "unmatched" after the window.
 import t, { type Test } from 'tap';
-import { statusCallbackFor } from '../engine/callbacks.js';
-import { PendingResolver } from '../engine/pending-resolver.js';
-import { projectSchema, validatorFor } from '../engine/schema-validator.js';
-import { openSqliteStore } from '../engine/store-sqlite.js';
-import type { NewPending, Store } from '../engine/store.js';
-import type { StatusEvent } from '../engine/webhook.js';
+import { statusCallbackFor } from '../../engine/host/callbacks.js';
+import { PendingResolver } from '../../engine/host/pending-resolver.js';
+import { projectSchema, validatorFor } from '../../engine/mapping/schema-validator.js';
+import { openSqliteStore } from '../../engine/stores/sqlite.js';
+import type { NewPending, Store } from '../../engine/stores/store.js';
+import type { StatusEvent } from '../../engine/mapping/webhook.js';
 
 const validStatus = validatorFor(projectSchema('clevertap/status-callback.schema.json'));
 const T0 = 1_700_000_000_000;

@@ -1,8 +1,8 @@
-// The per-tenant BSP rate limit in one process (engine/concurrency.ts LocalRateLimiter), on an
+// The per-tenant BSP rate limit in one process (engine/host/concurrency.ts LocalRateLimiter), on an
 // injected clock: a fixed window per epoch second, sends over the rate wait for the next second as
 // long as that fits in maxWaitMs, the rest are refused.
 import t from 'tap';
-import { LocalRateLimiter } from '../engine/concurrency.js';
+import { LocalRateLimiter } from '../../engine/host/concurrency.js';
 
 function fakeClock(start: number) {
   let now = start;

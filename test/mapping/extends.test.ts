@@ -3,10 +3,10 @@ import t from 'tap';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadMapping } from '../engine/mapping-loader.js';
-import { planSend } from '../engine/send.js';
-import { toCanonical } from '../engine/pipeline.js';
-import { MappingRegistry } from '../engine/registry.js';
+import { loadMapping } from '../../engine/mapping/loader.js';
+import { planSend } from '../../engine/mapping/send.js';
+import { toCanonical } from '../../engine/mapping/pipeline.js';
+import { MappingRegistry } from '../../engine/host/registry.js';
 
 const HEADER = '# yaml-language-server: $schema=../../schemas/mapping.schema.json\n';
 const PARENT = `${HEADER}name: parent

@@ -1,11 +1,11 @@
 // Every golden fixture of every mapping is a tap test: CI runs them with the rest of the suite.
 import t from 'tap';
 import { fileURLToPath } from 'node:url';
-import { runGolden } from '../engine/golden.js';
+import { runGolden } from '../../engine/mapping/golden.js';
 
-const root = (p: string) => fileURLToPath(new URL(`../${p}`, import.meta.url));
+const root = (p: string) => fileURLToPath(new URL(`../../${p}`, import.meta.url));
 
-for (const dir of ['mappings', 'test/mappings']) {
+for (const dir of ['mappings', 'test/mapping']) {
   t.test(`golden fixtures in ${dir}/`, async (t) => {
     const report = await runGolden(root(dir));
     t.same(report.loadErrors.map((e) => e.message), [], 'every mapping loads');

@@ -1,17 +1,17 @@
-// The JSONata fast path (engine/jsonata-compiler.ts) must be indistinguishable from jsonata:
+// The JSONata fast path (engine/mapping/jsonata-compiler.ts) must be indistinguishable from jsonata:
 // (a) differentially, on every expression of every mapping, fed the inputs the engine builds from the
 //     golden fixtures plus generated variations; (b) on the official JSONata test suite.
 import t from 'tap';
 import { existsSync } from 'node:fs';
 import jsonata from 'jsonata';
 import { fileURLToPath } from 'node:url';
-import { runJsonataSuite, suiteDir } from './support/jsonata-suite.js';
-import { loadMapping, mappingDirs, type Mapping } from '../engine/mapping-loader.js';
-import { runMappingFixtures } from '../engine/golden.js';
-import { compileText } from '../engine/jsonata-compiler.js';
-import { Rejection, type Compiled } from '../engine/expression.js';
+import { runJsonataSuite, suiteDir } from '../support/jsonata-suite.js';
+import { loadMapping, mappingDirs, type Mapping } from '../../engine/mapping/loader.js';
+import { runMappingFixtures } from '../../engine/mapping/golden.js';
+import { compileText } from '../../engine/mapping/jsonata-compiler.js';
+import { Rejection, type Compiled } from '../../engine/mapping/expression.js';
 
-const root = (p: string) => fileURLToPath(new URL(`../${p}`, import.meta.url));
+const root = (p: string) => fileURLToPath(new URL(`../../${p}`, import.meta.url));
 
 /** A serialization that tells undefined from absent, sequences' items apart from nesting, and keeps key order. */
 function ser(v: unknown, seen = new Set<unknown>()): string {
@@ -90,7 +90,7 @@ async function outcome(c: Compiled, input: unknown, bindings: Record<string, unk
 }
 
 t.test('differential: mapping expressions on golden inputs and variations', async (t) => {
-  const dirs = [...mappingDirs(root('mappings')), ...(existsSync(root('test/mappings')) ? mappingDirs(root('test/mappings')) : [])];
+  const dirs = [...mappingDirs(root('mappings')), ...(existsSync(root('test/mapping')) ? mappingDirs(root('test/mapping')) : [])];
   let compared = 0;
   let expressions = 0;
   let fast = 0;
@@ -161,7 +161,7 @@ if (!suiteDir) {
 }
 
 t.test('$string of numbers and booleans, as jsonata gives it', async (t) => {
-  // the fast path answers these without jsonata's JSON.stringify replacer (engine/jsonata-compiler.ts)
+  // the fast path answers these without jsonata's JSON.stringify replacer (engine/mapping/jsonata-compiler.ts)
   const values = [0, -0, 1, -5, 131026, 0.1 + 0.2, 1.005, -5.5, 1e-7, 1e21, 123456789012345680000, 2 ** 53 + 2, 1 / 3, Number.MAX_VALUE, Number.MIN_VALUE, true, false, null, 'x'];
   for (const prettify of ['', ', true']) {
     const text = `[v.$string($${prettify})]`;
@@ -187,7 +187,7 @@ async function bothWays(text: string, input: () => unknown): Promise<{ fast: str
 }
 
 t.test('$merge, as jsonata gives it', async (t) => {
-  // the fast path merges into a plain object (engine/jsonata-compiler.ts); keys, order and values must match
+  // the fast path merges into a plain object (engine/mapping/jsonata-compiler.ts); keys, order and values must match
   const input = { a: { x: 1, y: { z: 2 } }, b: { y: 3, '10': 'ten', '2': 'two', w: null }, c: JSON.parse('{"__proto__": {"polluted": true}, "k": 1}'), none: [] };
   for (const text of ['$merge([a, b])', '$merge([b, a, c])', '$merge(a)', '$merge(none)', '$merge(missing)', '$merge([a, missing, b])', '$keys($merge([c, a]))', '$merge([c]).k', '$merge([b, a]).y']) {
     const { fast, slow } = await bothWays(text, () => input);
@@ -198,7 +198,7 @@ t.test('$merge, as jsonata gives it', async (t) => {
 
 t.test('one-argument built-ins, comparisons with a number literal and & give what jsonata gives, for every kind of value', async (t) => {
   // the fast path shortcuts $exists/$count/$string/$type of one argument, `x > 0`-style comparisons
-  // and & of two strings (engine/jsonata-compiler.ts); every other kind of value takes jsonata's road
+  // and & of two strings (engine/mapping/jsonata-compiler.ts); every other kind of value takes jsonata's road
   const input = { s: 'text', e: '', n: 0, neg: -0, f: 1.5, big: 1e21, t: true, no: false, z: null, arr: [1, 2], one: [7], empty: [], o: { a: 1 }, nested: [{ x: 1 }, { x: 2 }], words: ['a', 'b'] };
   const values = ['s', 'e', 'n', 'neg', 'f', 'big', 't', 'no', 'z', 'arr', 'one', 'empty', 'o', 'missing', 'nested.x', 'nested[0].x', 'words', '$string', 'function($v) { $v }', '[s]', '[]', '$number("1e400")', '$sqrt(-1)'];
   const templates = ['$exists(V)', '$count(V)', '$string(V)', '$type(V)', 'V > 0', 'V <= 1.5', 'V >= -2', 'V < "m"', 'V & "x"', '"x" & V', 'V & V', '$exists(V) and $count(V) > 0'];
@@ -220,7 +220,7 @@ t.test('one-argument built-ins, comparisons with a number literal and & give wha
 
 t.test('object constructors mixing literal and computed keys give what jsonata gives', async (t) => {
   // a literal key's checks (duplicate, reserved name, array index, __proto__) are decided at compile
-  // time when a computed key sits beside it (engine/jsonata-compiler.ts, singleItemObject)
+  // time when a computed key sits beside it (engine/mapping/jsonata-compiler.ts, singleItemObject)
   const input = { k: 'a', n: 5, idx: '7', items: [{ k: 'x' }, { k: 'y' }], one: [{ k: 'a' }] };
   const objects = [
     '{"a": 1, k: 2}', '{k: 1, "a": 2}', '{"a": 1, "a": 2, k: 3}', '{"b": 1, k: 2, "b": 3}', '{"__proto__": 1, k: 2}',
@@ -240,7 +240,7 @@ t.test('object constructors mixing literal and computed keys give what jsonata g
 
 t.test('$contains and $replace with a regex literal give what jsonata gives', async (t) => {
   // with a regex literal (and, for $replace, a replacement without `$`) the fast path runs the RegExp
-  // itself rather than jsonata's match objects (engine/jsonata-compiler.ts, replaceLiteral)
+  // itself rather than jsonata's match objects (engine/mapping/jsonata-compiler.ts, replaceLiteral)
   const strings = ['', 'a', '+1 (650) 555-1234', 'aaa', 'abcabc', 'xAx', '  padded  ', 'naïve café ☕', '\n\t'];
   const regexes = ['/[^0-9]/', '/a/', '/a+/', '/^/', '/$/', '/x*/', '/(a)(b)?/', '/A/i', '/^[ \\t\\n\\r]*[-+]?[0-9]+$/', '/b|$/'];
   const calls = ['$contains(S, R)', '$replace(S, R, "")', '$replace(S, R, "-")', '$replace(S, R, "<$0>")', '$replace(S, R, "#", 1)', '$replace(S, R, "#", 0)', '$replace(S, R, "#", 2)'];
@@ -261,7 +261,7 @@ t.test('$contains and $replace with a regex literal give what jsonata gives', as
 });
 
 t.test('block scopes give what jsonata gives: names read before their binding, shadowed, bound in branches', async (t) => {
-  // a block's scope is made with every name its `:=` can bind (engine/jsonata-compiler.ts, blockBinds);
+  // a block's scope is made with every name its `:=` can bind (engine/mapping/jsonata-compiler.ts, blockBinds);
   // one not bound yet in this evaluation must still be looked up in the enclosing scopes
   const input = { a: 1, items: [{ k: 'x' }, { k: 'y' }], flag: true };
   const blocks = [
@@ -288,7 +288,7 @@ t.test('block scopes give what jsonata gives: names read before their binding, s
 
 t.test('bindings and evaluations started from inside another', async (t) => {
   // the root scope's names are kept per bindings object (checked on each call) and one budget record
-  // serves every outermost evaluation (engine/jsonata-compiler.ts, bindingNames and runFn)
+  // serves every outermost evaluation (engine/mapping/jsonata-compiler.ts, bindingNames and runFn)
   const limits = { maxSteps: 1e6, maxDepth: 500, timeoutMs: 5000 };
   const c = compileText('[$a, $b, $exists($c) ? $c : "no c"]');
   if (!c.ok) throw new Error(c.reason);

@@ -5,11 +5,11 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { WabError } from '../engine/errors.js';
-import { loadMapping, mappingDirs, type LoadResult } from '../engine/mapping-loader.js';
+import type { WabError } from '../../engine/mapping/errors.js';
+import { loadMapping, mappingDirs, type LoadResult } from '../../engine/mapping/loader.js';
 
 const HEADER = '# yaml-language-server: $schema=../../schemas/mapping.schema.json\n';
-const EXAMPLE = fileURLToPath(new URL('./mappings/example-bsp', import.meta.url));
+const EXAMPLE = fileURLToPath(new URL('./example-bsp', import.meta.url));
 const root = mkdtempSync(join(tmpdir(), 'wab-loader-'));
 t.teardown(() => rmSync(root, { recursive: true, force: true }));
 let seq = 0;
@@ -256,7 +256,7 @@ t.test('mappingDirs', async (t) => {
   t.same(mappingDirs(join(mappings, 'not-a-mapping')), [], 'a folder without mappings');
   t.same(mappingDirs(join(mappings, 'missing')), [], 'a folder that does not exist');
   t.same(mappingDirs(join(mappings, 'README.md')), [], 'a file');
-  t.ok(mappingDirs(fileURLToPath(new URL('./mappings', import.meta.url))).includes(EXAMPLE), 'test/mappings holds example-bsp');
+  t.ok(mappingDirs(fileURLToPath(new URL('.', import.meta.url))).includes(EXAMPLE), 'test/mapping holds example-bsp');
 });
 
 t.test('the version hash follows the file text', async (t) => {

@@ -5,12 +5,12 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { CanonicalMessage } from '../engine/clevertap/model.js';
-import { WabError } from '../engine/errors.js';
-import { loadMapping, type Mapping } from '../engine/mapping-loader.js';
-import { answerForIssues, prepareSend, toCanonical } from '../engine/pipeline.js';
-import { formDecode, formEncode, mapResponse, mapTransportError, planSend, type HttpRequest, type SendPlan } from '../engine/send.js';
-import { rejectedWith } from './support/rejected.js';
+import type { CanonicalMessage } from '../../engine/clevertap/model.js';
+import { WabError } from '../../engine/mapping/errors.js';
+import { loadMapping, type Mapping } from '../../engine/mapping/loader.js';
+import { answerForIssues, prepareSend, toCanonical } from '../../engine/mapping/pipeline.js';
+import { formDecode, formEncode, mapResponse, mapTransportError, planSend, type HttpRequest, type SendPlan } from '../../engine/mapping/send.js';
+import { rejectedWith } from '../support/rejected.js';
 
 const HEADER = '# yaml-language-server: $schema=../../schemas/mapping.schema.json\n';
 const root = mkdtempSync(join(tmpdir(), 'wab-send-'));
@@ -31,7 +31,7 @@ function withSend(send: string): Mapping {
   return loaded(dir);
 }
 
-const example = loaded(fileURLToPath(new URL('./mappings/example-bsp', import.meta.url)));
+const example = loaded(fileURLToPath(new URL('./example-bsp', import.meta.url)));
 const exampleSettings = { apiKey: 'k-1234', baseUrl: 'https://api.example-bsp.test', sender: '15550001111', webhookSecret: 'ws', verifyToken: 'vt' };
 
 function canonical(payload: unknown): CanonicalMessage {

@@ -1,7 +1,7 @@
 // Tenant settings against a mapping's declarations, and ${ENV} references.
 import t from 'tap';
-import { WabError } from '../engine/errors.js';
-import { checkSettings, resolveEnvRefs, secretNames, type SettingDecl } from '../engine/settings.js';
+import { WabError } from '../../engine/mapping/errors.js';
+import { checkSettings, resolveEnvRefs, secretNames, type SettingDecl } from '../../engine/mapping/settings.js';
 
 const decls: Record<string, SettingDecl> = {
   phoneNumberId: { type: 'string', description: 'Cloud API phone number id' },

@@ -2,11 +2,11 @@
 // and after a 401. Uses the Sinch mapping, whose OAuth2 mode declares a token.
 import t from 'tap';
 import { fileURLToPath } from 'node:url';
-import { loadMapping } from '../engine/mapping-loader.js';
-import { TokenCache } from '../engine/token-cache.js';
-import type { HttpRequest } from '../engine/send.js';
+import { loadMapping } from '../../engine/mapping/loader.js';
+import { TokenCache } from '../../engine/mapping/token-cache.js';
+import type { HttpRequest } from '../../engine/mapping/send.js';
 
-const loaded = loadMapping(fileURLToPath(new URL('../mappings/sinch', import.meta.url)));
+const loaded = loadMapping(fileURLToPath(new URL('../../mappings/sinch', import.meta.url)));
 if (!loaded.ok) throw new Error(loaded.errors.map((e) => e.message).join('\n'));
 const mapping = loaded.mapping;
 const settings = { projectId: 'p', appId: 'a', keyId: 'kid', keySecret: 'ksec', webhookSecret: 'w', oauth2: true, authUrl: 'https://auth.test', baseUrl: 'https://x.test', accessToken: '', wabaNumber: '' };

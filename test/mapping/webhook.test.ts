@@ -6,10 +6,10 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { WabError } from '../engine/errors.js';
-import { loadMapping, type Mapping } from '../engine/mapping-loader.js';
-import { handshake, mapWebhook, parseWebhookBody, sign, verifySignature, type WebhookRequest } from '../engine/webhook.js';
-import { rejectedWith } from './support/rejected.js';
+import { WabError } from '../../engine/mapping/errors.js';
+import { loadMapping, type Mapping } from '../../engine/mapping/loader.js';
+import { handshake, mapWebhook, parseWebhookBody, sign, verifySignature, type WebhookRequest } from '../../engine/mapping/webhook.js';
+import { rejectedWith } from '../support/rejected.js';
 
 const HEADER = '# yaml-language-server: $schema=../../schemas/mapping.schema.json\n';
 const root = mkdtempSync(join(tmpdir(), 'wab-webhook-'));
@@ -31,7 +31,7 @@ function withWebhook(webhook: string, settings = '  secret: { type: string }\n')
   return loaded(dir);
 }
 
-const example = loaded(fileURLToPath(new URL('./mappings/example-bsp', import.meta.url)));
+const example = loaded(fileURLToPath(new URL('./example-bsp', import.meta.url)));
 const settings = { apiKey: 'k-1234', baseUrl: 'https://api.example-bsp.test', sender: '15550001111', webhookSecret: 'hook-secret', verifyToken: 'verify-me' };
 
 const req = (rawBody: string, headers: Record<string, string> = {}, query: Record<string, string | string[]> = {}): WebhookRequest => ({

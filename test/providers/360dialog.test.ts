@@ -10,17 +10,17 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
 import { parse as parseYaml } from 'yaml';
-import { loadMapping, type Mapping } from '../engine/mapping-loader.js';
-import { planMediaDownload, planMediaLookup } from '../engine/media.js';
-import { toCanonical } from '../engine/pipeline.js';
-import { validatorFor } from '../engine/schema-validator.js';
-import { mapResponse, planSend } from '../engine/send.js';
-import { loadSimulator, startBspSimulator, type BspSimulator } from '../engine/standins/bsp-simulator.js';
-import { mapWebhook, verifySignature, type WebhookRequest } from '../engine/webhook.js';
-import type { CanonicalMessage } from '../engine/clevertap/model.js';
+import { loadMapping, type Mapping } from '../../engine/mapping/loader.js';
+import { planMediaDownload, planMediaLookup } from '../../engine/mapping/media.js';
+import { toCanonical } from '../../engine/mapping/pipeline.js';
+import { validatorFor } from '../../engine/mapping/schema-validator.js';
+import { mapResponse, planSend } from '../../engine/mapping/send.js';
+import { loadSimulator, startBspSimulator, type BspSimulator } from '../../engine/standins/bsp-simulator.js';
+import { mapWebhook, verifySignature, type WebhookRequest } from '../../engine/mapping/webhook.js';
+import type { CanonicalMessage } from '../../engine/clevertap/model.js';
 
 const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
-const DIR = here('../mappings/360dialog');
+const DIR = here('../../mappings/360dialog');
 const SETTINGS = parseYaml(readFileSync(join(DIR, 'fixtures/settings.yaml'), 'utf8')) as Record<string, unknown>;
 const loaded = loadMapping(DIR);
 if (!loaded.ok) throw new Error(loaded.errors.map((e) => `${e.where}: ${e.message}`).join('; '));
@@ -59,7 +59,7 @@ async function simulator(t: Test, webhookUrl: string): Promise<{ sim: BspSimulat
 }
 
 function message(file: string, overrides: Record<string, unknown> = {}): CanonicalMessage {
-  const payload = { ...JSON.parse(readFileSync(here(`../examples/clevertap/${file}`), 'utf8')), ...overrides };
+  const payload = { ...JSON.parse(readFileSync(here(`../../examples/clevertap/${file}`), 'utf8')), ...overrides };
   const c = toCanonical(JSON.stringify(payload));
   if (!c.ok) throw new Error(JSON.stringify(c));
   return c.message;

@@ -1,6 +1,6 @@
 // The BSP simulator speaks Gupshup from mappings/gupshup/simulator.yaml: what it answers and posts
 // must go back through the gupshup mapping (mapResponse, verifySignature, mapWebhook) to the
-// CleverTap codes and events a real Gupshup exchange gives. Follows test/bsp-simulator.test.ts.
+// CleverTap codes and events a real Gupshup exchange gives. Follows test/standins/bsp-simulator.test.ts.
 import t, { type Test } from 'tap';
 import { createServer, type IncomingMessage } from 'node:http';
 import { createServer as createNetServer, type AddressInfo } from 'node:net';
@@ -9,15 +9,15 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
 import { parse as parseYaml } from 'yaml';
-import { loadMapping, type Mapping } from '../engine/mapping-loader.js';
-import { toCanonical } from '../engine/pipeline.js';
-import { mapResponse, planSend } from '../engine/send.js';
-import { loadSimulator, startBspSimulator, type BspSimulator } from '../engine/standins/bsp-simulator.js';
-import { mapWebhook, verifySignature, type WebhookEvent, type WebhookRequest } from '../engine/webhook.js';
-import type { CanonicalMessage } from '../engine/clevertap/model.js';
+import { loadMapping, type Mapping } from '../../engine/mapping/loader.js';
+import { toCanonical } from '../../engine/mapping/pipeline.js';
+import { mapResponse, planSend } from '../../engine/mapping/send.js';
+import { loadSimulator, startBspSimulator, type BspSimulator } from '../../engine/standins/bsp-simulator.js';
+import { mapWebhook, verifySignature, type WebhookEvent, type WebhookRequest } from '../../engine/mapping/webhook.js';
+import type { CanonicalMessage } from '../../engine/clevertap/model.js';
 
 const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
-const DIR = here('../mappings/gupshup');
+const DIR = here('../../mappings/gupshup');
 const SETTINGS = parseYaml(readFileSync(join(DIR, 'fixtures/settings.yaml'), 'utf8')) as Record<string, unknown>;
 const loaded = loadMapping(DIR);
 if (!loaded.ok) throw new Error(loaded.errors.map((e) => e.message).join('; '));
@@ -73,7 +73,7 @@ async function simulator(t: Test, webhookUrl: string): Promise<{ sim: BspSimulat
 }
 
 function message(file: string, overrides: Record<string, unknown> = {}): CanonicalMessage {
-  const payload = { ...JSON.parse(readFileSync(here(`../examples/clevertap/${file}`), 'utf8')), ...overrides };
+  const payload = { ...JSON.parse(readFileSync(here(`../../examples/clevertap/${file}`), 'utf8')), ...overrides };
   const c = toCanonical(JSON.stringify(payload));
   if (!c.ok) throw new Error(JSON.stringify(c));
   return c.message;

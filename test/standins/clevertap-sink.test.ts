@@ -5,7 +5,7 @@ import t, { type Test } from 'tap';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
-import { redactPhone, startCleverTapSink, type CleverTapSink } from '../engine/standins/clevertap-sink.js';
+import { redactPhone, startCleverTapSink, type CleverTapSink } from '../../engine/standins/clevertap-sink.js';
 
 const example = (name: string) => JSON.parse(readFileSync(fileURLToPath(new URL(`../examples/clevertap/callbacks/canonical/${name}`, import.meta.url)), 'utf8')) as Record<string, unknown>;
 

@@ -8,8 +8,8 @@ import { randomBytes } from 'node:crypto';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
-import { openRedisStore, redactRedisUrl } from '../engine/store-redis.js';
-import type { CallbackRecord, NewCallback, Store } from '../engine/store.js';
+import { openRedisStore, redactRedisUrl } from '../../engine/stores/redis.js';
+import type { CallbackRecord, NewCallback, Store } from '../../engine/stores/store.js';
 import { storeContract } from './store-contract.js';
 
 const url = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';

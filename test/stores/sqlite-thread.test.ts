@@ -8,11 +8,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Worker } from 'node:worker_threads';
-import { openSqliteStore } from '../engine/store-sqlite.js';
-import { openSqliteStoreThread } from '../engine/store-sqlite-thread.js';
+import { openSqliteStore } from '../../engine/stores/sqlite.js';
+import { openSqliteStoreThread } from '../../engine/stores/sqlite-thread.js';
 import { storeContract } from './store-contract.js';
-import { killAfter } from './support/kill-after.js';
-import { ROOT } from './support/stack.js';
+import { killAfter } from '../support/kill-after.js';
+import { ROOT } from '../support/stack.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'wab-store-thread-'));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
@@ -55,7 +55,7 @@ t.test('acknowledged ingests survive kill -9 of a process using the thread', asy
   const file = join(dir, 'durable.db');
   const N = 200;
   const script = join(dir, 'ingest-child.mts');
-  const storeUrl = pathToFileURL(join(ROOT, 'engine', 'store-sqlite-thread.ts')).href;
+  const storeUrl = pathToFileURL(join(ROOT, 'engine', 'stores', 'sqlite-thread.ts')).href;
   writeFileSync(
     script,
     `import { openSqliteStoreThread } from ${JSON.stringify(storeUrl)};
@@ -75,7 +75,7 @@ setInterval(() => {}, 1000);
 
 t.test('an idle thread does not keep its process alive', async (t) => {
   const script = join(dir, 'idle-child.mts');
-  const storeUrl = pathToFileURL(join(ROOT, 'engine', 'store-sqlite-thread.ts')).href;
+  const storeUrl = pathToFileURL(join(ROOT, 'engine', 'stores', 'sqlite-thread.ts')).href;
   writeFileSync(
     script,
     `import { openSqliteStoreThread } from ${JSON.stringify(storeUrl)};

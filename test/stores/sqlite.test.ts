@@ -6,10 +6,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import Database from 'better-sqlite3';
-import { CLAIMABLE_SQL, openSqliteStore } from '../engine/store-sqlite.js';
-import type { NewCallback } from '../engine/store.js';
+import { CLAIMABLE_SQL, openSqliteStore } from '../../engine/stores/sqlite.js';
+import type { NewCallback } from '../../engine/stores/store.js';
 import { storeContract } from './store-contract.js';
-import { killAfter } from './support/kill-after.js';
+import { killAfter } from '../support/kill-after.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'wab-store-'));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
@@ -117,7 +117,7 @@ t.test('an acknowledged ingest survives kill -9', async (t) => {
   const N = 200;
   // .mts: the temp folder has no package.json saying "module", and the script uses top-level await.
   const script = join(dir, 'ingest-child.mts');
-  const storeUrl = pathToFileURL(fileURLToPath(new URL('../engine/store-sqlite.ts', import.meta.url))).href;
+  const storeUrl = pathToFileURL(fileURLToPath(new URL('../../engine/stores/sqlite.ts', import.meta.url))).href;
   writeFileSync(
     script,
     `import { openSqliteStore } from ${JSON.stringify(storeUrl)};

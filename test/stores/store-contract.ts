@@ -2,8 +2,8 @@
 // implementation. Times are explicit `now` values far from the real clock, so nothing sleeps; only
 // correlation expiry reads the store's own clock (the interface passes no `now` there).
 import type { Test } from 'tap';
-import { statusRank, type CallbackRecord, type NewCallback, type NewPending, type Store } from '../engine/store.js';
-import type { StatusEvent } from '../engine/webhook.js';
+import { statusRank, type CallbackRecord, type NewCallback, type NewPending, type Store } from '../../engine/stores/store.js';
+import type { StatusEvent } from '../../engine/mapping/webhook.js';
 
 const T0 = 1_700_000_000_000;
 const LEASE = 30_000;

@@ -14,7 +14,7 @@ import { Redis } from 'ioredis';
 import { Agent, request } from 'undici';
 import { startBspSimulator, type BspSimulator, type StatusDelays } from '../../engine/standins/bsp-simulator.js';
 import { startCleverTapSink, type CleverTapSink } from '../../engine/standins/clevertap-sink.js';
-import { redactRedisUrl } from '../../engine/store-redis.js';
+import { redactRedisUrl } from '../../engine/stores/redis.js';
 import { startChild, type WabridgeChild } from './child.js';
 import { ROOT, SETTINGS, freePort, writeConfig, type StackOptions } from './stack.js';
 

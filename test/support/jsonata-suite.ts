@@ -1,13 +1,13 @@
 // The official JSONata test suite (../shared/jsonata-test-suite, the upstream jsonata-js suite) run
 // against the compiled fast path: each case compiled and compared with the suite's expectation, or,
 // when the compiler declines (or falls back at run time), run by jsonata, which must pass it. Used by
-// test/jsonata-compiler.test.ts (which requires no failures) and by the benchmark (which reports the
+// test/mapping/jsonata-compiler.test.ts (which requires no failures) and by the benchmark (which reports the
 // fraction compiled).
 import jsonata from 'jsonata';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { compileAst, Fallback, StepLimitExceeded } from '../../engine/jsonata-compiler.js';
+import { compileAst, Fallback, StepLimitExceeded } from '../../engine/mapping/jsonata-compiler.js';
 
 /** Key-order-insensitive form, for comparing with the suite's JSON expectations (as its runner does). */
 export function canon(v: unknown): unknown {

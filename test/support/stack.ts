@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PassThrough } from 'node:stream';
 import { request } from 'undici';
-import { startHost, type Host } from '../../engine/host.js';
+import { startHost, type Host } from '../../engine/host/host.js';
 import { startBspSimulator, type BspSimulator } from '../../engine/standins/bsp-simulator.js';
 import { startCleverTapSink, type CleverTapSink } from '../../engine/standins/clevertap-sink.js';
 
