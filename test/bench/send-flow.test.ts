@@ -10,5 +10,5 @@ t.test('the send-flow bench sends every message and profiles the flow', async (t
   // a message parses, normalizes, maps and serializes a few KB of JSON: well above 2 KB, well below 100
   t.ok(f.send_flow_kb > 2 && f.send_flow_kb < 100, `KB per message: ${f.send_flow_kb}`);
   t.match(lines[0], /µs and [\d.]+ KB allocated per message/);
-  t.ok(lines.some((l) => /handleSend\s+engine\/send-flow\.ts/.test(l)), 'the top list names the send flow itself');
+  t.ok(lines.some((l) => /handleSend\s+engine\/host\/send-flow\.ts/.test(l)), 'the top list names the send flow itself');
 });

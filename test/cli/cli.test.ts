@@ -117,7 +117,7 @@ function posOf(text: string, needle: string): string {
 t.test('lint', async (t) => {
   const ok = await runs.lint;
   t.equal(ok.code, 0, 'test/mapping lints clean');
-  t.match(ok.stdout, /^ok test\/mappings\/example-bsp\/mapping\.yaml \(\d+ expressions\b.*version [0-9a-f]{12}\)$/m);
+  t.match(ok.stdout, /^ok test\/mapping\/example-bsp\/mapping\.yaml \(\d+ expressions\b.*version [0-9a-f]{12}\)$/m);
   t.match(ok.stdout, new RegExp(`^${testMappings.length} mapping\\(s\\), 0 problem\\(s\\)$`, 'm'));
 
   const broken = await runs.lintBroken;

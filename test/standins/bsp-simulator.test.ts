@@ -61,7 +61,7 @@ async function simulator(t: Test, webhookUrl: string, extra: Partial<Parameters<
 }
 
 function message(overrides: Record<string, unknown> = {}, file = 'freeform-text.json'): CanonicalMessage {
-  const payload = { ...JSON.parse(readFileSync(here(`../examples/clevertap/${file}`), 'utf8')), ...overrides };
+  const payload = { ...JSON.parse(readFileSync(here(`../../examples/clevertap/${file}`), 'utf8')), ...overrides };
   const c = toCanonical(JSON.stringify(payload));
   if (!c.ok) throw new Error(JSON.stringify(c));
   return c.message;

@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
 import { redactPhone, startCleverTapSink, type CleverTapSink } from '../../engine/standins/clevertap-sink.js';
 
-const example = (name: string) => JSON.parse(readFileSync(fileURLToPath(new URL(`../examples/clevertap/callbacks/canonical/${name}`, import.meta.url)), 'utf8')) as Record<string, unknown>;
+const example = (name: string) => JSON.parse(readFileSync(fileURLToPath(new URL(`../../examples/clevertap/callbacks/canonical/${name}`, import.meta.url)), 'utf8')) as Record<string, unknown>;
 
 async function sink(t: Test): Promise<{ sink: CleverTapSink; lines: string[] }> {
   const lines: string[] = [];
