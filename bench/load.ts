@@ -77,6 +77,11 @@ export interface LoadResult {
   errorSamples: Record<string, number>;
   /** Webhook runs: distinct statuses wabridge acknowledged as accepted. */
   accepted?: number;
+  /**
+   * CleverTap answers by kind over the whole run (warm-up included): `success`, `2000`-`2004`,
+   * `429` (CleverTap's documented body), or `other` (anything CleverTap could not read).
+   */
+  kinds: Record<string, number>;
   /** CPU time this process spent during the run, ms. */
   cpuMs: number;
 }
@@ -92,6 +97,19 @@ const bump = (m: Record<string, number>, k: string) => {
   if (k in m) m[k]!++;
   else if (Object.keys(m).length < 8) m[k] = 1;
 };
+
+/** What CleverTap would make of an answer body. */
+function kindOf(body: string): string {
+  try {
+    const b = JSON.parse(body) as { status?: string; error?: { code?: number }; message?: string };
+    if (b.status === 'success') return 'success';
+    if (b.status === 'failure' && typeof b.error?.code === 'number') return String(b.error.code);
+    if (b.message === 'Too many requests to process') return '429';
+  } catch {
+    // not JSON: CleverTap cannot read it
+  }
+  return 'other';
+}
 
 type Pair = { id: string; msgId: string; recipient: string };
 
@@ -137,6 +155,7 @@ async function run(spec: LoadSpec): Promise<LoadResult> {
   const mismatchSamples: Record<string, number> = {};
   const errorSamples: Record<string, number> = {};
   const verify = VERIFY[spec.expect];
+  const kinds: Record<string, number> = {};
   const base: autocannon.Options = {
     url: `${spec.url}${spec.path}`,
     method: 'POST',
@@ -144,7 +163,10 @@ async function run(spec: LoadSpec): Promise<LoadResult> {
     pipelining: 1,
     timeout: spec.timeoutS ?? 10,
     headers: spec.headers ?? {},
-    verifyBody: (b: string) => verify(b),
+    verifyBody: (b: string) => {
+      bump(kinds, kindOf(b));
+      return verify(b);
+    },
     ...(spec.body !== undefined ? { body: spec.body, idReplacement: spec.body.includes('[<id>]') } : {}),
   };
   // Every answer is recorded here (autocannon's 'response' and then, in the same tick, 'reqMismatch'
@@ -277,6 +299,7 @@ async function run(spec: LoadSpec): Promise<LoadResult> {
     mismatchSamples,
     errorSamples,
     ...(spec.webhooks ? { accepted: acked.size } : {}),
+    kinds,
     cpuMs: Math.round((cpu.user + cpu.system) / 1000),
   };
 }

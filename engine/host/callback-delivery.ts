@@ -3,6 +3,7 @@
 // the POST and the mark sends it again (CleverTap tolerates a repeated status; losing one is worse).
 import { Agent } from 'undici';
 import pino, { type Logger } from 'pino';
+import type { BackgroundGate } from './background-gate.js';
 import { HttpCalls } from './http-call.js';
 import type { CallbackRecord, Store } from '../stores/store.js';
 
@@ -36,6 +37,8 @@ export interface CallbackDeliveryOptions {
   now?: () => number;
   /** [0, 1) source for the jitter; tests pin it. */
   random?: () => number;
+  /** Puts rounds off while CleverTap's sends need the event loop; default: never. */
+  gate?: BackgroundGate;
 }
 
 /** Exponential back-off with jitter: uniform in [d/2, d] where d = min(max, base·2^attempts). */
@@ -63,7 +66,7 @@ export function definedOnly<T extends object>(options: T): T {
 const ids = (records: readonly CallbackRecord[]) => records.map((r) => r.id);
 
 export class CallbackDelivery {
-  private readonly o: Required<Omit<CallbackDeliveryOptions, 'onDelivered' | 'onFailed' | 'onDead'>> & Pick<CallbackDeliveryOptions, 'onDelivered' | 'onFailed' | 'onDead'>;
+  private readonly o: Required<Omit<CallbackDeliveryOptions, 'onDelivered' | 'onFailed' | 'onDead' | 'gate'>> & Pick<CallbackDeliveryOptions, 'onDelivered' | 'onFailed' | 'onDead' | 'gate'>;
   private readonly agent: Agent;
   /** The POSTs in flight: once stop()'s drain time is over they are aborted, and so is any started after. */
   private readonly calls: HttpCalls;
@@ -138,6 +141,7 @@ export class CallbackDelivery {
   private schedule(ms: number): void {
     this.timer = setTimeout(() => {
       this.timer = undefined;
+      if (this.o.gate?.hold()) return void (this.running && this.schedule(this.o.pollMs));
       this.runOnce().then(
         // Anything claimed may have unblocked the next callback of its msgId: look again at once.
         (n) => this.running && this.schedule(n > 0 ? 0 : this.o.pollMs),

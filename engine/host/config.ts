@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, relative, resolve } from 'node:path';
 import { WabError } from '../mapping/errors.js';
+import { ADMISSION_DEFAULTS, type AdmissionOptions } from './admission.js';
 import { describeError, pointerToPath, projectSchema, usefulErrors, validatorFor } from '../mapping/schema-validator.js';
 import { resolveEnvRefs } from '../mapping/settings.js';
 import { dotted, locate, locateSchemaError, parseYamlSource } from '../mapping/yaml-source.js';
@@ -35,6 +36,7 @@ export interface Config {
     mappingsDir: string;
     watch: boolean;
     drainMs: number;
+    overload: AdmissionOptions;
   };
   /** `redis` set: the shared Redis store (several instances); `sqlite` is then unused. */
   store: { sqlite: string; redis?: string; redisPrefix: string; correlationTtlMs: number };
@@ -98,6 +100,10 @@ export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): 
       ...(t.bspRate !== undefined ? { bspRate: t.bspRate as number } : {}),
     });
   }
+  const o = s.overload ?? {};
+  if (o.minInFlight !== undefined && o.maxInFlight !== undefined && o.minInFlight > o.maxInFlight) {
+    throw new WabError('WAB_INPUT_INVALID', `${shown}: server.overload.minInFlight (${o.minInFlight}) is above server.overload.maxInFlight (${o.maxInFlight})`);
+  }
   return {
     file: shown,
     server: {
@@ -112,6 +118,14 @@ export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): 
       mappingsDir: at(s.mappings ?? 'mappings'),
       watch: s.watch ?? true,
       drainMs: parseDuration(s.drain ?? '10s'),
+      overload: {
+        ...ADMISSION_DEFAULTS,
+        ...(o.targetLag !== undefined ? { targetLagMs: parseDuration(s.overload.targetLag) } : {}),
+        ...(o.maxWait !== undefined ? { maxWaitMs: parseDuration(s.overload.maxWait) } : {}),
+        ...(o.minInFlight !== undefined ? { minLimit: s.overload.minInFlight } : {}),
+        ...(o.maxInFlight !== undefined ? { maxLimit: s.overload.maxInFlight } : {}),
+        ...(o.initialInFlight !== undefined ? { initialLimit: s.overload.initialInFlight } : {}),
+      },
     },
     store: {
       sqlite: raw.store?.sqlite === ':memory:' ? ':memory:' : at(resolveRefs(raw.store?.sqlite ?? 'data/wabridge.db', ['store', 'sqlite'])),

@@ -3,6 +3,8 @@
 // ones in flight, flush due callbacks, close the store.
 import { randomBytes } from 'node:crypto';
 import type { DestinationStream, Logger } from 'pino';
+import { Admission } from './admission.js';
+import { BackgroundGate } from './background-gate.js';
 import { BspClient } from './bsp-client.js';
 import { LocalConcurrencyLimiter, LocalRateLimiter, RedisConcurrencyLimiter, type ConcurrencyLimiter, type RateLimiter } from './concurrency.js';
 import { CallbackDelivery } from './callback-delivery.js';
@@ -96,6 +98,18 @@ export async function startHost(opts: HostOptions): Promise<Host> {
   const client = new BspClient();
   const media = new MediaLinks(config.server.mediaSecret ?? randomBytes(32).toString('hex'), config.server.publicUrl, config.server.mediaLinkTtlMs);
 
+  const admission = new Admission(
+    config.server.overload,
+    (reason) => metrics.shed.inc({ reason }),
+    (a) => {
+      metrics.admissionLimit.set(a.limit);
+      metrics.admissionInFlight.set(a.inFlight);
+      metrics.admissionQueued.set(a.queued);
+      metrics.eventLoopLag.set(a.lagMs / 1000);
+    },
+  );
+  const gate = (worker: string) => new BackgroundGate(() => admission.pressed, 1000, (ms) => metrics.backgroundHeld.inc({ worker }, ms / 1000));
+
   const delivery = new CallbackDelivery({
     store,
     target: (id) => {
@@ -108,13 +122,18 @@ export async function startHost(opts: HostOptions): Promise<Host> {
     batchSize: config.callbacks.batchSize,
     drainMs: config.server.drainMs,
     logger,
-    onDelivered: (r) => metrics.callbacks.inc({ outcome: 'delivered' }, r.length),
+    gate: gate('callbacks'),
+    onDelivered: (r) => {
+      metrics.callbacks.inc({ outcome: 'delivered' }, r.length);
+      const now = Date.now();
+      for (const c of r) metrics.callbackDelay.observe((now - c.createdAt) / 1000);
+    },
     onFailed: (r) => metrics.callbacks.inc({ outcome: 'retry' }, r.length),
     onDead: (r) => metrics.callbacks.inc({ outcome: 'dead' }, r.length),
   });
-  const resolver = new PendingResolver({ store, windowMs: config.callbacks.lookupWindowMs, logger });
+  const resolver = new PendingResolver({ store, windowMs: config.callbacks.lookupWindowMs, logger, gate: gate('lookups') });
 
-  const app = buildServer({ config, registry, store, client, metrics, logger, media, limiter, rate });
+  const app = buildServer({ config, registry, store, client, metrics, logger, media, limiter, rate, admission });
   const gauges = setInterval(() => {
     store
       .stats()
@@ -137,6 +156,7 @@ export async function startHost(opts: HostOptions): Promise<Host> {
   const port = typeof address === 'object' && address ? address.port : config.server.port;
   const url = `http://${config.server.host === '0.0.0.0' ? '127.0.0.1' : config.server.host}:${port}`;
   if (opts.port === 0 && config.server.publicUrl.endsWith(':0')) config.server.publicUrl = url;
+  admission.start();
   delivery.start();
   resolver.start();
   if (config.server.watch) registry.watch();
@@ -150,6 +170,7 @@ export async function startHost(opts: HostOptions): Promise<Host> {
       clearInterval(gauges);
       clearInterval(sweeper);
       await app.close();
+      admission.close();
       await resolver.stop();
       await delivery.stop();
       // Late BSP calls get what is left of the drain time; their statuses then wait for a look-up.

@@ -23,6 +23,18 @@ export function createMetrics() {
     outboxDead: new Gauge({ name: 'wabridge_callbacks_dead', help: 'Callbacks in the dead-letter list', registers: [registry] }),
     unmatched: new Gauge({ name: 'wabridge_statuses_unmatched', help: 'Statuses whose BSP id never matched a msgId', registers: [registry] }),
     pendingLookups: new Gauge({ name: 'wabridge_statuses_pending_lookup', help: 'Statuses waiting for their send to be correlated', registers: [registry] }),
+    shed: new Counter({ name: 'wabridge_shed_total', help: 'Messaging requests answered 429 because the process was past capacity, by reason', labelNames: ['reason'] as const, registers: [registry] }),
+    admissionLimit: new Gauge({ name: 'wabridge_admission_limit', help: 'Messaging requests this process lets in flight now (follows the event loop)', registers: [registry] }),
+    admissionInFlight: new Gauge({ name: 'wabridge_admission_in_flight', help: 'Messaging requests in flight', registers: [registry] }),
+    admissionQueued: new Gauge({ name: 'wabridge_admission_queued', help: 'Messaging requests waiting for a slot', registers: [registry] }),
+    eventLoopLag: new Gauge({ name: 'wabridge_event_loop_lag_seconds', help: 'How late a 10 ms timer fired, worst of the last 100 ms', registers: [registry] }),
+    backgroundHeld: new Counter({ name: 'wabridge_background_held_seconds_total', help: 'Time background rounds were put off so sends could be answered in time, by worker', labelNames: ['worker'] as const, registers: [registry] }),
+    callbackDelay: new Histogram({
+      name: 'wabridge_callback_delay_seconds',
+      help: 'From a callback entering the outbox to CleverTap acknowledging it',
+      buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 3600],
+      registers: [registry],
+    }),
     reloads: new Counter({ name: 'wabridge_mapping_reloads_total', help: 'Mapping reloads, by mapping and result', labelNames: ['mapping', 'result'] as const, registers: [registry] }),
     mappingBroken: new Gauge({ name: 'wabridge_mapping_reload_failing', help: '1 while the last reload of a mapping failed (the previous version keeps serving)', labelNames: ['mapping'] as const, registers: [registry] }),
   };

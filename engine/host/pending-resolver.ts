@@ -2,6 +2,7 @@
 // answers the send): looked up again with a growing delay, turned into outbox callbacks when the msgId
 // shows up, and after the window kept as "unmatched" for an operator to see (never silently dropped).
 import pino from 'pino';
+import type { BackgroundGate } from './background-gate.js';
 import { statusCallbackFor } from './callbacks.js';
 import { definedOnly, type WorkerLogger } from './callback-delivery.js';
 import type { PendingRecord, Store } from '../stores/store.js';
@@ -18,10 +19,12 @@ export interface PendingResolverOptions {
   onResolved?: (pending: PendingRecord, msgId: string) => void;
   onUnmatched?: (pending: PendingRecord) => void;
   now?: () => number;
+  /** Puts rounds off while CleverTap's sends need the event loop; default: never. */
+  gate?: BackgroundGate;
 }
 
 export class PendingResolver {
-  private readonly o: Required<Omit<PendingResolverOptions, 'onResolved' | 'onUnmatched'>> & Pick<PendingResolverOptions, 'onResolved' | 'onUnmatched'>;
+  private readonly o: Required<Omit<PendingResolverOptions, 'onResolved' | 'onUnmatched' | 'gate'>> & Pick<PendingResolverOptions, 'onResolved' | 'onUnmatched' | 'gate'>;
   private chain: Promise<unknown> = Promise.resolve();
   private timer: NodeJS.Timeout | undefined;
   private running = false;
@@ -54,6 +57,7 @@ export class PendingResolver {
   private schedule(ms: number): void {
     this.timer = setTimeout(() => {
       this.timer = undefined;
+      if (this.o.gate?.hold()) return void (this.running && this.schedule(this.o.pollMs));
       this.runOnce().then(
         (n) => this.running && this.schedule(n >= this.o.batchSize ? 0 : this.o.pollMs),
         (err: unknown) => {

@@ -75,8 +75,9 @@ function codeOf(a: Answer): string {
   return a.status === 'success' ? 'success' : String(a.error.code);
 }
 
-export async function handleSend(deps: SendDeps, tenant: TenantConfig, mapping: Mapping, bodyText: string): Promise<SendOutcome> {
-  const started = performance.now();
+/** `arrivedAt`: performance.now() when the request reached the host; the tenant's deadline counts from there. */
+export async function handleSend(deps: SendDeps, tenant: TenantConfig, mapping: Mapping, bodyText: string, arrivedAt = performance.now()): Promise<SendOutcome> {
+  const started = arrivedAt;
   const canonical = toCanonical(bodyText);
   if (!canonical.ok) {
     // Unreadable JSON is a transport-level problem (400); a payload we read but cannot send gets the

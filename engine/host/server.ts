@@ -3,6 +3,7 @@
 // bytes for signatures); every error answer is JSON with a message and a stable code.
 import Fastify, { LogController, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
+import type { Admission } from './admission.js';
 import type { BspClient } from './bsp-client.js';
 import { LocalConcurrencyLimiter, LocalRateLimiter, type ConcurrencyLimiter, type RateLimiter } from './concurrency.js';
 import type { Config, TenantConfig } from './config.js';
@@ -31,7 +32,20 @@ export interface HostDeps {
   rate?: RateLimiter;
   /** Outbox depth etc. for /v1/admin/status; provided by the delivery worker. */
   queueStats?: () => Promise<Record<string, number>>;
+  /** Admission to the messaging endpoint past capacity (started and closed by the host). */
+  admission: Admission;
 }
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** performance.now() when the request reached wabridge: CleverTap's deadline counts from here. */
+    arrivedAt: number;
+    /** Holds an admission slot, given back once (whichever of the answer, the handler's end or an abort comes first). */
+    admitted: boolean;
+  }
+}
+
+const TOO_MANY = JSON.stringify({ message: 'Too many requests to process' });
 
 type TenantParams = { Params: { tenant: string } };
 
@@ -96,6 +110,30 @@ export function buildServer(deps: HostDeps) {
     forceCloseConnections: false,
   });
   const limiter = deps.limiter ?? new LocalConcurrencyLimiter();
+  const admission = deps.admission;
+  app.decorateRequest('arrivedAt', 0);
+  app.decorateRequest('admitted', false);
+  const release = (req: FastifyRequest) => {
+    if (!req.admitted) return;
+    req.admitted = false;
+    admission.leave();
+  };
+  const shed = (req: FastifyRequest<TenantParams>, reply: FastifyReply) => {
+    if (config.tenants.has(req.params.tenant)) metrics.requests.inc({ tenant: req.params.tenant, answer: '429' });
+    // Pre-serialized: past capacity this answer is the most frequent one and must cost next to nothing.
+    return reply.code(429).header('content-type', 'application/json; charset=utf-8').header('retry-after', '1').send(TOO_MANY);
+  };
+  // Before the body is read: a shed request costs its headers and this answer, nothing more.
+  const admit = async (req: FastifyRequest<TenantParams>, reply: FastifyReply) => {
+    req.arrivedAt = performance.now();
+    const slot = admission.enter(req.arrivedAt);
+    if (slot === true || (slot !== false && (await slot))) {
+      req.admitted = true;
+      if (req.raw.destroyed) release(req);
+      return;
+    }
+    return shed(req, reply);
+  };
   const mediaDispatcher = deps.client.agent.compose(interceptors.redirect({ maxRedirections: 3 }));
   const tokens = new TokenCache((req) => deps.client.send(req, 10_000));
   const sendDeps = { store, tokens, client: deps.client, metrics, logger: deps.logger, correlationTtlMs: config.store.correlationTtlMs, lateWindowMs: 30_000, rate: deps.rate ?? new LocalRateLimiter() };
@@ -123,7 +161,8 @@ export function buildServer(deps: HostDeps) {
     return m;
   };
 
-  app.post<TenantParams & { Body: string }>('/v1/tenants/:tenant/messages', async (req, reply) => {
+  const messaging = { onRequest: admit, onResponse: async (req: FastifyRequest) => release(req), onRequestAbort: async (req: FastifyRequest) => release(req) };
+  app.post<TenantParams & { Body: string }>('/v1/tenants/:tenant/messages', messaging, async (req, reply) => {
     const tenant = tenantOf(req, reply);
     if (!tenant) return reply;
     if (!authorized(req, tenant)) return reply.code(401).send({ message: 'Invalid credentials', code: 'WAB_UNAUTHORIZED' });
@@ -136,9 +175,10 @@ export function buildServer(deps: HostDeps) {
       return reply.code(429).send({ message: 'Too many requests to process' });
     }
     try {
-      const out = await handleSend(sendDeps, tenant, mapping, typeof req.body === 'string' ? req.body : '');
+      const out = await handleSend(sendDeps, tenant, mapping, typeof req.body === 'string' ? req.body : '', req.arrivedAt);
       return reply.code(out.httpStatus).send(out.answer);
     } finally {
+      release(req);
       await limiter.release(tenant.id);
     }
   });
@@ -214,6 +254,7 @@ export function buildServer(deps: HostDeps) {
   app.get('/v1/admin/status', { preHandler: admin }, async () => ({
     mappings: registry.list(),
     tenants: [...config.tenants.values()].map((t) => ({ id: t.id, provider: t.provider, inFlight: limiter.local(t.id), concurrency: t.concurrency })),
+    admission: { limit: admission.limit, inFlight: admission.inFlight, queued: admission.queued, eventLoopLagMs: Math.round(admission.lagMs) },
     store: { kind: store.kind, ...(await store.stats()) },
     queues: deps.queueStats ? await deps.queueStats() : undefined,
     unmatched: await store.listUnmatched(20),

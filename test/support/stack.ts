@@ -57,6 +57,8 @@ export interface StackOptions {
   /** The tenant's bspRate (messages per second); absent = unlimited. */
   bspRate?: number;
   retry?: { baseDelay: string; maxDelay: string; retryFor: string };
+  /** server.overload in wabridge.yaml (docs/operations.md). */
+  overload?: { targetLag?: string; maxWait?: string; minInFlight?: number; maxInFlight?: number; initialInFlight?: number };
 }
 
 export function writeConfig(file: string, o: { port: number; bspPort: number; sinkUrl: string; mappings: string; sqlite: string } & StackOptions): void {
@@ -71,7 +73,7 @@ server:
   mediaSecret: e2e-media-secret-0123456789
   mappings: ${o.mappings}
   logLevel: info
-store:
+${o.overload ? `  overload: ${JSON.stringify(o.overload)}\n` : ''}store:
   sqlite: ${o.sqlite}
 callbacks:
   baseDelay: ${o.retry?.baseDelay ?? '50ms'}

@@ -1,0 +1,187 @@
+// The first load test every new user runs: `npm start` (wabridge, the simulated Meta BSP and the
+// CleverTap sink in one process, examples/wabridge.yaml) and autocannon against the messaging endpoint
+// at -c 100, -c 1500 and -c 3000. CleverTap's contract under load: every answer within its second,
+// every answer one CleverTap can read (success, 2000-2004 or 429), no timeouts, no socket errors, and
+// past capacity the successes per second stay near what the box does at -c 100.
+//   node --import tsx bench/overload.ts [--quick] [--seconds N]
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { request } from 'undici';
+import type { LoadResult, LoadSpec } from './load.js';
+import { ROOT, freePort } from '../test/support/stack.js';
+
+export interface OverloadRow {
+  connections: number;
+  seconds: number;
+  answersPerS: number;
+  successPerS: number;
+  kinds: Record<string, number>;
+  p50: number;
+  p99: number;
+  max: number;
+  timeouts: number;
+  socketErrors: number;
+  /** Answers CleverTap could not read (not success, 2000-2004 or 429). */
+  unreadable: number;
+  /** Answers after CleverTap's one second. */
+  late: number;
+}
+
+export interface OverloadFigures {
+  overload_c1500_p99_ms: number;
+  overload_c1500_timeouts: number;
+  overload_c3000_p99_ms: number;
+  overload_c3000_timeouts: number;
+  /** Successes per second past capacity (the worse of -c 1500 and -c 3000) ÷ those at -c 100. */
+  overload_goodput_ratio: number;
+  overload_runs: OverloadRow[];
+}
+
+const children = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+});
+
+function spawnChild(args: string[], env: NodeJS.ProcessEnv = process.env): ChildProcess {
+  const c = spawn(process.execPath, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+  children.add(c);
+  c.once('exit', () => children.delete(c));
+  return c;
+}
+
+/** examples/wabridge.yaml as `npm start` runs it, on free ports and a fresh SQLite file. */
+async function demoConfig(dir: string): Promise<{ file: string; url: string }> {
+  const [port, sink, bsp] = [await freePort(), await freePort(), await freePort()];
+  const text = readFileSync(join(ROOT, 'examples', 'wabridge.yaml'), 'utf8')
+    .replaceAll('127.0.0.1:3000', `127.0.0.1:${port}`)
+    .replace(/^ {2}port: 3000/m, `  port: ${port}`)
+    .replaceAll('127.0.0.1:3100', `127.0.0.1:${sink}`)
+    .replaceAll('127.0.0.1:3200', `127.0.0.1:${bsp}`)
+    .replace('mappings: ../mappings', `mappings: ${join(ROOT, 'mappings')}`)
+    .replace('sqlite: ../data/wabridge.db', `sqlite: ${join(dir, 'wabridge.db')}`);
+  const file = join(dir, 'wabridge.yaml');
+  writeFileSync(file, text);
+  return { file, url: `http://127.0.0.1:${port}` };
+}
+
+async function ready(url: string, ms: number): Promise<void> {
+  const until = Date.now() + ms;
+  while (Date.now() < until) {
+    try {
+      const r = await request(`${url}/readyz`);
+      await r.body.dump();
+      if (r.statusCode === 200) return;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`bench/overload: ${url} not ready within ${ms} ms`);
+}
+
+function loadRun(load: ChildProcess, spec: LoadSpec, timeoutMs: number): Promise<LoadResult> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('bench/overload: load run timed out')), timeoutMs);
+    const onMessage = (m: unknown) => {
+      const msg = m as { id: number; result?: LoadResult; error?: string };
+      if (msg.id !== 1) return;
+      clearTimeout(timer);
+      load.off('message', onMessage);
+      if (msg.error) reject(new Error(msg.error));
+      else resolve(msg.result!);
+    };
+    load.on('message', onMessage);
+    load.send({ id: 1, cmd: 'run', spec });
+  });
+}
+
+export async function runOverloadBench(o: { quick?: boolean; seconds?: number; log?: (l: string) => void } = {}): Promise<OverloadFigures> {
+  const log = o.log ?? ((l: string) => process.stderr.write(`${l}\n`));
+  const seconds = o.seconds ?? (o.quick ? 8 : 20);
+  const dir = mkdtempSync(join(tmpdir(), 'wabridge-overload-'));
+  const { file, url } = await demoConfig(dir);
+  // The demo as `npm start` runs it: one process, no flags beyond the README's.
+  const demo = spawnChild([join(ROOT, 'bin', 'wabridge.js'), 'demo', '--config', file], { ...process.env, LOG_LEVEL: 'warn' });
+  let demoErr = '';
+  demo.stderr!.on('data', (b: Buffer) => (demoErr = (demoErr + b.toString()).slice(-4000)));
+  demo.stdout!.resume();
+  const load = spawnChild(['--import', 'tsx', join(ROOT, 'bench', 'load.ts')]);
+  load.stdout!.resume();
+  load.stderr!.resume();
+  try {
+    await ready(url, 30_000);
+    const template = JSON.parse(readFileSync(join(ROOT, 'examples', 'clevertap', 'template-body-footer.json'), 'utf8')) as Record<string, unknown>;
+    const body = JSON.stringify({ ...template, msgId: `overload|[<id>]|${Date.now()}|1` });
+    const rows: OverloadRow[] = [];
+    const spec = (connections: number, duration: number): LoadSpec => ({
+      url,
+      path: '/v1/tenants/demo/messages',
+      connections,
+      duration,
+      headers: { 'content-type': 'application/json', authorization: `Basic ${Buffer.from('demo:demo').toString('base64')}` },
+      body,
+      expect: 'clevertap',
+      timeoutS: 10,
+    });
+    // A fresh process compiles its hot paths in the first seconds: -c 100 is "the box at its best".
+    await loadRun(load, spec(100, 3), 60_000);
+    for (const connections of [100, 1500, 3000]) {
+      const r = await loadRun(
+        load,
+        spec(connections, seconds),
+        (seconds + 60) * 1000,
+      );
+      const success = r.kinds.success ?? 0;
+      const readable = Object.entries(r.kinds).filter(([k]) => k !== 'other').reduce((n, [, v]) => n + v, 0);
+      const row: OverloadRow = {
+        connections,
+        seconds: r.durationS,
+        answersPerS: Math.round(r.answers / r.durationS),
+        successPerS: Math.round(success / r.durationS),
+        kinds: r.kinds,
+        p50: r.p50,
+        p99: r.p99,
+        max: r.max,
+        timeouts: r.timeouts,
+        socketErrors: r.socketErrors,
+        unreadable: r.kinds.other ?? 0,
+        late: r.late,
+      };
+      rows.push(row);
+      log(
+        `npm start c${String(connections).padEnd(5)} ${row.answersPerS} answers/s, ${row.successPerS} successes/s, p50 ${row.p50} ms, p99 ${row.p99} ms, max ${row.max} ms, ` +
+          `timeouts ${row.timeouts}, socket errors ${row.socketErrors}, over 1 s ${row.late}, unreadable ${row.unreadable} of ${readable + row.unreadable}; ${JSON.stringify(r.kinds)}`,
+      );
+      // Let the process settle (queued callbacks, sockets closing) before the next level.
+      await new Promise((res) => setTimeout(res, 2000));
+    }
+    const [c100, c1500, c3000] = rows as [OverloadRow, OverloadRow, OverloadRow];
+    return {
+      overload_c1500_p99_ms: c1500.p99,
+      overload_c1500_timeouts: c1500.timeouts,
+      overload_c3000_p99_ms: c3000.p99,
+      overload_c3000_timeouts: c3000.timeouts,
+      overload_goodput_ratio: Math.round((Math.min(c1500.successPerS, c3000.successPerS) / Math.max(1, c100.successPerS)) * 100) / 100,
+      overload_runs: rows,
+    };
+  } catch (e) {
+    if (demo.exitCode !== null) throw new Error(`bench/overload: the demo exited (${demo.exitCode}):\n${demoErr}`);
+    throw e;
+  } finally {
+    demo.kill('SIGTERM');
+    load.kill('SIGTERM');
+    await new Promise((res) => (demo.exitCode !== null ? res(undefined) : demo.once('exit', res)));
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  const argv = process.argv.slice(2);
+  const at = argv.indexOf('--seconds');
+  const figures = await runOverloadBench({ quick: argv.includes('--quick'), ...(at >= 0 ? { seconds: Number(argv[at + 1]) } : {}), log: (l) => console.log(l) });
+  const { overload_runs: _runs, ...headline } = figures;
+  console.log(JSON.stringify(headline));
+}

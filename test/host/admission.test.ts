@@ -1,0 +1,118 @@
+// Admission to the messaging endpoint (engine/host/admission.ts) and the gate that makes background
+// rounds yield to it (engine/host/background-gate.ts), driven step by step: the AIMD adjustment is
+// called with a given lag instead of waiting for a real loop to run late.
+import t from 'tap';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Admission, type ShedReason } from '../../engine/host/admission.js';
+import { BackgroundGate } from '../../engine/host/background-gate.js';
+
+const make = (o: ConstructorParameters<typeof Admission>[0] = {}) => {
+  const shed: ShedReason[] = [];
+  const a = new Admission({ initialLimit: 2, minLimit: 1, maxLimit: 100, maxWaitMs: 1000, ...o }, (r) => shed.push(r));
+  t.teardown(() => a.close());
+  return { a, shed };
+};
+
+t.test('slots up to the limit are given at once; the next request waits for one to be given back', async (t) => {
+  const { a, shed } = make();
+  t.equal(a.enter(performance.now()), true);
+  t.equal(a.enter(performance.now()), true);
+  const third = a.enter(performance.now());
+  t.type(third, Promise, 'over the limit: a promise');
+  t.equal(a.queued, 1);
+  t.ok(a.pressed, 'a waiting request is pressure');
+  a.leave();
+  t.equal(await third, true, 'the freed slot goes to the waiter');
+  t.equal(a.inFlight, 2);
+  t.equal(a.queued, 0);
+  t.strictSame(shed, []);
+});
+
+t.test('a waiter whose wait is over is answered false (429) without a slot freeing', async (t) => {
+  const { a, shed } = make({ initialLimit: 1, maxWaitMs: 40 });
+  t.equal(a.enter(performance.now()), true);
+  const started = performance.now();
+  const second = a.enter(started);
+  const third = a.enter(started + 20);
+  t.equal(await second, false);
+  const firstShedAfter = performance.now() - started;
+  t.ok(firstShedAfter >= 39 && firstShedAfter < 500, `shed after ${firstShedAfter.toFixed(0)} ms (maxWait 40)`);
+  t.equal(await third, false, 'the later waiter times out on its own clock');
+  t.strictSame(shed, ['queue_timeout', 'queue_timeout']);
+  t.equal(a.inFlight, 1, 'shed requests never held a slot');
+});
+
+t.test('a slot freed after a waiter ran out of time goes to the next one still in time', async (t) => {
+  const { a, shed } = make({ initialLimit: 1, maxWaitMs: 1000 });
+  t.equal(a.enter(performance.now()), true);
+  const stale = a.enter(performance.now() - 2000); // arrived long ago: its time is over
+  const fresh = a.enter(performance.now());
+  a.leave();
+  t.equal(await stale, false);
+  t.equal(await fresh, true);
+  t.strictSame(shed, ['queue_timeout']);
+});
+
+t.test('the limit shrinks by 10 % while the loop runs late and grows by 5 % while requests wait and it keeps time', async (t) => {
+  const { a } = make({ initialLimit: 50, minLimit: 40, maxLimit: 60, targetLagMs: 50 });
+  a.adjust(80);
+  t.equal(a.limit, 45);
+  a.adjust(80);
+  t.equal(a.limit, 40);
+  a.adjust(500);
+  t.equal(a.limit, 40, 'never below minLimit');
+  a.adjust(10);
+  t.equal(a.limit, 40, 'no demand: no growth');
+  for (let i = 0; i < 40; i++) t.equal(a.enter(performance.now()), true);
+  const waiting = [a.enter(performance.now()), a.enter(performance.now())];
+  a.adjust(30);
+  t.equal(a.limit, 40, 'between target/2 and target: hold');
+  a.adjust(10);
+  t.equal(a.limit, 42, 'grows by 5 %, rounded up');
+  t.strictSame(await Promise.all(waiting), [true, true], 'growth admits the waiters');
+  for (let i = 0; i < 10; i++) {
+    while (a.enter(performance.now()) === true); // demand: one request waits
+    a.adjust(0);
+  }
+  t.equal(a.limit, 60, 'never above maxLimit');
+  t.equal(a.lagMs, 0);
+});
+
+t.test('close answers every waiter and later request false', async (t) => {
+  const { a, shed } = make({ initialLimit: 1 });
+  a.enter(performance.now());
+  const waiting = a.enter(performance.now());
+  a.close();
+  t.equal(await waiting, false);
+  t.equal(a.enter(performance.now()), false);
+  t.strictSame(shed, ['closing']);
+});
+
+t.test('the probe measures a blocked loop', async (t) => {
+  const a = new Admission({ sampleMs: 1000 });
+  a.start();
+  t.teardown(() => a.close());
+  await sleep(30);
+  const until = performance.now() + 120;
+  while (performance.now() < until);
+  await sleep(15);
+  a.adjust();
+  t.ok(a.lagMs >= 90, `a 120 ms block reads as ${a.lagMs.toFixed(0)} ms of lag`);
+  t.ok(a.pressed, 'lag over the target is pressure');
+});
+
+t.test('background gate: holds while pressed, at most maxHoldMs in a row, and reports how long', async (t) => {
+  let pressed = true;
+  const held: number[] = [];
+  const g = new BackgroundGate(() => pressed, 1000, (ms) => held.push(ms));
+  t.equal(g.hold(0), true);
+  t.equal(g.hold(500), true);
+  t.equal(g.hold(1000), false, 'held for maxHoldMs: this round runs');
+  t.strictSame(held, [1000]);
+  t.equal(g.hold(1100), true, 'a new hold starts');
+  pressed = false;
+  t.equal(g.hold(1300), false);
+  t.strictSame(held, [1000, 200]);
+  t.equal(g.hold(1400), false, 'no pressure, nothing held');
+  t.strictSame(held, [1000, 200]);
+});
