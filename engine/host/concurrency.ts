@@ -26,7 +26,8 @@
 // does not answer, the same counter is kept in this process.
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleepMs } from 'node:timers/promises';
-import { Redis, type RedisOptions } from 'ioredis';
+// ioredis is loaded when a Redis limiter is opened: a SQLite deployment never pays for it at start.
+import type { Redis, RedisOptions } from 'ioredis';
 
 export interface ConcurrencyLimiter {
   /** Takes a slot of `tenant` when fewer than `limit` are taken; false = refuse (429). */
@@ -229,6 +230,7 @@ export class RedisConcurrencyLimiter implements ConcurrencyLimiter {
         wabRateTake: { lua: RATE_TAKE, numberOfKeys: 0 },
       },
     };
+    const { Redis } = await import('ioredis');
     const redis = new Redis(url, redisOptions) as Redis & Scripts;
     redis.on('error', () => undefined);
     await redis.connect();

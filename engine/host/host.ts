@@ -48,6 +48,9 @@ export async function startHost(opts: HostOptions): Promise<Host> {
   const logger = createLogger(config.server.logLevel, opts.logDestination);
   const metrics = createMetrics();
 
+  // The store starts (a worker thread, or a Redis connection) while this thread loads the mappings.
+  const opening = config.store.redis ? openRedisStore(config.store.redis, { prefix: config.store.redisPrefix }) : openSqliteStoreThread(config.store.sqlite);
+  opening.catch(() => undefined);
   const registry = new MappingRegistry(config.server.mappingsDir, {
     onReload(o) {
       metrics.reloads.inc({ mapping: o.name, result: o.ok ? 'ok' : 'rejected' });
@@ -71,9 +74,12 @@ export async function startHost(opts: HostOptions): Promise<Host> {
       problems.push((e as Error).message);
     }
   }
-  if (problems.length > 0) throw new WabError('WAB_SETTINGS_INVALID', `${config.file}:\n${problems.join('\n')}`);
+  if (problems.length > 0) {
+    await opening.then((s) => s.close(), () => undefined);
+    throw new WabError('WAB_SETTINGS_INVALID', `${config.file}:\n${problems.join('\n')}`);
+  }
 
-  const store = config.store.redis ? await openRedisStore(config.store.redis, { prefix: config.store.redisPrefix }) : await openSqliteStoreThread(config.store.sqlite);
+  const store = await opening;
   let lastFallbackLog = 0;
   let lastRateFallbackLog = 0;
   // The per-tenant concurrency limit and BSP rate are fleet-wide when instances share a Redis, per process otherwise.

@@ -60,7 +60,8 @@
 // state it expects. The polls (claimDue, duePending) and `ping()` do not queue: they fail at once
 // while disconnected, so a worker does not lease callbacks it gave up on, and /readyz reports
 // not-ready promptly (ping also fails after `pingTimeoutMs`, default 1 s, without an answer).
-import { Redis, type RedisOptions } from 'ioredis';
+// ioredis is loaded when a Redis store is opened: a SQLite deployment never pays for it at start.
+import type { Redis, RedisOptions } from 'ioredis';
 import type { CallbackRecord, NewCallback, NewPending, PendingRecord, Store, StoreStats } from './store.js';
 import type { StatusEvent } from '../mapping/webhook.js';
 
@@ -546,6 +547,7 @@ export async function openRedisStore(url: string, options: RedisStoreOptions = {
     retryStrategy: (times) => Math.min(50 * 2 ** times, 2000),
     scripts: Object.fromEntries(Object.entries(SCRIPTS).map(([name, lua]) => [name, { lua, numberOfKeys: 0 }])),
   };
+  const { Redis } = await import('ioredis');
   const client = new Redis(url, redisOptions);
   // ioredis reports connection errors as 'error' events too; without a listener they would crash the process.
   client.on('error', () => undefined);
