@@ -29,6 +29,8 @@ export const VALIDATION_NAMESPACE = 'whatsapp:hsm:technology:generic:verify';
 
 const VERSION_KEYS = ['payloadVersion', 'payloadversion', 'paytloadVersion', 'paypoadVersion'] as const;
 const MSGID_KEYS = ['msgId', 'msg_id'] as const;
+/** "This can be upto 60 characters long" (the contract, on msgId). */
+export const MSGID_MAX = 60;
 const SUBTYPE_KEYS = ['subType', 'sub_type', 'subtype'] as const;
 const FOOTER_KEYS = ['footer', 'footertext', 'footerText', 'text'] as const;
 const MEDIA_URL_KEYS = ['mediaURL', 'mediaUrl'] as const;
@@ -169,9 +171,14 @@ export function repairText(s: string): string {
   return unwrapBeta(s.includes(MOJIBAKE_PREFIX) ? repairMojibake(s) : s);
 }
 
-function optText(o: Obj, key: string): string | undefined {
+/** An optional text field: absent (or null) is fine; the contract types these as String, so anything
+ * else is refused rather than dropped without a word. */
+function optText(o: Obj, key: string, path: string, issues: Issues): string | undefined {
   const v = o[key];
-  return typeof v === 'string' ? repairText(v) : undefined;
+  if (typeof v === 'string') return repairText(v);
+  if (v === undefined || v === null) return undefined;
+  const p = join(path, key);
+  return issues.add(p, 2001, `${p} must be a string (got ${describe(v)})`);
 }
 
 // ---------------------------------------------------------------- scalars
@@ -269,7 +276,7 @@ function readTextBlock(v: unknown, path: string, issues: Issues): Body | undefin
   if (typeof v === 'string') return { text: repairText(v), parameters: [] };
   if (!isObj(v)) return issues.add(path, 2001, `${path} must be an object with text and parameters (got ${describe(v)})`);
   const body: Body = { parameters: readParameters(v.parameters, join(path, 'parameters'), issues) };
-  const text = optText(v, 'text');
+  const text = optText(v, 'text', path, issues);
   if (text !== undefined) body.text = text;
   return body;
 }
@@ -308,8 +315,8 @@ function readHeader(c: Obj, cp: string, issues: Issues): Header | undefined {
     const coords = readCoordinates(v, vp, issues);
     if (coords === undefined) return undefined;
     const loc: Header = { type: 'location', ...coords };
-    const name = optText(v, 'name');
-    const address = optText(v, 'address');
+    const name = optText(v, 'name', vp, issues);
+    const address = optText(v, 'address', vp, issues);
     if (name !== undefined) loc.name = name;
     if (address !== undefined) loc.address = address;
     return loc;
@@ -317,7 +324,7 @@ function readHeader(c: Obj, cp: string, issues: Issues): Header | undefined {
   const mediaURL = readMediaUrl(v, vp, issues);
   if (mediaURL === undefined) return undefined;
   if (kind !== 'file') return { type: kind, mediaURL };
-  const filename = optText(v, 'filename');
+  const filename = optText(v, 'filename', vp, issues);
   return filename === undefined ? { type: 'file', mediaURL } : { type: 'file', mediaURL, filename };
 }
 
@@ -332,7 +339,7 @@ function readFooter(c: Obj, cp: string, issues: Issues): { text: string } | unde
 
 function readLimitedTimeOffer(c: Obj, cp: string, issues: Issues): Template['limitedTimeOffer'] {
   const lto: NonNullable<Template['limitedTimeOffer']> = {};
-  const text = optText(c, 'text');
+  const text = optText(c, 'text', cp, issues);
   if (text !== undefined) lto.text = text;
   const params = Array.isArray(c.parameters) ? c.parameters : [];
   params.forEach((p: unknown, i) => {
@@ -381,7 +388,7 @@ function readButton(c: Obj, cp: string, position: number, issues: Issues): Butto
     return issues.add(stPath, 2001, `${stPath} ${why}; expected dynamicUrl, staticUrl, quickReply, callPhone or copyCode`);
   }
   const button: Button = { index, subType };
-  const text = optText(c, 'buttonText');
+  const text = optText(c, 'buttonText', cp, issues);
   if (text !== undefined) button.text = text;
   const value = Array.isArray(params) ? buttonValue(params, BUTTON_VALUE_KEYS[subType]) : undefined;
   if (value !== undefined) button[BUTTON_FIELD[subType]] = value;
@@ -522,7 +529,8 @@ function readFreeform(p: Obj, kind: FreeformKind, issues: Issues): { content?: F
   if (!isObj(v)) return issues.add(key, 2001, `type "${String(p.type ?? kind)}" needs its "${key}" object (got ${describe(v)})`) ?? { key };
   switch (kind) {
     case 'text': {
-      const body = optText(v, 'body');
+      if (v.body !== undefined && v.body !== null && typeof v.body !== 'string') return issues.add('text.body', 2001, `text.body must be a string (got ${describe(v.body)})`) ?? { key };
+      const body = typeof v.body === 'string' ? repairText(v.body) : undefined;
       if (body === undefined || body.trim() === '') return issues.add('text.body', 2001, 'text.body is missing or empty') ?? { key };
       return { key, content: { text: { body } } };
     }
@@ -540,9 +548,9 @@ function readFreeform(p: Obj, kind: FreeformKind, issues: Issues): { content?: F
       const mediaURL = readMediaUrl(v, key, issues);
       if (mediaURL === undefined) return { key };
       const media: { mediaURL: string; caption?: string; filename?: string } = { mediaURL };
-      const caption = optText(v, 'caption');
+      const caption = optText(v, 'caption', key, issues);
       if (caption !== undefined) media.caption = caption;
-      const filename = kind === 'file' ? optText(v, 'filename') : undefined;
+      const filename = kind === 'file' ? optText(v, 'filename', key, issues) : undefined;
       if (filename !== undefined) media.filename = filename;
       const content: FreeformContent = kind === 'image' ? { image: media } : kind === 'video' ? { video: media } : { file: media };
       return { key, content };
@@ -579,10 +587,18 @@ function readMsgId(p: Obj, issues: Issues): string {
   const v = found?.[1];
   const s = typeof v === 'number' ? String(v) : typeof v === 'string' ? v.trim() : '';
   if (s === '') issues.add(found?.[0] ?? 'msgId', 2004, found === undefined ? 'msgId is missing' : `${found[0]} must be a non-empty string (got ${JSON.stringify(v)})`);
+  // The contract's own bound; beyond it a BSP may cut the msgId it echoes back (Meta's
+  // biz_opaque_callback_data stops at 512), and the statuses could no longer be matched.
+  // (Counted in code points, as a person counts characters; the length test first keeps it off the hot path.)
+  else if (s.length > MSGID_MAX) {
+    const chars = [...s].length;
+    if (chars > MSGID_MAX) issues.add(found![0], 2001, `${found![0]} is ${chars} characters long; CleverTap's msgId is at most ${MSGID_MAX}`);
+  }
   return s;
 }
 
-function readWabaNumber(v: unknown): string | undefined {
+function readWabaNumber(v: unknown, issues: Issues): string | undefined {
+  if (v !== undefined && v !== null && typeof v !== 'string' && typeof v !== 'number') return issues.add('wabaNumber', 2004, `wabaNumber must be a string (got ${describe(v)})`);
   const s = typeof v === 'number' ? String(v) : typeof v === 'string' ? v.replace(PHONE_SEPARATORS_RE, '') : '';
   return s === '' ? undefined : s;
 }
@@ -605,7 +621,7 @@ export function normalize(payload: unknown): NormalizeResult {
     isValidation: false,
     type: 'template',
   };
-  const wabaNumber = readWabaNumber(p.wabaNumber);
+  const wabaNumber = readWabaNumber(p.wabaNumber, issues);
   if (wabaNumber !== undefined) message.wabaNumber = wabaNumber;
 
   const consumed: string[] = ['customProps'];

@@ -5,6 +5,7 @@
 import { createHash } from 'node:crypto';
 import { statusRank, type NewCallback, type StatusEntry } from '../stores/store.js';
 import type { IncomingEvent, StatusEvent } from '../mapping/webhook.js';
+import type { TenantConfig } from './config.js';
 
 /** Same webhook retried by the BSP = same key. */
 export function statusDedupeKey(tenant: string, event: Pick<StatusEvent, 'providerMessageId' | 'status' | 'url' | 'shortUrl'>, msgId: string): string {
@@ -63,7 +64,7 @@ function typedObject(type: string, value: unknown): Record<string, unknown> {
  * message the user answered (the event's replyTo, resolved through the correlations), when known.
  * Media must already carry a mediaURL CleverTap can fetch.
  */
-export function incomingCallbackFor(tenant: string, event: IncomingEvent, contextId?: string, mappingVersion?: string): NewCallback {
+export function incomingCallbackFor(tenant: Pick<TenantConfig, 'id' | 'incomingAudioType'>, event: IncomingEvent, contextId?: string, mappingVersion?: string): NewCallback {
   const m = event.message;
   const body: Record<string, unknown> = {
     payloadVersion: '0.1',
@@ -71,11 +72,12 @@ export function incomingCallbackFor(tenant: string, event: IncomingEvent, contex
     // CleverTap wants bare digits; BSPs often send "+91…".
     wabaNumber: (m.wabaNumber ?? '').replace(/[^0-9]/g, ''),
     timestamp: m.timestamp,
-    type: m.type,
+    // Only the type is respelled: the doc has no "voice" object, its audio object is keyed "audio".
+    type: m.type === 'audio' ? tenant.incomingAudioType : m.type,
   };
   if (contextId !== undefined) body.context = { id: contextId };
   body[m.type] = typedObject(m.type, m[m.type]);
-  const cb: NewCallback = { tenant, kind: 'incoming', rank: 0, payload: body, dedupeKey: incomingDedupeKey(tenant, event) };
+  const cb: NewCallback = { tenant: tenant.id, kind: 'incoming', rank: 0, payload: body, dedupeKey: incomingDedupeKey(tenant.id, event) };
   if (mappingVersion !== undefined) cb.mappingVersion = mappingVersion;
   return cb;
 }

@@ -20,6 +20,8 @@ export interface TenantConfig {
   deadlineMs: number;
   /** BSP messages per second for this tenant, fleet-wide; undefined = unlimited. */
   bspRate?: number;
+  /** The incoming callback's `type` for audio: CleverTap's doc says both (docs/clevertap-model.md). */
+  incomingAudioType: 'audio' | 'voice';
 }
 
 export interface Config {
@@ -97,6 +99,7 @@ export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): 
       callbacks: resolveRefs(t.callbacks, ['tenants', id, 'callbacks']),
       concurrency: t.concurrency ?? 1500,
       deadlineMs: parseDuration(t.deadline ?? '900ms'),
+      incomingAudioType: t.incomingAudioType ?? 'audio',
       ...(t.bspRate !== undefined ? { bspRate: t.bspRate as number } : {}),
     });
   }

@@ -64,7 +64,7 @@ export async function handleWebhook(deps: WebhookDeps, tenant: TenantConfig, map
       else if (ev.providerMessageId) pending.push({ tenant: tenant.id, providerMessageId: ev.providerMessageId, event: ev, dedupeKey: statusDedupeKey(tenant.id, ev, ev.providerMessageId), mappingVersion: mapping.version });
     } else {
       const contextMsgId = ev.replyTo ? await deps.store.findMsgId(tenant.id, ev.replyTo) : undefined;
-      callbacks.push(incomingCallbackFor(tenant.id, withMediaLinks(tenant.id, ev, deps.media), contextMsgId, mapping.version));
+      callbacks.push(incomingCallbackFor(tenant, withMediaLinks(tenant.id, ev, deps.media), contextMsgId, mapping.version));
     }
   }
   const { accepted, duplicates } = await deps.store.ingest({ callbacks, pending }, now);

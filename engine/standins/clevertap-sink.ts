@@ -48,6 +48,11 @@ export interface CleverTapSinkOptions {
   logger?: SinkLogger;
   /** Receives one line per callback; default: console.log. */
   print?: (line: string) => void;
+  /**
+   * Plays a CleverTap account that knows only this `type` for an inbound audio message and refuses
+   * the other with 400 (the doc spells it both ways). Default: both accepted.
+   */
+  incomingAudioType?: 'audio' | 'voice';
 }
 
 export interface CleverTapSink {
@@ -81,9 +86,13 @@ export function redactPhone(n: unknown): string {
 }
 
 
-function validate(kind: CallbackKind, body: unknown): string[] {
+function validate(kind: CallbackKind, body: unknown, audioType: 'audio' | 'voice' | undefined): string[] {
   const v = validatorFor(projectSchema(SCHEMAS[kind]));
-  if (v(body)) return [];
+  if (v(body)) {
+    const type = (body as { type?: unknown }).type;
+    const other = audioType === 'audio' ? 'voice' : audioType === 'voice' ? 'audio' : undefined;
+    return kind === 'incoming' && other !== undefined && type === other ? [`type: "${other}" is not a type this account knows; it expects "${audioType}"`] : [];
+  }
   const problems = usefulErrors(v.errors ?? []).map((e) => `${dotted(pointerToPath(e.instancePath)) || '(body)'}: ${describeError(e)}`);
   return [...new Set(problems)];
 }
@@ -140,7 +149,7 @@ export async function startCleverTapSink(opts: CleverTapSinkOptions = {}): Promi
       return sendJson(res, 400, { message: 'Bad Request', errors: record.errors });
     }
     record.body = body;
-    const errors = validate(kind, body);
+    const errors = validate(kind, body, opts.incomingAudioType);
     if (errors.length > 0) {
       record.answered = 400;
       record.errors = errors;

@@ -366,6 +366,36 @@ t.test('error paths and codes', async (t) => {
   t.equal(ok(freeform({ type: undefined })).type, 'text', 'type inferred from the text object');
 });
 
+t.test('the contract\'s bounds', async (t) => {
+  // msgId: "This can be upto 60 characters long".
+  const sixty = '1|2|3|' + 'x'.repeat(54);
+  t.equal(ok(freeform({ msgId: sixty })).msgId, sixty, '60 characters pass');
+  t.same(issues(freeform({ msgId: sixty + 'y' })), [{ path: 'msgId', code: 2001, message: "msgId is 61 characters long; CleverTap's msgId is at most 60" }]);
+  t.match(issues(freeform({ msgId: undefined, msg_id: 'x'.repeat(10_000) })), [{ path: 'msg_id', code: 2001, message: /msg_id is 10000 characters long.*at most 60/ }], 'names the key as sent');
+  t.equal(ok(freeform({ msgId: `  ${sixty}  ` })).msgId, sixty, 'counted after trimming');
+  t.equal(ok(freeform({ msgId: '😀'.repeat(60) })).msgId.length, 120, 'counted in characters, not UTF-16 units');
+  t.match(issues(freeform({ msgId: '😀'.repeat(61) })), [{ path: 'msgId', code: 2001, message: /61 characters/ }]);
+  t.match(issues(template([], { msgId: 'x'.repeat(61), to: 'abc' })), [{ path: 'msgId', code: 2001 }, { path: 'to', code: 2002 }], 'msgId first, every problem listed');
+  // Data Type String in the template table; a value of another type was silently dropped before.
+  t.match(issues(template([{ type: 'button', index: 0, subType: 'quickReply', buttonText: 7 }])), [{ path: 'components[0].buttonText', code: 2001, message: /must be a string \(got number\)/ }]);
+  t.match(issues(template([{ type: 'body', body: { text: ['a'], parameters: [] } }])), [{ path: 'components[0].body.text', code: 2001, message: /got array/ }]);
+  t.match(issues(template([{ type: 'header', header: { type: 'text', text: { text: {}, parameters: [] } } }])), [{ path: 'components[0].header.text.text', code: 2001 }]);
+  t.match(issues(template([{ type: 'header', header: { type: 'file', file: { mediaURL: 'https://a.test/x.pdf', filename: 1 } } }])), [{ path: 'components[0].header.file.filename', code: 2001 }]);
+  t.match(issues(template([{ type: 'header', header: { type: 'location', location: { latitude: '1', longitude: '2', name: true, address: {} } } }])), [
+    { path: 'components[0].header.location.name', code: 2001 },
+    { path: 'components[0].header.location.address', code: 2001 },
+  ]);
+  t.match(issues(template([{ type: 'limited_time_offer', text: 5 }])), [{ path: 'components[0].text', code: 2001 }]);
+  t.match(issues(freeform({ type: 'image', text: undefined, image: { mediaURL: 'https://a.test/i.png', caption: 3 } })), [{ path: 'image.caption', code: 2001 }]);
+  t.match(issues(freeform({ type: 'document', text: undefined, document: { mediaURL: 'https://a.test/d.pdf', filename: [] } })), [{ path: 'document.filename', code: 2001 }]);
+  t.same(issues(freeform({ text: { body: 42 } })), [{ path: 'text.body', code: 2001, message: 'text.body must be a string (got number)' }], 'one problem, not two');
+  t.notOk('caption' in ok(freeform({ type: 'image', text: undefined, image: { mediaURL: 'https://a.test/i.png', caption: null } })).image!, 'null is absent');
+  t.match(issues(freeform({ wabaNumber: { n: 1 } })), [{ path: 'wabaNumber', code: 2004, message: /got object/ }]);
+  // Already enforced, listed in docs/clevertap-model.md "Bounds": allowed values and integers.
+  t.match(issues(template([{ type: 'button', index: 1.5, subType: 'quickReply' }])), [{ path: 'components[0].index', code: 2001 }], 'button.index Integer');
+  t.match(issues(template([{ type: 'header', header: { type: 'sticker', sticker: {} } }])), [{ path: 'components[0].header.type', code: 2001 }], 'header.type');
+});
+
 t.test('all problems are reported at once', async (t) => {
   const all = issues({
     to: '12',

@@ -182,7 +182,13 @@ t.test('documented callback samples: quirks are rejected, their canonical fixes 
   t.notOk(check('incoming-callback', { ...file, file: { ...fileObj, mimeType: undefined } }).valid, 'mimeType required');
   t.notOk(check('incoming-callback', { ...file, file: { ...fileObj, mediaURL: 'www.example.com/document.pdf' } }).valid, 'scheme-less mediaURL');
   t.notOk(check('incoming-callback', { ...file, text: { body: 'x' } }).valid, 'object of another type');
-  t.notOk(check('incoming-callback', { ...file, type: 'voice' }).valid, 'voice is not a type');
+  t.notOk(check('incoming-callback', { ...file, type: 'voice' }).valid, 'voice with a file object');
+  // type voice (a tenant's incomingAudioType) carries the doc's audio object; there is no voice object.
+  const audio = { payloadVersion: '0.1', from: '919999999999', wabaNumber: '919999999998', timestamp: '1647441774', type: 'audio', audio: { mediaURL: 'https://m.test/a.ogg', mimeType: 'audio/ogg' } };
+  t.ok(check('incoming-callback', audio).valid, 'audio with its audio object');
+  t.ok(check('incoming-callback', { ...audio, type: 'voice' }).valid, 'voice with the audio object');
+  t.notOk(check('incoming-callback', rename({ ...audio, type: 'voice' }, 'audio', 'voice')).valid, 'no voice object');
+  t.notOk(check('incoming-callback', { ...audio, type: 'voice', audio: undefined }).valid, 'voice without the audio object');
   t.notOk(check('incoming-callback', { ...file, from: '+919999999999' }).valid, '"+" in from');
   t.notOk(check('incoming-callback', { ...file, context: { msg_id: 'x' } }).valid, 'context.msg_id');
 });

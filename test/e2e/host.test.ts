@@ -33,6 +33,13 @@ const statusWebhook = (id: string, status: string) => ({
   entry: [{ id: '102290129340398', changes: [{ field: 'messages', value: { messaging_product: 'whatsapp', metadata: { display_phone_number: '15550783881', phone_number_id: SETTINGS.phoneNumberId }, statuses: [{ id, status, timestamp: '1700000000', recipient_id: '919999999999' }] } }] }],
 });
 
+/** Meta's webhook for an inbound voice note (as in mappings/meta-cloud/fixtures/webhook-inbound-audio-voice). */
+const voiceWebhook = (id: string) => ({
+  object: 'whatsapp_business_account',
+  entry: [{ id: '102290129340398', changes: [{ field: 'messages', value: { messaging_product: 'whatsapp', metadata: { display_phone_number: '15550783881', phone_number_id: SETTINGS.phoneNumberId }, contacts: [{ profile: { name: 'S' }, wa_id: '16505551234' }], messages: [{ from: '16505551234', id, timestamp: '1750090702', type: 'audio', audio: { mime_type: 'audio/ogg; codecs=opus', sha256: 'LCrHMO4dM7UXn0bCxbh1oPEy/XP5nq2fJoYqPnhzEmM=', id: '1006541621416575', voice: true } }] } }] }],
+});
+const incomingOf = (s: Stack, from: string) => s.sink.received().filter((c) => c.kind === 'incoming' && (c.body as { from?: string }).from === from);
+
 t.test('the messaging endpoint', async (t) => {
   const s = await startStack();
   t.teardown(() => s.close());
@@ -83,6 +90,23 @@ t.test('the messaging endpoint', async (t) => {
     const forged = await request(cb.image.mediaURL.replace(/.$/, (c) => (c === 'A' ? 'B' : 'A')));
     t.equal(forged.statusCode, 403, 'a tampered link is refused');
     await forged.body.dump();
+  });
+
+  t.test('an inbound voice note reaches CleverTap as type audio by default', async (t) => {
+    t.match(await postWebhook(s, voiceWebhook('wamid.e2e-audio-1')), { status: 200, body: { received: 1, accepted: 1 } });
+    await eventually(() => incomingOf(s, '16505551234').length > 0, 'the audio callback');
+    const [cb] = incomingOf(s, '16505551234');
+    t.match(cb, { accepted: true, body: { type: 'audio', audio: { mimeType: 'audio/ogg; codecs=opus', mediaURL: /^http:\/\/127\.0\.0\.1:\d+\/v1\/media\// } } });
+  });
+
+  t.test('a msgId over the contract\'s 60 characters is refused with 2001 and never sent', async (t) => {
+    const before = s.sim.sent().length;
+    const r = await s.send(withMsgId('template-body-footer.json', 'x'.repeat(10_000)));
+    t.equal(r.status, 200, 'an answer CleverTap counts');
+    t.same(r.body, { status: 'failure', error: { code: 2001, message: "msgId is 10000 characters long; CleverTap's msgId is at most 60" } });
+    t.equal(s.sim.sent().length, before, 'no BSP call');
+    const sixty = `e2e|bound|${'6'.repeat(50)}`;
+    t.same((await s.send(withMsgId('template-body-footer.json', sixty))).body, { status: 'success' }, '60 characters pass');
   });
 
   t.test('BSP errors map to 2000-2004', async (t) => {
@@ -163,6 +187,21 @@ t.test('the messaging endpoint', async (t) => {
     t.match(meta, { name: 'meta-cloud', version: /^[0-9a-f]{12}$/ }, 'meta-cloud loaded, with its version hash');
     t.equal((await request(`${s.host.url}/v1/admin/status`)).statusCode, 401, 'admin needs the token');
   });
+});
+
+t.test('incomingAudioType: voice, for a CleverTap account that expects it', async (t) => {
+  // The sink plays an account that knows only "voice": the default "audio" would be refused there.
+  const s = await startStack({ incomingAudioType: 'voice', sinkAudioType: 'voice' });
+  t.teardown(() => s.close());
+  t.match(await postWebhook(s, voiceWebhook('wamid.e2e-voice-1')), { status: 200, body: { accepted: 1 } });
+  await eventually(() => incomingOf(s, '16505551234').length > 0, 'the voice callback');
+  const [cb] = incomingOf(s, '16505551234');
+  t.match(cb, { accepted: true, answered: 200, body: { type: 'voice', audio: { mimeType: 'audio/ogg; codecs=opus', mediaURL: /\/v1\/media\// } } });
+  t.notOk('voice' in (cb!.body as object), 'the object stays keyed audio');
+  // Other types are untouched by the setting.
+  await s.sim.sendInbound({ from: '919999999999', text: 'plain text' });
+  await eventually(() => incomingOf(s, '919999999999').length > 0, 'the text callback');
+  t.match(incomingOf(s, '919999999999')[0], { accepted: true, body: { type: 'text', text: { body: 'plain text' } } });
 });
 
 t.test('a BSP slower than the deadline gets 2004 in time, and its late success is still correlated', async (t) => {

@@ -69,7 +69,7 @@ const T0 = 1_700_000_000_000;
 const status = (tenant: string, msgId: string, s: StatusEvent['status'], extra: Partial<StatusEvent> = {}): NewCallback =>
   statusCallbackFor(tenant, msgId, { event: 'status', providerMessageId: `w-${msgId}`, status: s, timestamp: '1700000000', ...extra }, 'v1');
 const incoming = (tenant: string, id: string, message: Partial<IncomingEvent['message']> = {}, context?: string): NewCallback =>
-  incomingCallbackFor(tenant, { event: 'incoming', providerMessageId: id, message: { from: '919999999999', wabaNumber: '+91 98888 88888', timestamp: '1700000000', type: 'text', text: { body: id }, ...message } }, context, 'v1');
+  incomingCallbackFor({ id: tenant, incomingAudioType: 'audio' }, { event: 'incoming', providerMessageId: id, message: { from: '919999999999', wabaNumber: '+91 98888 88888', timestamp: '1700000000', type: 'text', text: { body: id }, ...message } }, context, 'v1');
 
 interface Rig {
   sink: Sink;

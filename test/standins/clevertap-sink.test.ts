@@ -110,3 +110,25 @@ t.test('setDown answers 503 (or the given status) until brought back up', async 
   s.clear();
   t.equal(s.received().length, 0);
 });
+
+t.test('incomingAudioType plays an account that knows one spelling of audio', async (t) => {
+  const audio = { payloadVersion: '0.1', from: '919999999999', wabaNumber: '919999999998', timestamp: '1647441774', type: 'audio', audio: { mediaURL: 'https://m.test/a.ogg', mimeType: 'audio/ogg' } };
+  const voice = { ...audio, type: 'voice' };
+  const { sink: both } = await sink(t);
+  t.equal((await post(both.inboundUrl('demo'), audio)).status, 200, 'default: audio accepted');
+  t.equal((await post(both.inboundUrl('demo'), voice)).status, 200, 'default: voice accepted');
+
+  const lines: string[] = [];
+  const voiceOnly = await startCleverTapSink({ print: (l) => lines.push(l), incomingAudioType: 'voice' });
+  t.teardown(() => voiceOnly.close());
+  t.equal((await post(voiceOnly.inboundUrl('demo'), voice)).status, 200, 'voice accepted');
+  const refused = await post(voiceOnly.inboundUrl('demo'), audio);
+  t.match(refused, { status: 400, body: { errors: ['type: "audio" is not a type this account knows; it expects "voice"'] } });
+  t.match(voiceOnly.received().map((c) => [c.answered, c.accepted]), [[200, true], [400, false]]);
+  t.match(lines.at(-1), /REFUSED incoming audio/);
+
+  const audioOnly = await startCleverTapSink({ print: () => undefined, incomingAudioType: 'audio' });
+  t.teardown(() => audioOnly.close());
+  t.equal((await post(audioOnly.inboundUrl('demo'), voice)).status, 400, 'voice refused by an audio account');
+  t.equal((await post(audioOnly.inboundUrl('demo'), { ...audio, type: 'text', audio: undefined, text: { body: 'hi' } })).status, 200, 'other types untouched');
+});

@@ -59,6 +59,10 @@ export interface StackOptions {
   retry?: { baseDelay: string; maxDelay: string; retryFor: string };
   /** server.overload in wabridge.yaml (docs/operations.md). */
   overload?: { targetLag?: string; maxWait?: string; minInFlight?: number; maxInFlight?: number; initialInFlight?: number };
+  /** The demo tenant's incomingAudioType (absent: the default). */
+  incomingAudioType?: 'audio' | 'voice';
+  /** The CleverTap account the sink plays knows only this spelling of audio (absent: both). */
+  sinkAudioType?: 'audio' | 'voice';
 }
 
 export function writeConfig(file: string, o: { port: number; bspPort: number; sinkUrl: string; mappings: string; sqlite: string } & StackOptions): void {
@@ -91,7 +95,7 @@ tenants:
       inbound: ${o.sinkUrl}/callbacks/demo/inbound
     concurrency: ${o.concurrency ?? 1500}
     deadline: ${o.deadline ?? '5s'}
-${o.bspRate !== undefined ? `    bspRate: ${o.bspRate}\n` : ''}  keyed:
+${o.bspRate !== undefined ? `    bspRate: ${o.bspRate}\n` : ''}${o.incomingAudioType !== undefined ? `    incomingAudioType: ${o.incomingAudioType}\n` : ''}  keyed:
     provider: ${o.provider ?? 'meta-cloud'}
     settings: ${JSON.stringify({ ...(o.settings ?? SETTINGS), baseUrl: `http://127.0.0.1:${o.bspPort}` })}
     auth:
@@ -108,7 +112,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
   const mappings = opts.copyMappings ? join(dir, 'mappings') : join(ROOT, 'mappings');
   if (opts.copyMappings) cpSync(join(ROOT, 'mappings'), mappings, { recursive: true });
   const logs: string[] = [];
-  const sink = await startCleverTapSink({ port: 0, print: () => undefined });
+  const sink = await startCleverTapSink({ port: 0, print: () => undefined, ...(opts.sinkAudioType ? { incomingAudioType: opts.sinkAudioType } : {}) });
   const port = await freePort();
   const sim = await startBspSimulator({
     mappingDir: join(mappings, opts.provider ?? 'meta-cloud'),
