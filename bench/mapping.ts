@@ -6,12 +6,16 @@
 // canonical message → the BSP's HTTP request (planSend: URL, headers, serialized body), and a BSP
 // webhook body → checked CleverTap events (mapWebhook: parse, map, check).
 //
+// For meta-cloud a fourth variant, planSend with contracts.enforce on (every body checked against
+// Meta's Message schema before the BSP call), gives the guard's cost as a ratio to planSend without it.
+//
 // Variants are timed in interleaved rounds, so a neighbour's load drifts over all of them alike; each
 // figure is a ratio of two variants on the same fixture, then the median over fixtures.
 //   node --import tsx bench/mapping.ts [--quick] [--only <mapping>] [--cases]   (last line: one JSON object)
 // --cases prints each fixture's figures (investigation: which fixtures hold the medians).
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { loadMapping, mappingDirs, type Mapping } from '../engine/mapping/loader.js';
@@ -37,7 +41,17 @@ export interface MappingFigures {
   mappings: Record<string, { sends: number; webhooks: number; send_us: number; send_jsonata_us: number; webhook_us: number; webhook_jsonata_us: number; normalize_us: number }>;
   meta_handwritten_send_us: number;
   meta_handwritten_webhook_us: number;
+  /** Meta sends: planSend with contracts.enforce ÷ without, median per fixture (the guard's cost; 1 = free). */
+  meta_enforce_send_ratio: number;
+  /** Meta sends with contracts.enforce: median µs per message. */
+  meta_enforce_send_us: number;
 }
+
+export const USAGE = `node --import tsx bench/mapping.ts [--quick] [--only <mapping>] [--cases]
+  Mapping cost per message over every send and webhook golden fixture: the compiled fast path, plain
+  jsonata, the hand-written Meta mapping, and Meta's planSend with contracts.enforce (the JSON line's
+  meta_enforce_send_ratio: with ÷ without). --quick: fewer, shorter rounds; --only meta-cloud: one
+  mapping (with --quick: 3 rounds of 2 ms per variant and fixture); --cases: each fixture's figures.`;
 
 type Variant = () => unknown;
 
@@ -101,6 +115,29 @@ function load(dir: string, fastPath: boolean): Mapping {
   }
 }
 
+/**
+ * `dir`'s mapping with contracts.enforce on, loaded the way a user turns it on: a mapping that extends
+ * it and sets only that key (in a temporary folder beside a link to it; nothing in mappings/ changes).
+ */
+export function loadEnforced(dir: string): Mapping {
+  const tmp = mkdtempSync(join(tmpdir(), 'wab-enforce-'));
+  try {
+    const name = basename(dir);
+    symlinkSync(dir, join(tmp, name), 'dir');
+    const own = join(tmp, `${name}-enforced`);
+    mkdirSync(own);
+    writeFileSync(
+      join(own, 'mapping.yaml'),
+      `# yaml-language-server: $schema=../../schemas/mapping.schema.json\nname: ${name}-enforced\ntitle: ${name} with contracts.enforce\nextends: ${name}\ncontracts:\n  enforce: true\n`,
+    );
+    const m = load(own, true);
+    if (!m.send.guard) throw new Error(`${name} has no contracts.requestBody to enforce`);
+    return m;
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
 export interface Fixture {
   name: string;
   kind: 'send' | 'webhook';
@@ -145,12 +182,14 @@ export async function runMappingBench(opts: { quick: boolean; only?: string; cas
   const metaSpeedups: number[] = [];
   const vsHand: { send: number[]; webhook: number[] } = { send: [], webhook: [] };
   const hand: { send: number[]; webhook: number[] } = { send: [], webhook: [] };
+  const enforce: { ratio: number[]; us: number[] } = { ratio: [], us: [] };
 
   for (const dir of mappingDirs(join(ROOT, 'mappings'))) {
     if (opts.only !== undefined && !dir.endsWith(opts.only)) continue;
     const fast = load(dir, true);
     const slow = load(dir, false);
     const isMeta = fast.name === 'meta-cloud';
+    const enforced = isMeta ? loadEnforced(dir) : undefined;
     const row = { send: [] as number[], sendJ: [] as number[], webhook: [] as number[], webhookJ: [] as number[], normalize: [] as number[] };
     const cases = fixtures(dir, fast);
     // Warm-up over every fixture first, so that V8 has optimized the shared code before the first
@@ -161,6 +200,7 @@ export async function runMappingBench(opts: { quick: boolean; only?: string; cas
           const c = toCanonical(fx.text);
           if (c.ok && !c.message.isValidation) {
             await planSend(fast, c.message, fx.settings);
+            if (enforced) await planSend(enforced, c.message, fx.settings);
             if (isMeta) metaSend(c.message, fx.settings as MetaSettings);
           }
         } else {
@@ -177,8 +217,18 @@ export async function runMappingBench(opts: { quick: boolean; only?: string; cas
         const message: CanonicalMessage = canonical.message;
         const variants: Variant[] = [() => planSend(fast, message, fx.settings), () => planSend(slow, message, fx.settings), () => toCanonical(fx.text)];
         if (isMeta) variants.push(() => metaSend(message, fx.settings as MetaSettings));
-        const [a, b, n, c] = await interleaved(variants, rounds, roundMs);
-        if (opts.cases) log(caseLine(fx.name, a!, b!, c));
+        // Only sends that reach the guard (not those send.reject answers) say what it costs.
+        const guarded = enforced !== undefined && (await planSend(fast, message, fx.settings)).kind === 'request';
+        if (guarded) {
+          if ((await planSend(enforced, message, fx.settings)).kind !== 'request') log(`  ${fx.name}: refused by contracts.enforce (timed all the same)`);
+          variants.push(() => planSend(enforced, message, fx.settings));
+        }
+        const [a, b, n, c, e] = await interleaved(variants, rounds, roundMs);
+        if (opts.cases) log(caseLine(fx.name, a!, b!, c) + (e === undefined ? '' : `  enforce ${e.toFixed(2)} µs (${(e / a!).toFixed(2)}×)`));
+        if (e !== undefined) {
+          enforce.ratio.push(e / a!);
+          enforce.us.push(e);
+        }
         row.send.push(a!);
         row.sendJ.push(b!);
         row.normalize.push(n!);
@@ -226,16 +276,21 @@ export async function runMappingBench(opts: { quick: boolean; only?: string; cas
     mappings,
     meta_handwritten_send_us: r2(median(hand.send)),
     meta_handwritten_webhook_us: r2(median(hand.webhook)),
+    meta_enforce_send_ratio: r2(median(enforce.ratio)),
+    meta_enforce_send_us: r2(median(enforce.us)),
   };
   log(
     `meta-cloud vs hand-written JavaScript (${hand.send.length} sends at ${figures.meta_handwritten_send_us} µs, ${hand.webhook.length} webhooks at ${figures.meta_handwritten_webhook_us} µs): ` +
       `${figures.mapping_vs_handwritten}× (send ${figures.mapping_vs_handwritten_send}×, webhook ${figures.mapping_vs_handwritten_webhook}×)`,
   );
   log(`speed-up over jsonata evaluation: meta-cloud ${figures.mapping_speedup_vs_jsonata}×, all mappings ${figures.mapping_speedup_vs_jsonata_all}×`);
+  if (enforce.ratio.length > 0) log(`meta-cloud contracts.enforce (${enforce.ratio.length} sends): ${figures.meta_enforce_send_us} µs, ${figures.meta_enforce_send_ratio}× planSend without it`);
   return figures;
 }
 
-if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1] && (process.argv.includes('--help') || process.argv.includes('-h'))) {
+  console.log(USAGE);
+} else if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const only = process.argv.indexOf('--only');
   const figures = await runMappingBench({ quick: process.argv.includes('--quick'), cases: process.argv.includes('--cases'), ...(only > 0 ? { only: process.argv[only + 1] } : {}) });
   console.log(JSON.stringify(figures));

@@ -5,7 +5,8 @@ import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { WabError } from './errors.js';
 import { checkSyntax, compile, DEFAULT_LIMITS, type Compiled, type FunctionSource, type Limits, type SourceRef } from './expression.js';
-import { describeError, pointerToPath, projectSchema, usefulErrors, validatorFor } from './schema-validator.js';
+import { compileFresh, describeError, pointerToPath, projectSchema, usefulErrors, validatorFor } from './schema-validator.js';
+import type { RequestGuard } from './contract.js';
 import { dotted, locate, locateSchemaError, nodeAt, offsetToPosition, parseYamlSource, type KeyPath, type YamlSource } from './yaml-source.js';
 import type { SettingDecl } from './settings.js';
 
@@ -41,9 +42,11 @@ export interface Mapping {
   extends: string[];
   loadedAt: Date;
   settings: Record<string, SettingDecl>;
-  contracts: { requestBody?: string; webhookBody?: string };
+  contracts: { requestBody?: string; webhookBody?: string; enforce?: boolean };
   send: {
     reject?: Compiled;
+    /** contracts.enforce: the compiled requestBody every send body is checked against. */
+    guard?: RequestGuard;
     request: CompiledRequest;
     response: { success: Compiled; providerMessageId?: Compiled; error: Compiled };
     transportError?: Compiled;
@@ -151,13 +154,27 @@ export function loadMapping(dir: string, limits: Limits = DEFAULT_LIMITS): LoadR
   if (ownName !== basename(absDir)) {
     errors.push(new WabError('WAB_MAPPING_SCHEMA', `name: '${ownName ?? ''}' must equal the folder name '${basename(absDir)}'`, locate(src, ['name'])));
   }
-  const contracts: Record<string, string> = {};
+  const contracts: Mapping['contracts'] = {};
+  let guard: RequestGuard | undefined;
   for (const key of ['requestBody', 'webhookBody'] as const) {
     const p = raw.contracts?.[key];
     if (!p) continue;
     const file = join(layerOf(['contracts', key]).dir, p);
     if (!existsSync(file)) errors.push(new WabError('WAB_MAPPING_SCHEMA', `contracts.${key}: no file ${p} beside the mapping`, locate(layerOf(['contracts', key]).src, ['contracts', key])));
     contracts[key] = relative(absDir, file);
+  }
+  if (raw.contracts?.enforce === true) {
+    const at = locate(layerOf(['contracts', 'enforce']).src, ['contracts', 'enforce']);
+    contracts.enforce = true;
+    if (contracts.requestBody === undefined) errors.push(new WabError('WAB_MAPPING_SCHEMA', 'contracts.enforce: needs contracts.requestBody, the schema send bodies are held to', at));
+    else if (raw.send?.request?.encoding === 'form') errors.push(new WabError('WAB_MAPPING_SCHEMA', 'contracts.enforce: checks JSON bodies; send.request.encoding is form', at));
+    else if (existsSync(join(absDir, contracts.requestBody))) {
+      try {
+        guard = { schema: contracts.requestBody, validate: compileFresh(join(absDir, contracts.requestBody)) };
+      } catch (e) {
+        errors.push(new WabError('WAB_MAPPING_SCHEMA', `contracts.requestBody: ${contracts.requestBody} does not compile: ${(e as Error).message}`, locate(layerOf(['contracts', 'requestBody']).src, ['contracts', 'requestBody'])));
+      }
+    }
   }
   raw.contracts = contracts;
 
@@ -224,6 +241,7 @@ export function loadMapping(dir: string, limits: Limits = DEFAULT_LIMITS): LoadR
     contracts: raw.contracts ?? {},
     send: {
       reject: opt(['send', 'reject']),
+      ...(guard === undefined ? {} : { guard }),
       request: request(['send', 'request']),
       response: {
         success: expr(['send', 'response', 'success']),

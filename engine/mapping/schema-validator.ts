@@ -12,6 +12,17 @@ addFormats(ajv);
 
 const cache = new Map<string, ValidateFunction>();
 
+/**
+ * A schema file compiled on an Ajv of its own, stopping at the first error: for a check that runs on
+ * every message and must follow the file when it is edited (the shared Ajv keeps the first version of
+ * each $id for the life of the process).
+ */
+export function compileFresh(schemaPath: string): ValidateFunction {
+  const own = new Ajv2020({ allErrors: false, strict: false });
+  addFormats(own);
+  return own.compile(JSON.parse(readFileSync(schemaPath, 'utf8')) as Record<string, unknown>);
+}
+
 /** Validator for a schema file, compiled on first use. */
 export function validatorFor(schemaPath: string): ValidateFunction {
   let v = cache.get(schemaPath);

@@ -3,6 +3,7 @@
 import { WabError } from './errors.js';
 import { evaluateNow, isPromise, Rejection, type Compiled } from './expression.js';
 import type { CompiledRequest, Mapping } from './loader.js';
+import { contractViolation, type RequestGuard } from './contract.js';
 import type { CanonicalMessage } from '../clevertap/model.js';
 
 export type AnswerCode = 2000 | 2001 | 2002 | 2003 | 2004;
@@ -42,20 +43,25 @@ export function failure(code: AnswerCode, message: string): Answer {
   return { status: 'failure', error: { code, message } };
 }
 
+/** Throws the refusal planSend turns into an answer. */
+function refuse(code: number, reason: string): never {
+  // A refusal is an answer, not a fault: its stack trace would never be read, and capturing one
+  // costs more than the rest of the refusal.
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  let r: Rejection;
+  try {
+    r = new Rejection(code, reason);
+  } finally {
+    Error.stackTraceLimit = limit;
+  }
+  throw r;
+}
+
 /** What every send slot is evaluated with: `$reject(code, message)`. */
 export const sendBindings = {
   reject(code: unknown, message: unknown): never {
-    // A refusal is an answer, not a fault: its stack trace would never be read, and capturing one
-    // costs more than the rest of the refusal.
-    const limit = Error.stackTraceLimit;
-    Error.stackTraceLimit = 0;
-    let r: Rejection;
-    try {
-      r = new Rejection(Number(code), message === undefined ? 'rejected by mapping' : String(message));
-    } finally {
-      Error.stackTraceLimit = limit;
-    }
-    throw r;
+    return refuse(Number(code), message === undefined ? 'rejected by mapping' : String(message));
   },
 };
 
@@ -148,7 +154,7 @@ export async function buildRequest(req: CompiledRequest, input: unknown, slot: s
  * slot is evaluated before any is awaited; the first failure in slot order decides, and later
  * failures are observed so none goes unhandled.
  */
-export function buildRequestNow(req: CompiledRequest, input: unknown, slot: string): HttpRequest | Promise<HttpRequest> {
+export function buildRequestNow(req: CompiledRequest, input: unknown, slot: string, guard?: RequestGuard): HttpRequest | Promise<HttpRequest> {
   const layout = layoutOf(req);
   const { slots } = layout;
   const values: unknown[] = new Array(slots.length);
@@ -167,10 +173,10 @@ export function buildRequestNow(req: CompiledRequest, input: unknown, slot: stri
     }
     throw e;
   }
-  return pending ? Promise.all(values).then((vs) => assemble(req, layout, vs, slot)) : assemble(req, layout, values, slot);
+  return pending ? Promise.all(values).then((vs) => assemble(req, layout, vs, slot, guard)) : assemble(req, layout, values, slot, guard);
 }
 
-function assemble(req: CompiledRequest, layout: Layout, values: unknown[], slot: string): HttpRequest {
+function assemble(req: CompiledRequest, layout: Layout, values: unknown[], slot: string, guard: RequestGuard | undefined): HttpRequest {
   const { isContentType, headerParts } = layout;
   let i = 0;
   const url = asString(values[i++], slot, '.url');
@@ -228,6 +234,11 @@ function assemble(req: CompiledRequest, layout: Layout, values: unknown[], slot:
       if (!hasType) headers['Content-Type'] = 'application/json';
     }
   }
+  // (the loader allows a guard on JSON bodies only)
+  if (guard !== undefined) {
+    const violation = contractViolation(guard, body, out.body);
+    if (violation !== undefined) refuse(2001, violation);
+  }
   return out;
 }
 
@@ -244,7 +255,8 @@ export async function planSend(mapping: Mapping, message: CanonicalMessage, sett
         return { kind: 'answer', answer: toFailure(refused, 'send.reject') };
       }
     }
-    const request = buildRequestNow(mapping.send.request, input, 'send.request');
+    // contracts.enforce: a body the BSP's schema refuses is answered here and never sent.
+    const request = buildRequestNow(mapping.send.request, input, 'send.request', mapping.send.guard);
     return { kind: 'request', request: isPromise(request) ? await request : request };
   } catch (e) {
     if (e instanceof Rejection) return { kind: 'answer', answer: rejectionAnswer(e, 'send') };
