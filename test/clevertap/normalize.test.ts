@@ -394,6 +394,9 @@ t.test('the contract\'s bounds', async (t) => {
   // Already enforced, listed in docs/clevertap-model.md "Bounds": allowed values and integers.
   t.match(issues(template([{ type: 'button', index: 1.5, subType: 'quickReply' }])), [{ path: 'components[0].index', code: 2001 }], 'button.index Integer');
   t.match(issues(template([{ type: 'header', header: { type: 'sticker', sticker: {} } }])), [{ path: 'components[0].header.type', code: 2001 }], 'header.type');
+  t.match(issues(template([{ type: 'button', index: 0, subType: 'dynamicUrl', parameters: { type: 'text', text: 'x' } }])), [{ path: 'components[0].parameters', code: 2001, message: /must be an array/ }], 'button.parameters Array');
+  t.match(issues(template([{ type: 'body', body: { text: 'b', parameters: 'x' } }])), [{ path: 'components[0].body.parameters', code: 2001 }], 'body parameters Array');
+  t.match(issues(template([{ type: 'header', header: { type: 'location', location: { latitude: '1' } } }])), [{ path: 'components[0].header.location.longitude', code: 2001 }], 'location header coordinates');
 });
 
 t.test('all problems are reported at once', async (t) => {
