@@ -18,8 +18,9 @@ function line(e: ErrorObject): string {
 /**
  * Why `value` (the body the mapping built) breaks the contract, or undefined when it keeps it. The
  * value is checked first, without parsing `wire` back: they differ only where JSON drops or rewrites
- * something (a key whose value is undefined, an undefined array item), and such a difference can only
- * make the value fail where the wire would pass, so a failure is confirmed on the parsed wire body.
+ * something (a key whose value is undefined, an undefined array item; a mapping gives no NaN or
+ * Infinity, JSONata refuses them), and such a difference can only make the value fail where the wire
+ * would pass, so a failure is confirmed on the parsed wire body.
  */
 export function contractViolation(guard: RequestGuard, value: unknown, wire: string | undefined): string | undefined {
   if (value === undefined || value === null || wire === undefined) return `send.request.body is empty; contracts.requestBody (${guard.schema}) expects one`;
