@@ -13,7 +13,7 @@ const layer = (files, ...patterns) => ({
 });
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', 'data/**', '.tap/**'] },
+  { ignores: ['node_modules/**', 'data/**', '.tap/**', 'dist/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
