@@ -5,10 +5,15 @@
 //   3. the official JSONata suite against the compiler: the fraction compiled and identical;
 //   4. service and webhook bench (bench/service.ts): autocannon in its own process against wabridge,
 //      a bare Fastify pass-through and wabridge on plain jsonata, each in its own process.
+//   5. the message lifecycle (bench/lifecycle.ts): send + sent/delivered/read + callbacks, wabridge on
+//      SQLite and on Redis against a bare pass-through of the same HTTP legs;
+//   6. `npm start` past capacity (bench/overload.ts): -c 100, 1500 and 3000 against the demo.
 //   npm run bench [-- --quick] [-- --soak [--soak-seconds N]] [-- --skip-service]
 // --quick keeps the whole run under two minutes; --soak adds the 5-minute memory soak at -c 500.
 import { runMappingBench } from './mapping.js';
 import { runSendFlowBench } from './send-flow.js';
+import { runLifecycleBench } from './lifecycle.js';
+import { runOverloadBench } from './overload.js';
 import { runServiceBench } from './service.js';
 import { runJsonataSuite, suiteDir } from '../test/support/jsonata-suite.js';
 
@@ -46,6 +51,15 @@ if (!argv.includes('--skip-service')) {
   }
 }
 
+let lifecycle: Awaited<ReturnType<typeof runLifecycleBench>> | undefined;
+let overload: Awaited<ReturnType<typeof runOverloadBench>> | undefined;
+if (!argv.includes('--skip-service')) {
+  log(`== message lifecycle (${quick ? 'quick' : 'full'}) ==`);
+  lifecycle = await runLifecycleBench({ quick, log });
+  log(`== npm start past capacity (${quick ? 'quick' : 'full'}) ==`);
+  overload = await runOverloadBench({ quick, log });
+}
+
 // the headline figures first, then every other one
 const { mapping_vs_handwritten, mapping_speedup_vs_jsonata, ...mappingRest } = mapping;
 const { runs, c1500_p99_ms, c1500_errors, c1500_vs_passthrough, ...serviceRest } = service ?? { runs: [] as unknown[] };
@@ -59,6 +73,10 @@ const summary = {
   ...mappingRest,
   ...sendFlow,
   ...serviceRest,
+  ...(lifecycle ?? {}),
+  ...(overload ?? {}),
+  // --workers is not built yet (issue 19): no figure rather than a made-up one.
+  workers_scaling: null,
   runs,
   bench_wall_s: Math.round((performance.now() - started) / 100) / 10,
 };

@@ -3,7 +3,7 @@
 //   node --import tsx bench/serve.ts <role> '<json options>'
 // roles: wabridge (startHost, the same call `wabridge serve` makes, logs at the configured level into
 // a file as production writes them to stdout), sim (the BSP simulator), pass (a bare fastify
-// pass-through to the simulator), sink (the CleverTap sink). Binds 127.0.0.1 only. Prints one JSON
+// pass-through to the simulator), passlife (the lifecycle's pass-through), sink (the CleverTap sink). Binds 127.0.0.1 only. Prints one JSON
 // line on stdout once listening ({role, url, port, pid}); answers {id, cmd} messages on the IPC
 // channel; stops on SIGTERM/SIGINT and when the parent goes away (IPC disconnect).
 import { writeFileSync } from 'node:fs';
@@ -194,6 +194,48 @@ async function pass(): Promise<void> {
   ready(`http://127.0.0.1:${(app.server.address() as { port: number }).port}`);
 }
 
+/**
+ * The lifecycle's pass-through (bench/lifecycle.ts): the same HTTP legs as wabridge, with none of its
+ * work. A CleverTap message becomes the Meta request wabridge would send (a template with the msgId put
+ * in, no mapping), the BSP's answer becomes success; each status webhook becomes one CleverTap status
+ * callback POSTed at once (the msgId read from biz_opaque_callback_data: no store, no outbox, no retry,
+ * no batching, no log).
+ */
+async function passlife(): Promise<void> {
+  const bspUrl = String(options.bspUrl);
+  const headers = options.headers as Record<string, string>;
+  const [head, tail] = String(options.bodyTemplate).split('@@MSGID@@') as [string, string];
+  const statusUrl = `${String(options.sinkUrl)}/callbacks/demo/status`;
+  const agent = new Agent({ keepAliveTimeout: 30_000, keepAliveMaxTimeout: 600_000, connections: 2048, connect: { timeout: 5_000 } });
+  const calls = new HttpCalls(agent);
+  const app = Fastify({ logger: false });
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'string' }, (_req, b, done) => done(null, b));
+  app.post<{ Body: string }>('/v1/tenants/demo/messages', async (req, reply) => {
+    const msgId = (JSON.parse(req.body) as { msgId: string }).msgId;
+    const res = await calls.call({ method: 'POST', url: bspUrl, headers, body: head + JSON.stringify(msgId).slice(1, -1) + tail }, 10_000, 'BSP did not answer within 10 s', 1_048_576);
+    return reply.type('application/json').send(res.status >= 200 && res.status < 300 ? '{"status":"success"}' : '{"status":"failure","error":{"code":2004,"message":"BSP error"}}');
+  });
+  type MetaStatus = { status: string; timestamp: string; biz_opaque_callback_data?: string };
+  app.post<{ Body: string }>('/v1/tenants/demo/webhook', async (req, reply) => {
+    const body = JSON.parse(req.body) as { entry: { changes: { value: { statuses?: MetaStatus[] } }[] }[] };
+    const statuses = body.entry.flatMap((e) => e.changes.flatMap((c) => c.value.statuses ?? []));
+    for (const st of statuses) {
+      if (!st.biz_opaque_callback_data) continue;
+      const entry = { msgId: st.biz_opaque_callback_data, status: st.status, timestamp: st.timestamp };
+      await calls.call({ method: 'POST', url: statusUrl, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ payloadVersion: '0.1', statuses: [entry] }) }, 10_000, 'sink did not answer', 65_536);
+    }
+    return reply.code(200).send({ ok: true });
+  });
+  await app.listen({ host: '127.0.0.1', port: Number(options.port ?? 0) });
+  stopFn = async () => {
+    await app.close();
+    await agent.close();
+  };
+  serve({ ping: () => ({ ok: true }) });
+  ready(`http://127.0.0.1:${(app.server.address() as { port: number }).port}`);
+}
+
 async function sink(): Promise<void> {
   const s = await startCleverTapSink({ port: Number(options.port ?? 0), print: () => undefined });
   stopFn = () => s.close();
@@ -231,7 +273,7 @@ async function sink(): Promise<void> {
   ready(s.url);
 }
 
-const roles: Record<string, () => Promise<void>> = { wabridge, sim, pass, sink };
+const roles: Record<string, () => Promise<void>> = { wabridge, sim, pass, passlife, sink };
 const start = roles[role];
 if (!start) {
   process.stderr.write(`bench/serve: unknown role '${role}' (one of ${Object.keys(roles).join(', ')})\n`);

@@ -64,8 +64,8 @@ import { byFunction, byModule, cpuSamples, heapSamples, type ProfileEntry } from
 export type { ProfileEntry };
 
 const HERE = fileURLToPath(new URL('.', import.meta.url));
-const SERVE = join(HERE, 'serve.ts');
-const LOAD = join(HERE, 'load.ts');
+export const SERVE = join(HERE, 'serve.ts');
+export const LOAD = join(HERE, 'load.ts');
 
 export type Target = 'wabridge' | 'passthrough' | 'wabridge-jsonata';
 export const TARGETS: readonly Target[] = ['wabridge', 'passthrough', 'wabridge-jsonata'];
@@ -208,7 +208,7 @@ export interface ServiceOptions {
 const live = new Set<ChildProcess>();
 /** Temp folders to remove if the bench is cut short (signal, time limit). */
 const temps = new Set<string>();
-function killAll(): void {
+export function killAll(): void {
   for (const p of live) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
   live.clear();
   for (const d of temps) rmSync(d, { recursive: true, force: true });
@@ -218,7 +218,7 @@ process.on('exit', killAll);
 
 type Info = { role?: string; url: string; port: number; pid: number };
 
-class Child {
+export class Child {
   private seq = 0;
   private readonly waiting = new Map<number, { resolve: (v: Record<string, unknown>) => void; reject: (e: Error) => void }>();
   private exitInfo: string | undefined;
@@ -347,7 +347,7 @@ function rssKb(pid: number): number {
 }
 
 /** CPU time of a process, or of one of its threads (`tid`; the main thread's is the pid), in ticks. */
-function cpuTicks(pid: number, tid?: number): number {
+export function cpuTicks(pid: number, tid?: number): number {
   try {
     // Fields after the ")" of the command name: utime and stime are the 12th and 13th.
     const stat = readFileSync(tid === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${tid}/stat`, 'utf8');
@@ -359,7 +359,7 @@ function cpuTicks(pid: number, tid?: number): number {
 }
 
 /** Busy and total jiffies of the whole machine (all CPUs). */
-function machineTicks(): { busy: number; total: number } {
+export function machineTicks(): { busy: number; total: number } {
   try {
     const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
     const total = f.reduce((a, b) => a + b, 0);
@@ -440,11 +440,12 @@ function clevertapBody(): string {
 }
 
 /** The request wabridge sends to the BSP for that sample: what the pass-through forwards. */
-async function metaRequest(bspPort: number): Promise<{ url: string; headers: Record<string, string>; body: string }> {
+export async function metaRequest(bspPort: number, msgId?: string): Promise<{ url: string; headers: Record<string, string>; body: string }> {
   const loaded = loadMapping(join(ROOT, 'mappings', 'meta-cloud'));
   if (!loaded.ok) throw new Error('meta-cloud mapping does not load');
   const settings = checkSettings(loaded.mapping.settings, { ...SETTINGS, baseUrl: `http://127.0.0.1:${bspPort}` }, 'bench');
-  const canonical = toCanonical(clevertapBody().replace('[<id>]', 'passthrough'));
+  const body = clevertapBody().replace('[<id>]', 'passthrough');
+  const canonical = toCanonical(msgId === undefined ? body : JSON.stringify({ ...(JSON.parse(body) as object), msgId }));
   if (!canonical.ok) throw new Error('the sample does not normalize');
   const plan = await planSend(loaded.mapping, canonical.message, settings);
   if (plan.kind !== 'request') throw new Error('the sample does not map to a request');
