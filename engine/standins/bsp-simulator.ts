@@ -36,8 +36,8 @@ export interface CompiledResponse {
 
 interface Route {
   method: Method;
-  path: string;
-  segments: string[];
+  /** One BSP endpoint, or several that answer alike (a BSP with one URL per message kind). */
+  paths: string[][];
 }
 
 export interface Simulator {
@@ -64,6 +64,8 @@ export interface Simulator {
     image?: Compiled;
   };
   media?: Route & { mediaId: Compiled; response: CompiledResponse };
+  /** The BSP's webhook verification request, for mappings that declare webhook.handshake. */
+  handshake?: { query: Compiled; answer: Compiled };
   expressions: Compiled[];
 }
 
@@ -146,8 +148,8 @@ export function loadSimulator(dir: string): SimulatorLoadResult {
     body: expr([...path, 'body']),
   });
   const route = (path: KeyPath): Route => {
-    const p = String(valueAt([...path, 'path']));
-    return { method: valueAt([...path, 'method']) as Method, path: p, segments: splitPath(p) };
+    const p = valueAt([...path, 'path']);
+    return { method: valueAt([...path, 'method']) as Method, paths: (Array.isArray(p) ? p : [p]).map((one) => splitPath(String(one))) };
   };
 
   const simulator: Simulator = {
@@ -175,6 +177,7 @@ export function loadSimulator(dir: string): SimulatorLoadResult {
       image: opt(['webhooks', 'image']),
     },
     media: raw.media ? { ...route(['media']), mediaId: expr(['media', 'mediaId']), response: response(['media', 'response']) } : undefined,
+    handshake: raw.handshake ? { query: expr(['handshake', 'query']), answer: expr(['handshake', 'answer']) } : undefined,
     expressions,
   };
   return errors.length > 0 ? { ok: false, errors } : { ok: true, simulator };
@@ -187,10 +190,18 @@ function splitPath(p: string): string[] {
 function matchPath(route: Route, method: string, path: string): Record<string, string> | undefined {
   if (method !== route.method) return undefined;
   const parts = splitPath(path);
-  if (parts.length !== route.segments.length) return undefined;
+  for (const segments of route.paths) {
+    const params = matchSegments(segments, parts);
+    if (params) return params;
+  }
+  return undefined;
+}
+
+function matchSegments(segments: string[], parts: string[]): Record<string, string> | undefined {
+  if (parts.length !== segments.length) return undefined;
   const params: Record<string, string> = {};
   for (let i = 0; i < parts.length; i++) {
-    const seg = route.segments[i]!;
+    const seg = segments[i]!;
     let part: string;
     try {
       part = decodeURIComponent(parts[i]!);
@@ -319,6 +330,12 @@ export interface BspSimulator {
   reset(): void;
   /** Resolves when no status webhook is scheduled or in flight (rejects after timeoutMs). */
   idle(timeoutMs?: number): Promise<void>;
+  /**
+   * The verification request the BSP would send (`handshake` in simulator.yaml) and the body it expects
+   * back; undefined when none is declared. `settings` override the simulator's own, so a test can
+   * build the request a BSP configured with other secrets would send.
+   */
+  handshakeRequest(settings?: Record<string, unknown>): Promise<{ query: Record<string, string>; answer: string } | undefined>;
 }
 
 const MAX_RETRIES = 3;
@@ -730,6 +747,12 @@ export async function startBspSimulator(opts: BspSimulatorOptions): Promise<BspS
     sent: () => requests.map((r) => ({ ...r })),
     webhooks: () => posted.map((w) => ({ ...w })),
     reset,
+    async handshakeRequest(overrides = {}) {
+      if (!sim.handshake) return undefined;
+      const s = { ...settings, ...overrides };
+      const query = Object.fromEntries(Object.entries((await sim.handshake.query.evaluate({ settings: s, nonce: nonce() })) as Record<string, unknown>).map(([k, v]) => [k, String(v)]));
+      return { query, answer: String(await sim.handshake.answer.evaluate({ query, settings: s })) };
+    },
     idle(timeoutMs = 5000) {
       if (pending === 0) return Promise.resolve();
       return new Promise<void>((resolveIdle, reject) => {

@@ -1,0 +1,384 @@
+// What every BSP folder (mappings/<bsp>/) must prove against the local stand-in, whatever the BSP:
+// its simulator.yaml plays the BSP, and every answer and webhook goes back through its mapping.yaml to
+// the CleverTap answer or event the contract wants. Nothing here names a BSP; what is BSP-specific is
+// data in the folder: simulator.yaml (shapes, `expect`, `handshake`) and the golden fixtures, whose
+// shapes the simulator's answers must have. The goldens themselves run in test/mapping/golden.test.ts.
+import type { Test } from 'tap';
+import { createServer as createNetServer } from 'node:net';
+import { createServer, type IncomingMessage } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { request } from 'undici';
+import { parse as parseYaml } from 'yaml';
+import type { CanonicalMessage } from '../../engine/clevertap/model.js';
+import { loadMapping, type Mapping } from '../../engine/mapping/loader.js';
+import { planMediaDownload, planMediaLookup } from '../../engine/mapping/media.js';
+import { toCanonical } from '../../engine/mapping/pipeline.js';
+import { validatorFor } from '../../engine/mapping/schema-validator.js';
+import { checkSettings } from '../../engine/mapping/settings.js';
+import { mapResponse, planSend } from '../../engine/mapping/send.js';
+import { handshake, mapWebhook, verifySignature, type WebhookEvent, type WebhookRequest } from '../../engine/mapping/webhook.js';
+import { loadSimulator, startBspSimulator, type BspSimulator, type ErrorScenario } from '../../engine/standins/bsp-simulator.js';
+
+const EXAMPLES = fileURLToPath(new URL('../../examples/clevertap/', import.meta.url));
+const TEMPLATE = 'template-body-footer.json';
+const FREEFORM = 'freeform-text.json';
+const RECIPIENT = '919999999999';
+const FAILING_RECIPIENT = '919999990000';
+
+/** What CleverTap must be answered for each error scenario (docs/errors.md). */
+const SCENARIO_CODES: [ErrorScenario, number][] = [['auth', 2000], ['template', 2001], ['number', 2002], ['rate', 2004], ['server', 2004]];
+
+interface Expect {
+  failed?: object;
+  incoming?: object;
+  button?: object;
+}
+
+type Json = Record<string, unknown>;
+
+/** Every folder under `root` with a mapping.yaml: the BSPs the suite runs for. */
+export function providerDirs(root: string): string[] {
+  return readdirSync(root, { withFileTypes: true })
+    .filter((d) => d.isDirectory() && existsSync(join(root, d.name, 'mapping.yaml')))
+    .map((d) => join(root, d.name))
+    .sort();
+}
+
+function message(file: string, overrides: Json = {}): CanonicalMessage {
+  const c = toCanonical(JSON.stringify({ ...(JSON.parse(readFileSync(join(EXAMPLES, file), 'utf8')) as Json), ...overrides }));
+  if (!c.ok) throw new Error(JSON.stringify(c));
+  return c.message;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const s = createNetServer();
+    s.once('error', rej);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as AddressInfo).port;
+      s.close(() => res(port));
+    });
+  });
+}
+
+/** A local webhook receiver standing in for wabridge's webhook endpoint; records the full URL (some BSPs sign it). */
+async function receiver(t: Test, bsp: string) {
+  const got: WebhookRequest[] = [];
+  let port = 0;
+  const server = createServer((req: IncomingMessage, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const headers: Record<string, string> = {};
+      for (const [k, v] of Object.entries(req.headers)) if (typeof v === 'string') headers[k] = v;
+      const url = new URL(req.url ?? '/', `http://127.0.0.1:${port}`);
+      got.push({ url: url.toString(), headers, query: Object.fromEntries(url.searchParams), rawBody: Buffer.concat(chunks).toString('utf8') });
+      res.statusCode = 200;
+      res.end();
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  port = (server.address() as AddressInfo).port;
+  t.teardown(() => new Promise<void>((r) => {
+    server.close(() => r());
+    server.closeAllConnections();
+  }));
+  return { url: `http://127.0.0.1:${port}/webhooks/${bsp}/demo`, got };
+}
+
+/**
+ * Whether two JSON values have the same keys all the way down (values ignored: ids, dates and texts
+ * differ); arrays by their first element, and an empty array fits any array. Two bodies of one shape
+ * are the same message kind in the BSP's format.
+ */
+function sameShape(a: unknown, b: unknown): boolean {
+  if (Array.isArray(a) || Array.isArray(b)) return Array.isArray(a) && Array.isArray(b) && (a.length === 0 || b.length === 0 || sameShape(a[0], b[0]));
+  const isObject = (v: unknown): v is Json => v !== null && typeof v === 'object';
+  if (!isObject(a) || !isObject(b)) return !isObject(a) && !isObject(b);
+  const keys = Object.keys(a).sort();
+  return JSON.stringify(keys) === JSON.stringify(Object.keys(b).sort()) && keys.every((k) => sameShape(a[k], b[k]));
+}
+
+function parseBody(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}
+
+/** The folder's response fixtures: HTTP status, body shape, and the CleverTap answer its expected.json holds. */
+function responseFixtures(dir: string): { name: string; status: number; body: unknown; code: number | 'success' }[] {
+  const root = join(dir, 'fixtures');
+  if (!existsSync(root)) return [];
+  const out = [];
+  for (const name of readdirSync(root).sort()) {
+    const f = join(root, name);
+    if (!existsSync(join(f, 'fixture.yaml')) || !existsSync(join(f, 'input.json')) || !existsSync(join(f, 'expected.json'))) continue;
+    const fixture = parseYaml(readFileSync(join(f, 'fixture.yaml'), 'utf8')) as { kind: string; status?: number };
+    if (fixture.kind !== 'response') continue;
+    const expected = JSON.parse(readFileSync(join(f, 'expected.json'), 'utf8')) as { answer?: { status: string; error?: { code: number } } };
+    if (!expected.answer) continue;
+    out.push({
+      name,
+      status: fixture.status ?? 200,
+      body: JSON.parse(readFileSync(join(f, 'input.json'), 'utf8')) as unknown,
+      code: expected.answer.status === 'success' ? ('success' as const) : expected.answer.error!.code,
+    });
+  }
+  return out;
+}
+
+/** Changes one character in the middle of a string, to one that is a digit in hex and base64 alike: the smallest forgery. */
+function tamper(s: string): string {
+  const i = Math.floor(s.length / 2);
+  return s.slice(0, i) + (s[i] === '0' ? '1' : '0') + s.slice(i + 1);
+}
+
+/** Runs every check for the BSP folder `dir`. */
+export async function providerSuite(t: Test, dir: string): Promise<void> {
+  const loaded = loadMapping(dir);
+  t.ok(loaded.ok, 'mapping.yaml loads', { diagnostic: !loaded.ok, errors: loaded.ok ? [] : loaded.errors.map((e) => `${e.where}: ${e.message}`) });
+  const simLoaded = loadSimulator(dir);
+  t.ok(simLoaded.ok, 'simulator.yaml loads', { diagnostic: !simLoaded.ok, errors: simLoaded.ok ? [] : simLoaded.errors.map((e) => `${e.where}: ${e.message}`) });
+  if (!loaded.ok || !simLoaded.ok) return;
+  const mapping: Mapping = loaded.mapping;
+  const bsp = mapping.name;
+  t.ok('baseUrl' in mapping.settings, 'the mapping declares a baseUrl setting, so the simulator can stand in for the BSP (docs/standins.md)');
+  if (!('baseUrl' in mapping.settings)) return;
+  const expectations = ((parseYaml(readFileSync(join(dir, 'simulator.yaml'), 'utf8')) as { expect?: Expect }).expect ?? {}) as Expect;
+  const fixtureSettings = (parseYaml(readFileSync(join(dir, 'fixtures', 'settings.yaml'), 'utf8')) as Json | null) ?? {};
+  const secrets = Object.entries(mapping.settings).filter(([, d]) => d.secret).map(([k]) => k);
+  const responses = responseFixtures(dir);
+  const contract = mapping.contracts.webhookBody ? validatorFor(join(mapping.dir, mapping.contracts.webhookBody)) : undefined;
+
+  /** A simulator on a port known in advance: its own links (media) are built from baseUrl. */
+  async function stand(t: Test) {
+    const hook = await receiver(t, bsp);
+    const port = await freePort();
+    const settings = checkSettings(mapping.settings, { ...fixtureSettings, baseUrl: `http://127.0.0.1:${port}` }, `${bsp}/fixtures/settings.yaml`);
+    const problems: string[] = [];
+    const note = (o: object, m?: string) => problems.push(`${m} ${JSON.stringify(o)}`);
+    const sim = await startBspSimulator({ mappingDir: dir, settings, webhookUrl: hook.url, port, statusDelaysMs: { sent: 10, delivered: 30, read: 50 }, retryDelayMs: 10, logger: { info() {}, warn: note, error: note } });
+    t.teardown(() => sim.close());
+    return { sim, hook, settings, problems };
+  }
+
+  /** What wabridge does for one send: plan with the mapping, call the simulator, map the answer. */
+  async function send(settings: Json, msg: CanonicalMessage) {
+    const plan = await planSend(mapping, msg, settings);
+    if (plan.kind !== 'request') throw new Error(`expected a request, got ${JSON.stringify(plan)}`);
+    const req = plan.request;
+    const res = await request(req.url, { method: req.method, headers: req.headers, body: req.body, headersTimeout: 3000, bodyTimeout: 3000 });
+    const text = await res.body.text();
+    const headers: Record<string, string> = {};
+    for (const [k, v] of Object.entries(res.headers)) if (typeof v === 'string') headers[k] = v;
+    const mapped = await mapResponse(mapping, msg, settings, { status: res.statusCode, headers, text });
+    return { status: res.statusCode, body: parseBody(text), mapped };
+  }
+
+  /** The simulator answered in the shape of one of the folder's response fixtures with the same outcome. */
+  function sameShapeAsAFixture(t: Test, what: string, status: number, body: unknown, code: number | 'success') {
+    const like = responses.filter((f) => f.status === status && f.code === code);
+    const found = like.some((f) => sameShape(f.body, body));
+    t.ok(found, `${what}: HTTP ${status} in the shape of a response fixture answered ${code} (${like.map((f) => f.name).join(', ') || 'none has that status and outcome'})`, { diagnostic: !found, got: body });
+  }
+
+  /** Verifies one webhook as the host would (and forgeries of it), then maps it. */
+  async function eventsOf(t: Test, hooks: WebhookRequest[], settings: Json): Promise<WebhookEvent[]> {
+    const events: WebhookEvent[] = [];
+    const sig = mapping.webhook?.signature;
+    for (const w of hooks) {
+      t.same(await verifySignature(mapping, w, settings), { ok: true }, sig ? `signed as ${sig.header} declares` : 'no signature declared: accepted as sent');
+      if (sig) {
+        const header = Object.keys(w.headers).find((h) => h.toLowerCase() === sig.header.toLowerCase())!;
+        const forgeries: [string, WebhookRequest][] = [
+          ['a tampered signature', { ...w, headers: { ...w.headers, [header]: tamper(w.headers[header]!) } }],
+          ['a changed body', { ...w, rawBody: `${w.rawBody} ` }],
+          ['no signature header', { ...w, headers: Object.fromEntries(Object.entries(w.headers).filter(([h]) => h !== header)) }],
+        ];
+        // Whatever else the signed payload reads (a nonce header, the URL) must be covered too.
+        const payload = sig.payload?.text ?? '';
+        for (const [, name] of payload.matchAll(/headers\.`?([A-Za-z0-9_-]+)`?/g)) {
+          const h = Object.keys(w.headers).find((k) => k.toLowerCase() === name!.toLowerCase());
+          if (h) forgeries.push([`a changed ${h} header`, { ...w, headers: { ...w.headers, [h]: tamper(w.headers[h]!) } }]);
+        }
+        if (/(^|[^.\w$])url\b/.test(payload)) forgeries.push(['another URL', { ...w, url: w.url.replace('/demo', '/other') }]);
+        for (const [what, forged] of forgeries) t.match(await verifySignature(mapping, forged, settings), { ok: false }, `${what} is rejected`);
+      }
+      if (contract && /json/.test(w.headers['content-type'] ?? '')) {
+        t.ok(contract(JSON.parse(w.rawBody)), `the body validates against ${mapping.contracts.webhookBody}`, { diagnostic: true, errors: contract.errors ?? [] });
+      }
+      events.push(...(await mapWebhook(mapping, w, settings)));
+    }
+    return events;
+  }
+
+  const epochNow = (ts: string | undefined) => ts === undefined || (/^\d{10}$/.test(ts) && Math.abs(Number(ts) - Date.now() / 1000) < 600);
+
+  t.test('simulator.yaml names its folder', async (t) => {
+    t.equal(simLoaded.simulator.name, bsp);
+  });
+
+  t.test('template and freeform sends are accepted, then sent/delivered/read statuses map back', async (t) => {
+    const { sim, hook, settings, problems } = await stand(t);
+    for (const file of [TEMPLATE, FREEFORM]) {
+      const msg = message(file);
+      const r = await send(settings, msg);
+      t.same(r.mapped.answer, { status: 'success' }, `${file}: success`);
+      t.equal(r.status, sim.simulator.send.accepted.status, `${file}: HTTP ${sim.simulator.send.accepted.status}`);
+      sameShapeAsAFixture(t, file, r.status, r.body, 'success');
+      const id = r.mapped.providerMessageId;
+      t.ok(typeof id === 'string' && id !== '', `${file}: the BSP's message id is read (${id})`);
+      t.match(sim.sent().at(-1), { recipient: RECIPIENT, providerMessageId: id, answered: r.status }, `${file}: the simulator took the request the mapping built as a send to ${RECIPIENT}`);
+      if (sim.simulator.send.msgId) t.equal(sim.sent().at(-1)!.msgId, msg.msgId, `${file}: the request carries CleverTap's msgId`);
+
+      await sim.idle(5000);
+      t.equal(hook.got.length, 3, `${file}: three status webhooks`);
+      const events = await eventsOf(t, hook.got.splice(0), settings);
+      t.same(events.map((e) => e.event === 'status' && [e.status, e.providerMessageId, e.msgId]), [
+        ['sent', id, sim.simulator.send.msgId ? msg.msgId : undefined],
+        ['delivered', id, sim.simulator.send.msgId ? msg.msgId : undefined],
+        ['read', id, sim.simulator.send.msgId ? msg.msgId : undefined],
+      ], `${file}: statuses keyed by the BSP's id, ${sim.simulator.send.msgId ? 'with the msgId the BSP echoes' : 'without msgId (the BSP echoes none: the host correlates)'}`);
+      t.ok(events.every((e) => e.event === 'status' && epochNow(e.timestamp)), `${file}: timestamps, when the BSP gives one, are epoch seconds of now`);
+    }
+    t.same(problems, [], 'the simulator logged no problem');
+  });
+
+  t.test(`a recipient ending in 0000 gets sent, then failed with a 1xxx code`, async (t) => {
+    const { sim, hook, settings } = await stand(t);
+    const msg = message(FREEFORM, { to: FAILING_RECIPIENT });
+    const r = await send(settings, msg);
+    t.same(r.mapped.answer, { status: 'success' });
+    await sim.idle(5000);
+    t.equal(hook.got.length, 2, 'two status webhooks');
+    const events = await eventsOf(t, hook.got.splice(0), settings);
+    const msgId = sim.simulator.send.msgId ? msg.msgId : undefined;
+    t.match(events, [
+      { event: 'status', status: 'sent', providerMessageId: r.mapped.providerMessageId },
+      { event: 'status', status: 'failed', providerMessageId: r.mapped.providerMessageId, error: { code: Number }, providerError: Object },
+    ]);
+    t.ok(events.every((e) => e.event === 'status' && e.msgId === msgId), 'msgId as the BSP echoes it');
+    const failed = events[1] as { error?: { code: number } } | undefined;
+    t.ok(failed?.error && failed.error.code >= 1000 && failed.error.code < 2000, `a delivery error code (${failed?.error?.code})`);
+    if (expectations.failed) t.match(events[1], expectations.failed, 'as simulator.yaml expect.failed says');
+  });
+
+  t.test('error scenarios map to CleverTap codes 2000-2004; wrong credentials are 2000 whatever the scenario', async (t) => {
+    const { sim, settings } = await stand(t);
+    for (const file of [TEMPLATE, FREEFORM]) {
+      for (const [scenario, code] of SCENARIO_CODES) {
+        sim.setScenario(scenario);
+        const r = await send(settings, message(file));
+        const http = sim.simulator.send.errors[scenario].status;
+        t.equal(r.status, http, `${file} ${scenario}: HTTP ${http}`);
+        t.equal(r.mapped.answer.status === 'failure' && r.mapped.answer.error.code, code, `${file} ${scenario} -> ${code}`);
+        sameShapeAsAFixture(t, `${file} ${scenario}`, r.status, r.body, code);
+      }
+    }
+    sim.setScenario('success');
+    t.same((await send(settings, message(TEMPLATE))).mapped.answer, { status: 'success' }, 'back to success');
+    if (sim.simulator.authorized) {
+      const given = secrets.filter((k) => settings[k] !== undefined);
+      const wrong = (keys: string[]) => ({ ...settings, ...Object.fromEntries(keys.map((k) => [k, `not-the-${k}`])) });
+      const r = await send(wrong(given), message(FREEFORM));
+      t.equal(r.mapped.answer.status === 'failure' && r.mapped.answer.error.code, 2000, `wrong ${given.join(', ')} -> 2000`);
+      const rest = secrets.filter((k) => !given.includes(k));
+      if (rest.length > 0) {
+        const all = await send(wrong(secrets), message(FREEFORM));
+        t.equal(all.mapped.answer.status === 'failure' && all.mapped.answer.error.code, 2000, `every secret setting wrong (${secrets.join(', ')}) -> 2000`);
+      }
+    }
+    await sim.idle(5000);
+  });
+
+  t.test('inbound text, button and image webhooks map to incoming events', async (t) => {
+    const { sim, hook, settings, problems } = await stand(t);
+    const sent = await send(settings, message(FREEFORM));
+    await sim.idle(5000);
+    hook.got.length = 0;
+    const replyTo = sent.mapped.providerMessageId!;
+
+    const text = await sim.sendInbound({ from: '+91 99999 99999', text: 'Hi there', replyTo });
+    t.ok(text.delivered, 'text delivered');
+    const [te] = await eventsOf(t, hook.got.splice(0), settings);
+    t.match(te, { event: 'incoming', providerMessageId: text.id, replyTo, message: { from: RECIPIENT, wabaNumber: /^\d{6,15}$/, type: 'text', text: { body: 'Hi there' } } });
+    t.ok(epochNow((te as { message?: { timestamp?: string } } | undefined)?.message?.timestamp), 'an epoch-second timestamp of now');
+    if (expectations.incoming) t.match(te, { message: expectations.incoming }, 'as simulator.yaml expect.incoming says');
+
+    const tap = { payload: 'STOP_PROMOS', text: 'Stop' };
+    const button = await sim.sendInbound({ from: RECIPIENT, button: tap, replyTo });
+    t.ok(button.delivered, 'button delivered');
+    const [be] = await eventsOf(t, hook.got.splice(0), settings);
+    t.match(be, { event: 'incoming', providerMessageId: button.id, replyTo, message: { from: RECIPIENT, type: 'button', button: expectations.button ?? tap, ...expectations.incoming } });
+
+    if (sim.simulator.webhooks.image) {
+      for (const image of [{ mimeType: 'image/png', caption: 'look' }, { mimeType: 'image/jpeg' }]) {
+        const r = await sim.sendInbound({ from: RECIPIENT, image });
+        t.ok(r.delivered && r.mediaId, `${image.mimeType} image delivered`);
+        const [ie] = await eventsOf(t, hook.got.splice(0), settings);
+        t.match(ie, { event: 'incoming', providerMessageId: r.id, message: { from: RECIPIENT, type: 'image', ...expectations.incoming } });
+        const got = (ie as { message?: { image?: { mediaId?: string; mediaURL?: string; mimeType?: string; caption?: string } } } | undefined)?.message?.image ?? {};
+        t.equal(got.caption, image.caption, `caption ${image.caption ?? 'absent'}`);
+        if (got.mimeType !== undefined) t.equal(got.mimeType, image.mimeType, 'the mime type sent');
+        await fetchable(t, sim, settings, got, r.mediaId!, image.mimeType);
+      }
+    }
+    t.same(problems, [], 'the simulator logged no problem');
+  });
+
+  /** The image an incoming event names can be fetched from the simulator the way the host would. */
+  async function fetchable(t: Test, sim: BspSimulator, settings: Json, image: { mediaId?: string; mediaURL?: string }, simMediaId: string, mimeType: string) {
+    if (image.mediaURL !== undefined) {
+      t.ok(image.mediaURL.includes(simMediaId), 'the mediaURL names the file');
+      if (!image.mediaURL.startsWith(sim.url)) return; // a URL on the BSP's real media host: never fetched
+      const file = await request(image.mediaURL);
+      t.equal(file.statusCode, 200, 'the mediaURL is fetchable without credentials');
+      t.ok((await file.body.arrayBuffer()).byteLength > 0, 'and has bytes');
+      return;
+    }
+    t.ok(image.mediaId, 'a mediaId (or a mediaURL)');
+    if (!image.mediaId) return;
+    const lookup = await planMediaLookup(mapping, image.mediaId, settings);
+    let body: unknown;
+    let first = lookup && { url: lookup.url, method: lookup.method, headers: lookup.headers };
+    if (lookup) {
+      const res = await request(lookup.url, { method: lookup.method, headers: lookup.headers });
+      t.equal(res.statusCode, 200, 'the media look-up is answered');
+      body = parseBody(await res.body.text());
+    }
+    const download = await planMediaDownload(mapping, image.mediaId, settings, body);
+    t.ok(download.url.startsWith(sim.url), `the file is fetched from the BSP (${download.url})`);
+    first ??= { url: download.url, method: 'GET', headers: download.headers };
+    if (!sim.simulator.media) return; // no media route simulated: the plan is all there is to check
+    let res = await request(download.url, { headers: download.headers });
+    if (res.statusCode >= 300 && res.statusCode < 400 && res.headers.location) {
+      await res.body.dump();
+      res = await request(String(res.headers.location));
+    }
+    t.equal(res.statusCode, 200, 'the file is downloaded');
+    t.equal(res.headers['content-type'], mimeType, 'as the type it was sent with');
+    t.ok((await res.body.arrayBuffer()).byteLength > 0, 'and has bytes');
+    if (sim.simulator.authorized && Object.keys(first.headers).length > 0) {
+      const denied = await request(first.url, { method: first.method as 'GET' });
+      await denied.body.dump();
+      t.equal(denied.statusCode, 401, 'without the credentials the media is refused');
+    }
+  }
+
+  t.test('webhook handshake', async (t) => {
+    const { sim, settings } = await stand(t);
+    const declared = mapping.webhook?.handshake !== undefined && mapping.webhook?.handshake !== null;
+    t.equal(sim.simulator.handshake !== undefined, declared, declared ? 'the mapping declares one: simulator.yaml says how the BSP sends it' : 'none declared, none simulated');
+    const req = await sim.handshakeRequest();
+    if (!declared || !req) return;
+    t.same(await handshake(mapping, { headers: {}, query: req.query }, settings), { status: 200, body: req.answer }, 'answered as the BSP expects');
+    const forged = await sim.handshakeRequest(Object.fromEntries(secrets.map((k) => [k, `not-the-${k}`])));
+    t.match(await handshake(mapping, { headers: {}, query: forged!.query }, settings), { status: 403 }, 'a BSP configured with other secrets is refused');
+  });
+}
+
