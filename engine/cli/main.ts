@@ -18,6 +18,9 @@ Usage:
       The quickstart: wabridge on examples/wabridge.yaml with a simulated BSP and a CleverTap sink.
   wabridge dlq list|replay [id...] [--config wabridge.yaml] [--json]
       Show the callbacks CleverTap never accepted within the retry window, or put them back in the outbox.
+  wabridge new <bsp> [--mappings dir]
+      Start a BSP folder (default mappings/<bsp>/): mapping.yaml, simulator.yaml, fixtures/settings.yaml
+      and one fixture per kind, for a made-up API that lints and tests green; replace it part by part.
   wabridge lint [mappings-dir] [--json] [--explain]
       Validate every mapping against schemas/mapping.schema.json and compile every expression;
       --explain lists which expressions run on the compiled fast path and why others fall back to jsonata.
@@ -170,6 +173,18 @@ async function map(positionals: string[], v: Record<string, unknown>): Promise<n
   return problem || failedEval ? 1 : 0;
 }
 
+async function newBsp(positionals: string[], root: string): Promise<number> {
+  const [bsp, ...extra] = positionals;
+  if (!bsp || extra.length > 0) throw new UsageError('new needs exactly one <bsp> name, e.g. wabridge new acme');
+  const files = await (await import('./new.js')).scaffold(bsp, root);
+  for (const f of files) out(`created ${f}`);
+  const dir = join(root, bsp);
+  out(`\nNext: replace the made-up API in ${dir}/ with ${bsp}'s documented one, one fixture at a time`);
+  out(`(docs/writing-a-mapping.md); \`wabridge lint ${root}\` and \`wabridge test ${root} --filter ${bsp}/\` keep you honest,`);
+  out('and review every expected.json (--update rewrites them) against the documentation.');
+  return 0;
+}
+
 export async function main(argv: string[]): Promise<number> {
   let parsed;
   try {
@@ -218,6 +233,8 @@ export async function main(argv: string[]): Promise<number> {
         return await test(rest[0] ?? 'mappings', { update: Boolean(v.update), filter: v.filter, json: Boolean(v.json) });
       case 'map':
         return await map(rest, v);
+      case 'new':
+        return await newBsp(rest, (v.mappings as string | undefined) ?? 'mappings');
       // Loaded on demand: lint/test/map should not pay for starting fastify and SQLite.
       case 'serve':
         return await (await import('./serve.js')).serve(v.config);

@@ -6,6 +6,7 @@ import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, sta
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { providerSuite } from '../providers/provider-suite.js';
 
 const repo = fileURLToPath(new URL('../..', import.meta.url));
 const example = join(repo, 'test', 'mapping', 'example-bsp');
@@ -103,6 +104,18 @@ const runs = {
   mapNoArgs: run(['map']),
   mapMissingFile: run(['map', 'example-bsp', 'send', join(tmp, 'no-such.json'), '--mappings', 'test/mapping']),
   unknownCommand: run(['frobnicate']),
+  // wabridge new, then lint and test what it wrote, then the refusals.
+  scaffold: (async () => {
+    const made = await run(['new', 'acme-wa', '--mappings', join(tmp, 'new')]);
+    const [lint, test, again, badName, noName] = await Promise.all([
+      run(['lint', join(tmp, 'new')]),
+      run(['test', join(tmp, 'new')]),
+      run(['new', 'acme-wa', '--mappings', join(tmp, 'new')]),
+      run(['new', 'Acme_WA', '--mappings', join(tmp, 'new')]),
+      run(['new', '--mappings', join(tmp, 'new')]),
+    ]);
+    return { made, lint, test, again, badName, noName };
+  })(),
   version: run(['--version']),
 };
 
@@ -199,6 +212,35 @@ t.test('usage errors exit 2', async (t) => {
   }
   t.match((await runs.unknownCommand).stderr, /frobnicate/, 'names the unknown command');
   t.match((await runs.mapUnknownKind).stderr, /send\|response\|transport\|webhook\|handshake/, 'lists the kinds');
+});
+
+t.test('new: a BSP folder that lints, tests and passes the provider suite as written', async (t) => {
+  const r = await runs.scaffold;
+  const dir = join(tmp, 'new', 'acme-wa');
+  t.equal(r.made.code, 0, 'wabridge new exits 0', { stderr: r.made.stderr });
+  for (const f of ['mapping.yaml', 'simulator.yaml', 'fixtures/settings.yaml', 'fixtures/send-template/expected.json', 'fixtures/response-error-auth/input.json', 'fixtures/transport-timeout/fixture.yaml', 'fixtures/webhook-inbound-text/input.json']) {
+    t.ok(existsSync(join(dir, f)), `writes ${f}`);
+  }
+  t.match(r.made.stdout, /^created .*acme-wa\/mapping\.yaml$/m, 'names what it wrote');
+  t.equal(readFileSync(join(dir, 'mapping.yaml'), 'utf8').split('\n')[0], '# yaml-language-server: $schema=../../schemas/mapping.schema.json');
+  t.match(readFileSync(join(dir, 'mapping.yaml'), 'utf8'), /^settings:$/m, 'a settings block');
+  const kinds = readdirSync(join(dir, 'fixtures'), { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => /^kind: (\w+)$/m.exec(readFileSync(join(dir, 'fixtures', d.name, 'fixture.yaml'), 'utf8'))?.[1]);
+  t.same([...new Set(kinds)].sort(), ['response', 'send', 'transport', 'webhook'], 'a fixture of every kind the mapping has');
+  t.equal(r.lint.code, 0, 'lints clean', { stdout: r.lint.stdout });
+  t.match(r.lint.stdout, /1 mapping\(s\), 0 problem\(s\)/);
+  t.equal(r.test.code, 0, 'its fixtures pass', { stdout: r.test.stdout });
+  t.match(r.test.stdout, new RegExp(`^${casesOf(dir)} passed, 0 failed$`, 'm'));
+
+  t.equal(r.again.code, 2, 'an existing folder is refused with exit 2');
+  t.match(r.again.stderr, /acme-wa already exists: wabridge new never overwrites a folder/);
+  t.equal(r.badName.code, 2, 'a bad name is refused with exit 2');
+  t.match(r.badName.stderr, /'Acme_WA' is not a BSP name: lower-case letters, digits and '-'/);
+  t.notOk(existsSync(join(tmp, 'new', 'Acme_WA')), 'and nothing is written');
+  t.equal(r.noName.code, 2, 'no name: exit 2');
+  t.match(r.noName.stderr, /new needs exactly one <bsp> name/);
+
+  // The generic provider test, exactly as it runs every folder under mappings/.
+  await t.test('the generic provider suite', (t) => providerSuite(t, dir));
 });
 
 t.test('--version', async (t) => {
