@@ -18,7 +18,7 @@ import { planMediaDownload, planMediaLookup } from '../../engine/mapping/media.j
 import { toCanonical } from '../../engine/mapping/pipeline.js';
 import { validatorFor } from '../../engine/mapping/schema-validator.js';
 import { checkSettings } from '../../engine/mapping/settings.js';
-import { mapResponse, planSend } from '../../engine/mapping/send.js';
+import { formDecode, mapResponse, planSend } from '../../engine/mapping/send.js';
 import { handshake, mapWebhook, verifySignature, type WebhookEvent, type WebhookRequest } from '../../engine/mapping/webhook.js';
 import { loadSimulator, startBspSimulator, type BspSimulator, type ErrorScenario } from '../../engine/standins/bsp-simulator.js';
 
@@ -102,6 +102,37 @@ function sameShape(a: unknown, b: unknown): boolean {
   return JSON.stringify(keys) === JSON.stringify(Object.keys(b).sort()) && keys.every((k) => sameShape(a[k], b[k]));
 }
 
+/** Every key path of a JSON value (`a.b[].c`), arrays through all their items. */
+function keyPaths(v: unknown, at = '', out = new Set<string>()): Set<string> {
+  if (Array.isArray(v)) {
+    for (const item of v) keyPaths(item, `${at}[]`, out);
+  } else if (v !== null && typeof v === 'object') {
+    for (const [k, x] of Object.entries(v)) {
+      const path = at ? `${at}.${k}` : k;
+      out.add(path);
+      keyPaths(x, path, out);
+    }
+  }
+  return out;
+}
+
+/** For a failure message: the fixture body nearest in shape, and the key paths that differ. */
+function nearest(bodies: { name: string; body?: unknown }[], body: unknown): { fixture?: string; onlyInSimulator?: string[]; onlyInFixture?: string[] } {
+  const mine = keyPaths(body);
+  let best: { fixture?: string; onlyInSimulator?: string[]; onlyInFixture?: string[] } = {};
+  let bestCount = Infinity;
+  for (const f of bodies) {
+    const theirs = keyPaths(f.body);
+    const onlyInSimulator = [...mine].filter((k) => !theirs.has(k));
+    const onlyInFixture = [...theirs].filter((k) => !mine.has(k));
+    if (onlyInSimulator.length + onlyInFixture.length < bestCount) {
+      bestCount = onlyInSimulator.length + onlyInFixture.length;
+      best = { fixture: f.name, onlyInSimulator, onlyInFixture };
+    }
+  }
+  return best;
+}
+
 function parseBody(text: string): unknown {
   try {
     return JSON.parse(text);
@@ -110,24 +141,31 @@ function parseBody(text: string): unknown {
   }
 }
 
-/** The folder's response fixtures: HTTP status, body shape, and the CleverTap answer its expected.json holds. */
-function responseFixtures(dir: string): { name: string; status: number; body: unknown; code: number | 'success' }[] {
+interface FixtureCase {
+  name: string;
+  kind: string;
+  status: number;
+  /** input.json, or input.txt form-decoded. */
+  body?: unknown;
+  /** The CleverTap answer its expected.json holds (response fixtures). */
+  code?: number | 'success';
+}
+
+/** The folder's golden fixtures, as far as the suite compares the simulator with them. */
+function fixtureCases(dir: string): FixtureCase[] {
   const root = join(dir, 'fixtures');
   if (!existsSync(root)) return [];
-  const out = [];
+  const out: FixtureCase[] = [];
   for (const name of readdirSync(root).sort()) {
-    const f = join(root, name);
-    if (!existsSync(join(f, 'fixture.yaml')) || !existsSync(join(f, 'input.json')) || !existsSync(join(f, 'expected.json'))) continue;
-    const fixture = parseYaml(readFileSync(join(f, 'fixture.yaml'), 'utf8')) as { kind: string; status?: number };
-    if (fixture.kind !== 'response') continue;
-    const expected = JSON.parse(readFileSync(join(f, 'expected.json'), 'utf8')) as { answer?: { status: string; error?: { code: number } } };
-    if (!expected.answer) continue;
-    out.push({
-      name,
-      status: fixture.status ?? 200,
-      body: JSON.parse(readFileSync(join(f, 'input.json'), 'utf8')) as unknown,
-      code: expected.answer.status === 'success' ? ('success' as const) : expected.answer.error!.code,
-    });
+    const f = (file: string) => join(root, name, file);
+    if (!existsSync(f('fixture.yaml'))) continue;
+    const fixture = parseYaml(readFileSync(f('fixture.yaml'), 'utf8')) as { kind: string; status?: number };
+    const c: FixtureCase = { name, kind: fixture.kind, status: fixture.status ?? 200 };
+    if (existsSync(f('input.json'))) c.body = JSON.parse(readFileSync(f('input.json'), 'utf8')) as unknown;
+    else if (existsSync(f('input.txt'))) c.body = formDecode(readFileSync(f('input.txt'), 'utf8'));
+    const answer = existsSync(f('expected.json')) ? (JSON.parse(readFileSync(f('expected.json'), 'utf8')) as { answer?: { status: string; error?: { code: number } } }).answer : undefined;
+    if (answer) c.code = answer.status === 'success' ? 'success' : answer.error!.code;
+    out.push(c);
   }
   return out;
 }
@@ -152,7 +190,9 @@ export async function providerSuite(t: Test, dir: string): Promise<void> {
   const expectations = ((parseYaml(readFileSync(join(dir, 'simulator.yaml'), 'utf8')) as { expect?: Expect }).expect ?? {}) as Expect;
   const fixtureSettings = (parseYaml(readFileSync(join(dir, 'fixtures', 'settings.yaml'), 'utf8')) as Json | null) ?? {};
   const secrets = Object.entries(mapping.settings).filter(([, d]) => d.secret).map(([k]) => k);
-  const responses = responseFixtures(dir);
+  const fixtures = fixtureCases(dir);
+  const responses = fixtures.filter((f) => f.kind === 'response' && f.body !== undefined && f.code !== undefined);
+  const webhookKeys = new Set(fixtures.filter((f) => f.kind === 'webhook').flatMap((f) => [...keyPaths(f.body)]));
   const contract = mapping.contracts.webhookBody ? validatorFor(join(mapping.dir, mapping.contracts.webhookBody)) : undefined;
 
   /** A simulator on a port known in advance: its own links (media) are built from baseUrl. */
@@ -184,7 +224,7 @@ export async function providerSuite(t: Test, dir: string): Promise<void> {
   function sameShapeAsAFixture(t: Test, what: string, status: number, body: unknown, code: number | 'success') {
     const like = responses.filter((f) => f.status === status && f.code === code);
     const found = like.some((f) => sameShape(f.body, body));
-    t.ok(found, `${what}: HTTP ${status} in the shape of a response fixture answered ${code} (${like.map((f) => f.name).join(', ') || 'none has that status and outcome'})`, { diagnostic: !found, got: body });
+    t.ok(found, `${what}: HTTP ${status} in the shape of a response fixture answered ${code} (${like.map((f) => f.name).join(', ') || 'none has that status and outcome'})`, { diagnostic: !found, got: body, ...(found ? {} : nearest(like, body)) });
   }
 
   /** Verifies one webhook as the host would (and forgeries of it), then maps it. */
@@ -209,6 +249,11 @@ export async function providerSuite(t: Test, dir: string): Promise<void> {
         if (/(^|[^.\w$])url\b/.test(payload)) forgeries.push(['another URL', { ...w, url: w.url.replace('/demo', '/other') }]);
         for (const [what, forged] of forgeries) t.match(await verifySignature(mapping, forged, settings), { ok: false }, `${what} is rejected`);
       }
+      const body = /x-www-form-urlencoded/.test(w.headers['content-type'] ?? '') ? formDecode(w.rawBody) : parseBody(w.rawBody);
+      // Webhooks have optional fields the fixtures show one at a time: every key path the simulator
+      // sends must stand in some webhook fixture (no invented or misspelt field).
+      const unknown = [...keyPaths(body)].filter((k) => !webhookKeys.has(k));
+      t.same(unknown, [], 'every field of the body stands in a webhook fixture', { diagnostic: unknown.length > 0, got: body });
       if (contract && /json/.test(w.headers['content-type'] ?? '')) {
         t.ok(contract(JSON.parse(w.rawBody)), `the body validates against ${mapping.contracts.webhookBody}`, { diagnostic: true, errors: contract.errors ?? [] });
       }
