@@ -244,6 +244,7 @@ export async function providerSuite(t: Test, dir: string): Promise<void> {
         const payload = sig.payload?.text ?? '';
         for (const [, name] of payload.matchAll(/headers\.`?([A-Za-z0-9_-]+)`?/g)) {
           const h = Object.keys(w.headers).find((k) => k.toLowerCase() === name!.toLowerCase());
+          t.ok(h, `the ${name} header the signature covers is sent`);
           if (h) forgeries.push([`a changed ${h} header`, { ...w, headers: { ...w.headers, [h]: tamper(w.headers[h]!) } }]);
         }
         if (/(^|[^.\w$])url\b/.test(payload)) forgeries.push(['another URL', { ...w, url: w.url.replace('/demo', '/other') }]);
@@ -328,7 +329,9 @@ export async function providerSuite(t: Test, dir: string): Promise<void> {
     sim.setScenario('success');
     t.same((await send(settings, message(TEMPLATE))).mapped.answer, { status: 'success' }, 'back to success');
     if (sim.simulator.authorized) {
-      const given = secrets.filter((k) => settings[k] !== undefined);
+      // Those the tenant set (not defaults), then every one: a secret that is empty by default can
+      // switch the auth scheme (a bearer token over Basic), and both schemes must refuse wrong values.
+      const given = secrets.filter((k) => fixtureSettings[k] !== undefined);
       const wrong = (keys: string[]) => ({ ...settings, ...Object.fromEntries(keys.map((k) => [k, `not-the-${k}`])) });
       const r = await send(wrong(given), message(FREEFORM));
       t.equal(r.mapped.answer.status === 'failure' && r.mapped.answer.error.code, 2000, `wrong ${given.join(', ')} -> 2000`);
