@@ -12,7 +12,7 @@ import { checkSettings, resolveEnvRefs, secretNames } from '../mapping/settings.
 const USAGE = `wabridge — CleverTap ⇄ WhatsApp BSP bridge
 
 Usage:
-  wabridge serve [--config wabridge.yaml]
+  wabridge serve [--config wabridge.yaml] [--workers n|auto]
       Run the service (config also from WABRIDGE_CONFIG; PORT and LOG_LEVEL override it).
   wabridge demo
       The quickstart: wabridge on examples/wabridge.yaml with a simulated BSP and a CleverTap sink.
@@ -207,6 +207,7 @@ export async function main(argv: string[]): Promise<number> {
         error: { type: 'string' },
         lookup: { type: 'string' },
         config: { type: 'string' },
+        workers: { type: 'string' },
         'show-secrets': { type: 'boolean' },
       },
     });
@@ -237,7 +238,7 @@ export async function main(argv: string[]): Promise<number> {
         return await newBsp(rest, (v.mappings as string | undefined) ?? 'mappings');
       // Loaded on demand: lint/test/map should not pay for starting fastify and SQLite.
       case 'serve':
-        return await (await import('./serve.js')).serve(v.config);
+        return await (await import('./serve.js')).serve(v.config, v.workers);
       case 'demo':
         return await (await import('./serve.js')).demo(v.config);
       case 'dlq':

@@ -36,9 +36,21 @@ function untilSignal(stop: () => Promise<void>): Promise<number> {
   });
 }
 
-export async function serve(config: string | undefined): Promise<number> {
-  const host = await startHost({ configFile: configPath(config) });
-  return untilSignal(host.close);
+/** `workers`: `--workers n|auto` (every worker runs this same command line, see engine/host/workers.ts). */
+export async function serve(config: string | undefined, workers?: string): Promise<number> {
+  const file = configPath(config);
+  if (workers === undefined) {
+    const host = await startHost({ configFile: file });
+    return untilSignal(host.close);
+  }
+  const { isWorker, startPrimary, startWorker, workerCount } = await import('../host/workers.js');
+  if (isWorker()) {
+    const host = await startWorker(file);
+    // The IPC channel to the primary would keep a drained worker alive.
+    process.exit(await untilSignal(host.close));
+  }
+  const primary = await startPrimary(file, workerCount(workers), (line) => process.stderr.write(`${line}\n`));
+  return untilSignal(primary.stop);
 }
 
 /**

@@ -29,8 +29,16 @@ export interface Host {
   metrics: Metrics;
   logger: Logger;
   delivery: CallbackDelivery;
+  /** This process's part of the admin status (a worker's, under --workers). */
+  localStatus(): Record<string, unknown>;
   /** Graceful stop: drain in-flight requests and flush callbacks that are due. */
   close(): Promise<void>;
+}
+
+/** What a worker of `wabridge serve --workers` asks its primary for, on behalf of every worker. */
+export interface ClusterView {
+  metrics(): Promise<{ contentType: string; text: string }>;
+  workers(): Promise<unknown[]>;
 }
 
 export interface HostOptions {
@@ -40,6 +48,11 @@ export interface HostOptions {
   logDestination?: NodeJS.WritableStream | DestinationStream;
   /** Override the configured port (tests use 0). */
   port?: number;
+  /** Under --workers on SQLite: the primary's store and limits, reached over IPC. */
+  store?: Store;
+  limiter?: ConcurrencyLimiter;
+  rate?: RateLimiter;
+  cluster?: ClusterView;
 }
 
 export async function startHost(opts: HostOptions): Promise<Host> {
@@ -49,7 +62,7 @@ export async function startHost(opts: HostOptions): Promise<Host> {
   const metrics = createMetrics();
 
   // The store starts (a worker thread, or a Redis connection) while this thread loads the mappings.
-  const opening = config.store.redis ? openRedisStore(config.store.redis, { prefix: config.store.redisPrefix }) : openSqliteStoreThread(config.store.sqlite);
+  const opening = opts.store ? Promise.resolve(opts.store) : config.store.redis ? openRedisStore(config.store.redis, { prefix: config.store.redisPrefix }) : openSqliteStoreThread(config.store.sqlite);
   opening.catch(() => undefined);
   const registry = new MappingRegistry(config.server.mappingsDir, {
     onReload(o) {
@@ -83,7 +96,7 @@ export async function startHost(opts: HostOptions): Promise<Host> {
   let lastFallbackLog = 0;
   let lastRateFallbackLog = 0;
   // The per-tenant concurrency limit and BSP rate are fleet-wide when instances share a Redis, per process otherwise.
-  const redisLimiter = config.store.redis
+  const redisLimiter = config.store.redis && !opts.limiter
     ? await RedisConcurrencyLimiter.open(config.store.redis, {
         prefix: config.store.redisPrefix,
         onFallback: (tenant, err) => {
@@ -99,8 +112,8 @@ export async function startHost(opts: HostOptions): Promise<Host> {
         },
       })
     : undefined;
-  const limiter: ConcurrencyLimiter = redisLimiter ?? new LocalConcurrencyLimiter();
-  const rate: RateLimiter = redisLimiter?.rate ?? new LocalRateLimiter();
+  const limiter: ConcurrencyLimiter = opts.limiter ?? redisLimiter ?? new LocalConcurrencyLimiter();
+  const rate: RateLimiter = opts.rate ?? redisLimiter?.rate ?? new LocalRateLimiter();
   const client = new BspClient();
   const media = new MediaLinks(config.server.mediaSecret ?? randomBytes(32).toString('hex'), config.server.publicUrl, config.server.mediaLinkTtlMs);
 
@@ -139,7 +152,12 @@ export async function startHost(opts: HostOptions): Promise<Host> {
   });
   const resolver = new PendingResolver({ store, windowMs: config.callbacks.lookupWindowMs, logger, gate: gate('lookups') });
 
-  const app = buildServer({ config, registry, store, client, metrics, logger, media, limiter, rate, admission });
+  const localStatus = () => ({
+    pid: process.pid,
+    tenants: [...config.tenants.values()].map((t) => ({ id: t.id, inFlight: limiter.local(t.id), concurrency: t.concurrency })),
+    admission: { limit: admission.limit, inFlight: admission.inFlight, queued: admission.queued, eventLoopLagMs: Math.round(admission.lagMs) },
+  });
+  const app = buildServer({ config, registry, store, client, metrics, logger, media, limiter, rate, admission, ...(opts.cluster ? { cluster: opts.cluster } : {}) });
   const gauges = setInterval(() => {
     store
       .stats()
@@ -185,5 +203,5 @@ export async function startHost(opts: HostOptions): Promise<Host> {
       await store.close();
       logger.info('wabridge stopped');
     })());
-  return { url, config, registry, store, metrics, logger, delivery, close };
+  return { url, config, registry, store, metrics, logger, delivery, localStatus, close };
 }

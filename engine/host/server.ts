@@ -4,6 +4,7 @@
 import Fastify, { LogController, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { Admission } from './admission.js';
+import type { ClusterView } from './host.js';
 import type { BspClient } from './bsp-client.js';
 import { LocalConcurrencyLimiter, LocalRateLimiter, type ConcurrencyLimiter, type RateLimiter } from './concurrency.js';
 import type { Config, TenantConfig } from './config.js';
@@ -34,6 +35,8 @@ export interface HostDeps {
   queueStats?: () => Promise<Record<string, number>>;
   /** Admission to the messaging endpoint past capacity (started and closed by the host). */
   admission: Admission;
+  /** Under --workers: /metrics and the admin status cover every worker. */
+  cluster?: ClusterView;
 }
 
 declare module 'fastify' {
@@ -243,7 +246,11 @@ export function buildServer(deps: HostDeps) {
     for (const t of config.tenants.values()) if (!registry.get(t.provider)) problems.push(`mapping ${t.provider} (tenant ${t.id}) not loaded`);
     return problems.length === 0 ? { status: 'ready' } : reply.code(503).send({ status: 'not ready', problems });
   });
-  app.get('/metrics', async (_req, reply) => reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));
+  app.get('/metrics', async (_req, reply) => {
+    if (!deps.cluster) return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+    const all = await deps.cluster.metrics();
+    return reply.type(all.contentType).send(all.text);
+  });
 
   const admin = async (req: FastifyRequest, reply: FastifyReply) => {
     const token = config.server.adminToken;
@@ -255,6 +262,7 @@ export function buildServer(deps: HostDeps) {
     mappings: registry.list(),
     tenants: [...config.tenants.values()].map((t) => ({ id: t.id, provider: t.provider, inFlight: limiter.local(t.id), concurrency: t.concurrency })),
     admission: { limit: admission.limit, inFlight: admission.inFlight, queued: admission.queued, eventLoopLagMs: Math.round(admission.lagMs) },
+    ...(deps.cluster ? { workers: await deps.cluster.workers() } : {}),
     store: { kind: store.kind, ...(await store.stats()) },
     queues: deps.queueStats ? await deps.queueStats() : undefined,
     unmatched: await store.listUnmatched(20),

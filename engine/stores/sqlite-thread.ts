@@ -63,6 +63,49 @@ export function perTurn<T>(send: (batch: T[]) => void): (item: T) => void {
   };
 }
 
+/**
+ * Where a store's calls go and its answers come from: the SQLite thread, or (wabridge serve --workers)
+ * the primary process that owns the database, over the cluster's IPC channel.
+ */
+export interface StorePort {
+  post(calls: ThreadCall[]): void;
+  /** Registers the receiver of answers and of the port's end (the owner is gone: every call fails). */
+  listen(onReplies: (replies: ThreadReply[]) => void, onGone: (e: Error) => void): void;
+  /** Calls are waiting (true) or none is (false): an idle port must not keep a process alive. */
+  busy(waiting: boolean): void;
+  /** After the store's own close call was answered. */
+  end(): Promise<void>;
+}
+
+/** Answers a batch of calls on `target`, each as it settles, through `reply` (batched per turn by the caller). */
+export function answerCalls(target: object, calls: ThreadCall[], reply: (r: ThreadReply) => void): void {
+  const methods = target as Record<string, (...a: unknown[]) => Promise<unknown>>;
+  for (const [id, method, args] of calls) {
+    // the executor turns a synchronous throw into a rejection like any other
+    new Promise<unknown>((resolve) => {
+      if (typeof methods[method] !== 'function') throw new Error(`the store has no method ${method}`);
+      resolve(methods[method].apply(target, args));
+    }).then(
+      (v) => reply([id, 0, v]),
+      (e: unknown) => reply([id, 1, plainError(e)]),
+    );
+  }
+}
+
+function threadPort(worker: Worker): StorePort {
+  return {
+    post: (calls) => worker.postMessage(calls),
+    listen(onReplies, onGone) {
+      worker.on('message', onReplies);
+      worker.on('error', (e) => onGone(new Error(`SQLite store thread failed: ${e.message}`)));
+      worker.on('exit', (code) => onGone(new Error(`SQLite store thread exited (code ${code})`)));
+      worker.unref();
+    },
+    busy: (waiting) => void (waiting ? worker.ref() : worker.unref()),
+    end: async () => void (await worker.terminate()),
+  };
+}
+
 class ThreadStore implements Store {
   readonly kind = 'sqlite' as const;
   private nextId = 1;
@@ -72,23 +115,26 @@ class ThreadStore implements Store {
   private dead: Error | undefined;
   private closing: Promise<void> | undefined;
 
-  /** The thread itself: for diagnostics and for tests that make it fail. */
-  constructor(readonly worker: Worker) {
-    this.send = perTurn((calls) => worker.postMessage(calls));
-    worker.on('message', (replies: ThreadReply[]) => {
-      for (const r of replies) {
-        const w = this.waiting.get(r[0]);
-        if (!w) continue;
-        this.waiting.delete(r[0]);
-        if (r[1] === 0) w.resolve(r[2] as never);
-        else w.reject(revive(r[2]));
-      }
-      // Idle, the thread must not keep a process alive that has nothing else to do.
-      if (this.waiting.size === 0) worker.unref();
-    });
-    worker.on('error', (e) => this.fail(new Error(`SQLite store thread failed: ${e.message}`)));
-    worker.on('exit', (code) => this.fail(new Error(`SQLite store thread exited (code ${code})`)));
-    worker.unref();
+  /** `worker`: the thread itself, for diagnostics and for tests that make it fail (absent over IPC). */
+  constructor(
+    private readonly port: StorePort,
+    readonly worker?: Worker,
+  ) {
+    this.send = perTurn((calls) => port.post(calls));
+    port.listen(
+      (replies) => {
+        for (const r of replies) {
+          const w = this.waiting.get(r[0]);
+          if (!w) continue;
+          this.waiting.delete(r[0]);
+          if (r[1] === 0) w.resolve(r[2] as never);
+          else w.reject(revive(r[2]));
+        }
+        // Idle, the port must not keep a process alive that has nothing else to do.
+        if (this.waiting.size === 0) port.busy(false);
+      },
+      (e) => this.fail(e),
+    );
   }
 
   private fail(e: Error): void {
@@ -115,10 +161,15 @@ class ThreadStore implements Store {
   ping: Store['ping'] = () => this.call('ping', []);
 
   private call<T>(method: keyof Store, args: unknown[]): Promise<T> {
+    return this.request<T>(method, args);
+  }
+
+  /** Any call the other side answers: the store's methods, and (over IPC) the primary's `limits.*`. */
+  request<T>(method: string, args: unknown[]): Promise<T> {
     if (this.dead) return Promise.reject(this.dead);
     return new Promise<T>((resolve, reject) => {
       const id = this.nextId++;
-      if (this.waiting.size === 0) this.worker.ref();
+      if (this.waiting.size === 0) this.port.busy(true);
       this.waiting.set(id, { resolve, reject });
       this.send([id, method, args]);
     });
@@ -126,8 +177,9 @@ class ThreadStore implements Store {
 
   close(): Promise<void> {
     return (this.closing ??= (async () => {
-      if (!this.dead) await this.call<void>('close', []);
-      await this.worker.terminate();
+      // Over IPC the store is the owner's: this side only lets go of it.
+      if (!this.dead && this.worker) await this.call<void>('close', []);
+      await this.port.end();
     })());
   }
 }
@@ -152,5 +204,10 @@ export async function openSqliteStoreThread(path: string, options: ThreadStoreOp
     await worker.terminate();
     throw e;
   });
-  return new ThreadStore(worker);
+  return new ThreadStore(threadPort(worker), worker);
+}
+
+/** A store whose calls go through `port` to a store that another thread or process owns. */
+export function remoteStore(port: StorePort): Store & { request<T>(method: string, args: unknown[]): Promise<T> } {
+  return new ThreadStore(port);
 }

@@ -3,7 +3,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { openSqliteStore } from './sqlite.js';
 import type { Store } from './store.js';
-import { perTurn, plainError, type ThreadCall, type ThreadReply, type ThreadStoreOptions } from './sqlite-thread.js';
+import { answerCalls, perTurn, plainError, type ThreadCall, type ThreadReply, type ThreadStoreOptions } from './sqlite-thread.js';
 
 const port = parentPort!;
 const { path, options } = workerData as { path: string; options: ThreadStoreOptions };
@@ -18,18 +18,5 @@ try {
 
 const reply = perTurn<ThreadReply>((replies) => port.postMessage(replies));
 
-const methods = store as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>;
-
-port.on('message', (calls: ThreadCall[]) => {
-  for (const [id, method, args] of calls) {
-    // the executor turns a synchronous throw into a rejection like any other
-    new Promise<unknown>((resolve) => {
-      if (typeof methods[method] !== 'function') throw new Error(`the store has no method ${method}`);
-      resolve(methods[method].apply(store, args));
-    }).then(
-      (v) => reply([id, 0, v]),
-      (e: unknown) => reply([id, 1, plainError(e)]),
-    );
-  }
-});
+port.on('message', (calls: ThreadCall[]) => answerCalls(store, calls, reply));
 port.postMessage({ ready: true });

@@ -60,8 +60,8 @@ function lines(into: string[], also: string[]) {
 }
 
 /** Spawns `wabridge serve` and resolves once it logs "wabridge listening". */
-export async function startChild(configFile: string, port: number, timeoutMs = 40_000): Promise<WabridgeChild> {
-  const proc = spawn(process.execPath, [BIN, 'serve', '--config', configFile], {
+export async function startChild(configFile: string, port: number, timeoutMs = 40_000, workers?: number): Promise<WabridgeChild> {
+  const proc = spawn(process.execPath, [BIN, 'serve', '--config', configFile, ...(workers !== undefined ? ['--workers', String(workers)] : [])], {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, LOG_LEVEL: '', PORT: '' },
@@ -80,7 +80,8 @@ export async function startChild(configFile: string, port: number, timeoutMs = 4
     }),
   );
   const until = Date.now() + timeoutMs;
-  while (!stdout.some((l) => l.includes('"wabridge listening"'))) {
+  // Under --workers every worker logs its own line.
+  while (stdout.filter((l) => l.includes('"wabridge listening"')).length < (workers ?? 1)) {
     if (exitInfo) throw new Error(`wabridge exited (${exitInfo.code ?? exitInfo.signal}) before listening:\n${stderr.join('\n')}\n${stdout.join('\n')}`);
     if (Date.now() > until) {
       proc.kill('SIGKILL');
@@ -129,6 +130,8 @@ export interface ChildStackOptions extends StackOptions {
   retryDelayMs?: number;
   /** server.drain in wabridge.yaml. */
   drain?: string;
+  /** `wabridge serve --workers n`. */
+  workers?: number;
 }
 
 export interface ChildStack {
@@ -171,7 +174,7 @@ export async function childStack(opts: ChildStackOptions = {}): Promise<ChildSta
     sim,
     sink,
     async start() {
-      stack.child = await startChild(configFile, port);
+      stack.child = await startChild(configFile, port, 40_000, opts.workers);
       return stack.child;
     },
     async close() {
