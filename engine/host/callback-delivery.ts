@@ -184,7 +184,10 @@ export class CallbackDelivery {
     if (outcome.ok) {
       await this.o.store.markDelivered(ids(post.records), this.o.now());
       this.o.onDelivered?.(post.records, performance.now() - started);
-      this.o.logger.debug({ tenant: post.tenant, kind: post.kind, count: post.records.length }, 'callbacks delivered');
+      const implied = post.records.filter((r) => r.implied);
+      this.o.logger.debug({ tenant: post.tenant, kind: post.kind, count: post.records.length, implied: implied.length }, 'callbacks delivered');
+      // Statuses CleverTap counted that the BSP had not (yet) reported: an operator reconciling counts needs them.
+      if (implied.length > 0) this.o.logger.info({ tenant: post.tenant, implied: implied.map((r) => `${r.msgId} ${(r.payload as { status?: string }).status}`) }, 'implied statuses delivered');
     } else if (!outcome.retry) {
       await this.dead(post.records, outcome.error);
     } else {

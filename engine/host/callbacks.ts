@@ -3,7 +3,7 @@
 // the order rank and dedupe key. Shared by the webhook flow and the pending resolver so a status
 // correlated late is byte-for-byte what it would have been on time.
 import { createHash } from 'node:crypto';
-import { statusRank, type NewCallback, type StatusEntry } from '../stores/store.js';
+import { CHAIN_TOP, statusRank, type NewCallback, type StatusEntry } from '../stores/store.js';
 import type { IncomingEvent, StatusEvent } from '../mapping/webhook.js';
 import type { TenantConfig } from './config.js';
 
@@ -33,6 +33,44 @@ export function statusCallbackFor(tenant: string, msgId: string, event: StatusEv
   const cb: NewCallback = { tenant, kind: 'status', msgId, rank: statusRank(event.status), payload: entry, dedupeKey: statusDedupeKey(tenant, event, msgId) };
   if (mappingVersion !== undefined) cb.mappingVersion = mappingVersion;
   return cb;
+}
+
+const CHAIN: readonly StatusEntry['status'][] = ['sent', 'delivered', 'read'];
+
+/**
+ * What real status callbacks imply: per msgId, each chain rank below its highest that none of them
+ * has (read ⇒ delivered ⇒ sent), marked implied and stamped with the nearest higher one's timestamp.
+ * The store adds one only where its msgId does not already have that rank. `failed` and clicks
+ * imply nothing (docs/operations.md says why).
+ */
+export function impliedCallbacks(callbacks: readonly NewCallback[]): NewCallback[] {
+  const byMsgId = new Map<string, Map<number, NewCallback>>();
+  for (const c of callbacks) {
+    if (c.implied || c.kind !== 'status' || c.msgId === undefined || c.rank < 1 || c.rank > CHAIN_TOP) continue;
+    const key = JSON.stringify([c.tenant, c.msgId]);
+    const ranks = byMsgId.get(key) ?? new Map<number, NewCallback>();
+    if (!ranks.has(c.rank)) ranks.set(c.rank, c);
+    byMsgId.set(key, ranks);
+  }
+  const out: NewCallback[] = [];
+  for (const ranks of byMsgId.values()) {
+    let above: NewCallback | undefined;
+    for (let rank = CHAIN_TOP; rank >= 1; rank--) {
+      const real = ranks.get(rank);
+      if (real) above = real;
+      if (real || !above) continue;
+      const status = CHAIN[rank - 1]!;
+      const from = above.payload as StatusEntry;
+      const payload: StatusEntry = { msgId: from.msgId, status };
+      if (from.timestamp !== undefined) payload.timestamp = from.timestamp;
+      // The key the real status will come with (the store does not dedupe implied ones by it).
+      const dedupeKey = `${above.dedupeKey.slice(0, above.dedupeKey.lastIndexOf('|') + 1)}${status}`;
+      const cb: NewCallback = { tenant: above.tenant, kind: 'status', msgId: above.msgId, rank, payload, dedupeKey, implied: true };
+      if (above.mappingVersion !== undefined) cb.mappingVersion = above.mappingVersion;
+      out.push(cb);
+    }
+  }
+  return out;
 }
 
 type Media = { mediaURL?: string; mediaId?: string; mimeType?: string; caption?: string; filename?: string };

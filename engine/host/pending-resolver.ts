@@ -3,9 +3,9 @@
 // shows up, and after the window kept as "unmatched" for an operator to see (never silently dropped).
 import pino from 'pino';
 import type { BackgroundGate } from './background-gate.js';
-import { statusCallbackFor } from './callbacks.js';
+import { impliedCallbacks, statusCallbackFor } from './callbacks.js';
 import { definedOnly, type WorkerLogger } from './callback-delivery.js';
-import type { PendingRecord, Store } from '../stores/store.js';
+import { statusRank, type PendingRecord, type Store } from '../stores/store.js';
 
 export interface PendingResolverOptions {
   store: Store;
@@ -71,10 +71,15 @@ export class PendingResolver {
   private async round(): Promise<number> {
     const now = this.o.now();
     const due = await this.o.store.duePending(now, this.o.batchSize);
+    // Lower statuses of a message first: a `read` resolved before its own `sent` would release an
+    // implied `sent` with read's timestamp, and the real one would then be a duplicate.
+    const group = (p: PendingRecord) => `${p.tenant}\u0000${p.providerMessageId}`;
+    due.sort((a, b) => (group(a) < group(b) ? -1 : group(a) > group(b) ? 1 : statusRank(a.event.status) - statusRank(b.event.status)));
     for (const p of due) {
       const msgId = await this.o.store.findMsgId(p.tenant, p.providerMessageId);
       if (msgId !== undefined) {
-        await this.o.store.resolvePending(p.id, statusCallbackFor(p.tenant, msgId, p.event, p.mappingVersion), now);
+        const callback = statusCallbackFor(p.tenant, msgId, p.event, p.mappingVersion);
+        await this.o.store.resolvePending(p.id, [callback, ...impliedCallbacks([callback])], now);
         this.o.onResolved?.(p, msgId);
         this.o.logger.debug({ tenant: p.tenant, providerMessageId: p.providerMessageId, msgId, waitedMs: now - p.firstSeenAt }, 'late correlation resolved');
         continue;

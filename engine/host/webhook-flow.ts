@@ -3,7 +3,7 @@
 import type { Logger } from 'pino';
 import type { TenantConfig } from './config.js';
 import { WabError } from '../mapping/errors.js';
-import { incomingCallbackFor, statusCallbackFor, statusDedupeKey } from './callbacks.js';
+import { impliedCallbacks, incomingCallbackFor, statusCallbackFor, statusDedupeKey } from './callbacks.js';
 import type { Mapping } from '../mapping/loader.js';
 import type { MediaLinks } from './media-links.js';
 import type { Metrics } from './metrics.js';
@@ -67,8 +67,10 @@ export async function handleWebhook(deps: WebhookDeps, tenant: TenantConfig, map
       callbacks.push(incomingCallbackFor(tenant, withMediaLinks(tenant.id, ev, deps.media), contextMsgId, mapping.version));
     }
   }
-  const { accepted, duplicates } = await deps.store.ingest({ callbacks, pending }, now);
+  // A higher status that came first releases the lower ones it implies (BSPs do not keep order).
+  callbacks.push(...impliedCallbacks(callbacks));
+  const { accepted, duplicates, implied } = await deps.store.ingest({ callbacks, pending }, now);
   deps.metrics.webhooks.inc({ tenant: tenant.id, outcome: 'accepted' });
-  deps.logger.info({ tenant: tenant.id, mapping: mapping.name, mappingVersion: mapping.version, events: events.length, accepted, duplicates, held: pending.length }, 'webhook');
+  deps.logger.info({ tenant: tenant.id, mapping: mapping.name, mappingVersion: mapping.version, events: events.length, accepted, duplicates, implied, held: pending.length }, 'webhook');
   return { httpStatus: 200, body: { received: events.length, accepted, duplicates } };
 }

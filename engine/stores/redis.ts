@@ -31,8 +31,9 @@
 //                                    leaseUntil, and te/tm (T and T:M) so scripts can build keys
 //   q:T:M                    zset    pending ranked callbacks of one msgId, score rank·1e13 + createdAt,
 //                                    member zero-padded id (so ties go by id); the head is the lowest
-//   m:T:M                    hash    per msgId: maxRank delivered, leaseUntil/leased of its callback in
-//                                    flight; PX = dedupeTtlMs, refreshed on every write
+//   m:T:M                    hash    per msgId: maxRank (chain) delivered, leaseUntil/leased of its
+//                                    callback in flight, c1..c3 = '1' once that chain rank is in the
+//                                    outbox (real or implied); PX = dedupeTtlMs, refreshed on every write
 //   due                      zset    what claimDue looks at, score = when it may next be claimed:
 //                                    "c:<padded id>" for unordered callbacks (rank 0 or no msgId),
 //                                    score max(nextAttemptAt, leaseUntil); "q:T:M" once per msgId
@@ -62,7 +63,7 @@
 // not-ready promptly (ping also fails after `pingTimeoutMs`, default 1 s, without an answer).
 // ioredis is loaded when a Redis store is opened: a SQLite deployment never pays for it at start.
 import type { Redis, RedisOptions } from 'ioredis';
-import type { CallbackRecord, NewCallback, NewPending, PendingRecord, Store, StoreStats } from './store.js';
+import { CHAIN_TOP, type CallbackRecord, type IngestResult, type NewCallback, type NewPending, type PendingRecord, type Store, type StoreStats } from './store.js';
 import type { StatusEvent } from '../mapping/webhook.js';
 
 export interface RedisStoreOptions {
@@ -174,39 +175,86 @@ local function insertCallback(first, n, now)
   enqueue(id, h)
   return id
 end
+
+-- Items from ARGV[first ..]: kind ('c' callback, 'i' implied callback, 'p' pending look-up),
+-- dedupeKey, tm of a chain status ('' otherwise), rank, n, then n field/value pairs.
+local function parseItems(first)
+  local items, i = {}, first
+  while i <= #ARGV do
+    local n = tonumber(ARGV[i + 4])
+    items[#items + 1] = { kind = ARGV[i], dk = ARGV[i + 1], tm = ARGV[i + 2], rank = ARGV[i + 3], at = i + 5, n = n }
+    i = i + 5 + 2 * n
+  end
+  return items
+end
+
+-- Ingest's rules (store.ts): real items first, past their dedupe key when dedupe is true, a chain
+-- rank at most once per msgId; then implied callbacks where their rank is missing. Everything is
+-- decided before anything is written: a script that fails half-way is not rolled back by Redis.
+-- Returns accepted, duplicates, implied.
+local function addItems(items, now, ttl, dedupe)
+  local seen, cov, keep = {}, {}, {}
+  local acc, dup, imp = 0, 0, 0
+  -- (rank is one digit, so tm .. '#' .. rank cannot be ambiguous)
+  local function covered(it)
+    if it.tm == '' then return false end
+    if cov[it.tm .. '#' .. it.rank] then return true end
+    return redis.call('HEXISTS', P .. 'm:' .. it.tm, 'c' .. it.rank) == 1
+  end
+  local function cover(it) if it.tm ~= '' then cov[it.tm .. '#' .. it.rank] = true end end
+  for _, it in ipairs(items) do
+    if it.kind ~= 'i' then
+      if dedupe and (seen[it.dk] or redis.call('EXISTS', P .. 'd:' .. it.dk) == 1) then
+        dup = dup + 1
+      else
+        seen[it.dk] = true
+        if covered(it) then
+          dup = dup + 1
+          it.keyOnly = true
+        else
+          cover(it)
+          acc = acc + 1
+        end
+        keep[#keep + 1] = it
+      end
+    end
+  end
+  for _, it in ipairs(items) do
+    if it.kind == 'i' and not covered(it) then
+      cover(it)
+      imp = imp + 1
+      keep[#keep + 1] = it
+    end
+  end
+  for _, it in ipairs(keep) do
+    if dedupe and it.kind ~= 'i' then redis.call('SET', P .. 'd:' .. it.dk, '1', 'PX', ttl) end
+    if it.keyOnly then
+      -- a duplicate of a chain status already there: only its key is kept
+    elseif it.kind == 'p' then
+      local id = string.format('%d', redis.call('INCR', P .. 'seq:pd'))
+      local args = { 'id', id, 'firstSeenAt', now, 'attempts', 0, 'nextLookupAt', now, 'unmatched', 0 }
+      for j = it.at, it.at + 2 * it.n - 1 do args[#args + 1] = ARGV[j] end
+      redis.call('HSET', P .. 'pd:' .. id, unpack(args))
+      redis.call('ZADD', P .. 'pending', now, pad(id))
+    else
+      insertCallback(it.at, it.n, now)
+      if it.tm ~= '' then
+        local m = P .. 'm:' .. it.tm
+        redis.call('HSET', m, 'c' .. it.rank, '1')
+        redis.call('PEXPIRE', m, ttl)
+      end
+    end
+  end
+  return acc, dup, imp
+end
 `;
 
 const script = (body: string) => LUA_LIB + body;
 
-// ARGV: P, dedupeTtlMs, now, then per item: 'c'|'p', dedupeKey, n, n field/value pairs.
-// Decide every item first, write after: a script that fails half-way is not rolled back by Redis.
+// ARGV: P, dedupeTtlMs, now, then the items (parseItems).
 const INGEST = script(`
-local ttl, now = ARGV[2], ARGV[3]
-local keep, seen, dup = {}, {}, 0
-local i = 4
-while i <= #ARGV do
-  local kind, dk, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
-  if seen[dk] or redis.call('EXISTS', P .. 'd:' .. dk) == 1 then
-    dup = dup + 1
-  else
-    seen[dk] = true
-    keep[#keep + 1] = { kind, dk, i + 3, n }
-  end
-  i = i + 3 + 2 * n
-end
-for _, it in ipairs(keep) do
-  redis.call('SET', P .. 'd:' .. it[2], '1', 'PX', ttl)
-  if it[1] == 'c' then
-    insertCallback(it[3], it[4], now)
-  else
-    local id = string.format('%d', redis.call('INCR', P .. 'seq:pd'))
-    local args = { 'id', id, 'firstSeenAt', now, 'attempts', 0, 'nextLookupAt', now, 'unmatched', 0 }
-    for j = it[3], it[3] + 2 * it[4] - 1 do args[#args + 1] = ARGV[j] end
-    redis.call('HSET', P .. 'pd:' .. id, unpack(args))
-    redis.call('ZADD', P .. 'pending', now, pad(id))
-  end
-end
-return { #keep, dup }
+local acc, dup, imp = addItems(parseItems(4), ARGV[3], ARGV[2], true)
+return { acc, dup, imp }
 `);
 
 // ARGV: P, now, limit, leaseUntil, metaTtlMs. Returns HGETALL arrays of the claimed callbacks.
@@ -254,7 +302,8 @@ while #out < limit and guard < 100 do
           if not h or h.state ~= 'pending' then
             redis.call('ZREM', q, head)
           elseif tonumber(h.rank) < maxRank then
-            -- Superseded by a higher rank already delivered: CleverTap must not see it late.
+            -- Superseded by a higher chain rank already delivered (a dead sent replayed after read
+            -- went): CleverTap must not see it late.
             redis.call('ZREM', q, head)
             redis.call('HSET', cbkey(id), 'state', 'skipped', 'deliveredAt', now, 'leaseUntil', 0)
             redis.call('HINCRBY', P .. 'stats', 'pending', -1)
@@ -289,7 +338,7 @@ for i = 4, #ARGV do
     redis.call('HSET', cbkey(id), 'state', 'delivered', 'deliveredAt', now, 'leaseUntil', 0)
     redis.call('ZADD', P .. 'delivered', now, id)
     local rank = tonumber(h.rank)
-    if h.tm and rank > 0 then
+    if h.tm and rank > 0 and rank <= ${CHAIN_TOP} then
       local m = P .. 'm:' .. h.tm
       if rank > num(redis.call('HGET', m, 'maxRank'), -1) then redis.call('HSET', m, 'maxRank', h.rank) end
       redis.call('PEXPIRE', m, metaTtl)
@@ -395,13 +444,14 @@ end
 return out
 `);
 
-// ARGV: P, id, now, n, n field/value pairs of the callback. A second resolver finds the look-up gone.
+// ARGV: P, id, now, metaTtlMs, then the callbacks (parseItems). A second resolver finds the look-up
+// gone. The dedupe key was recorded when the look-up was ingested.
 const RESOLVE = script(`
 local id, now = ARGV[2], ARGV[3]
 if redis.call('DEL', P .. 'pd:' .. id) == 0 then return 0 end
 redis.call('ZREM', P .. 'pending', pad(id))
 redis.call('ZREM', P .. 'unmatched', id)
-insertCallback(5, tonumber(ARGV[4]), now)
+addItems(parseItems(5), now, ARGV[4], false)
 return 1
 `);
 
@@ -492,6 +542,7 @@ function toCallback(h: Fields): CallbackRecord {
   if (h.msgId !== undefined) rec.msgId = h.msgId;
   if (h.mappingVersion !== undefined) rec.mappingVersion = h.mappingVersion;
   if (h.lastError !== undefined) rec.lastError = h.lastError;
+  if (h.implied === '1') rec.implied = true;
   return rec;
 }
 
@@ -521,7 +572,15 @@ function callbackPairs(c: NewCallback): string[] {
   // Ordered within its msgId: the scripts find its queue by tm.
   if (c.msgId !== undefined && c.rank > 0) pairs.push('tm', `${te}:${c.msgId}`);
   if (c.mappingVersion !== undefined) pairs.push('mappingVersion', c.mappingVersion);
+  if (c.implied) pairs.push('implied', '1');
   return pairs;
+}
+
+/** One callback as a script item (see parseItems in the Lua). */
+function callbackItem(c: NewCallback): Arg[] {
+  const pairs = callbackPairs(c);
+  const chain = c.msgId !== undefined && c.kind === 'status' && c.rank >= 1 && c.rank <= CHAIN_TOP;
+  return [c.implied ? 'i' : 'c', c.dedupeKey, chain ? `${escTenant(c.tenant)}:${c.msgId}` : '', c.rank, pairs.length / 2, ...pairs];
 }
 
 function pendingPairs(p: NewPending): string[] {
@@ -597,19 +656,16 @@ class RedisStore implements Store {
     return (await this.redis.get(this.correlationKey(tenant, providerMessageId))) ?? undefined;
   }
 
-  async ingest(items: { callbacks: NewCallback[]; pending: NewPending[] }, now: number): Promise<{ accepted: number; duplicates: number }> {
+  async ingest(items: { callbacks: NewCallback[]; pending: NewPending[] }, now: number): Promise<IngestResult> {
     const args: Arg[] = [Math.ceil(this.dedupeTtlMs), now];
-    for (const c of items.callbacks) {
-      const pairs = callbackPairs(c);
-      args.push('c', c.dedupeKey, pairs.length / 2, ...pairs);
-    }
+    for (const c of items.callbacks) args.push(...callbackItem(c));
     for (const p of items.pending) {
       const pairs = pendingPairs(p);
-      args.push('p', p.dedupeKey, pairs.length / 2, ...pairs);
+      args.push('p', p.dedupeKey, '', 0, pairs.length / 2, ...pairs);
     }
-    if (args.length === 2) return { accepted: 0, duplicates: 0 };
-    const [accepted, duplicates] = (await this.run('wabIngest', ...args)) as [number, number];
-    return { accepted, duplicates };
+    if (args.length === 2) return { accepted: 0, duplicates: 0, implied: 0 };
+    const [accepted, duplicates, implied] = (await this.run('wabIngest', ...args)) as [number, number, number];
+    return { accepted, duplicates, implied };
   }
 
   async duePending(now: number, limit: number): Promise<PendingRecord[]> {
@@ -618,9 +674,8 @@ class RedisStore implements Store {
     return ((await this.run('wabDuePending', now, limit)) as unknown[]).map((a) => toPending(fieldsOf(a)));
   }
 
-  async resolvePending(id: string, callback: NewCallback, now: number): Promise<void> {
-    const pairs = callbackPairs(callback);
-    await this.run('wabResolve', id, now, pairs.length / 2, ...pairs);
+  async resolvePending(id: string, callbacks: readonly NewCallback[], now: number): Promise<void> {
+    await this.run('wabResolve', id, now, Math.ceil(this.dedupeTtlMs), ...callbacks.flatMap(callbackItem));
   }
 
   async reschedulePending(id: string, nextLookupAt: number, unmatched: boolean): Promise<void> {

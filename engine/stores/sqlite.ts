@@ -9,7 +9,7 @@
 import { closeSync, existsSync, fdatasync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
-import type { CallbackRecord, NewCallback, NewPending, PendingRecord, Store, StoreStats } from './store.js';
+import { CHAIN_TOP, type CallbackRecord, type IngestResult, type NewCallback, type NewPending, type PendingRecord, type Store, type StoreStats } from './store.js';
 import type { StatusEvent } from '../mapping/webhook.js';
 
 export interface SqliteStoreOptions {
@@ -101,6 +101,18 @@ const MIGRATIONS = [
   CREATE INDEX pending_due ON pending (next_lookup_at, id) WHERE unmatched = 0;
   CREATE INDEX pending_unmatched ON pending (id) WHERE unmatched = 1;
   `,
+  // Implied statuses (a higher one arrived first): the flag on the callback, and per msgId the chain
+  // ranks already in the outbox (bit 1 << rank), so each goes in once. What was queued before this
+  // version counts as there; failed leaves the chain (rank 3 → 4).
+  `
+  ALTER TABLE outbox ADD COLUMN implied INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE progress ADD COLUMN covered INTEGER NOT NULL DEFAULT 0;
+  UPDATE outbox SET rank = 4 WHERE kind = 'status' AND rank = 3 AND json_extract(payload, '$.status') = 'failed';
+  INSERT INTO progress (tenant, msg_id, max_rank, expires_at, covered)
+    SELECT tenant, msg_id, 0, CAST(strftime('%s', 'now') AS INTEGER) * 1000 + 604800000, sum(DISTINCT 1 << rank) FROM outbox
+    WHERE kind = 'status' AND msg_id IS NOT NULL AND rank BETWEEN 1 AND 3 AND state <> 'skipped' GROUP BY tenant, msg_id
+    ON CONFLICT (tenant, msg_id) DO UPDATE SET covered = excluded.covered;
+  `,
 ];
 
 interface OutboxRow {
@@ -116,6 +128,7 @@ interface OutboxRow {
   attempts: number;
   next_attempt_at: number;
   last_error: string | null;
+  implied: number;
 }
 
 interface PendingRow {
@@ -146,6 +159,7 @@ function toCallback(r: OutboxRow): CallbackRecord {
   if (r.msg_id !== null) rec.msgId = r.msg_id;
   if (r.mapping_version !== null) rec.mappingVersion = r.mapping_version;
   if (r.last_error !== null) rec.lastError = r.last_error;
+  if (r.implied === 1) rec.implied = true;
   return rec;
 }
 
@@ -219,8 +233,14 @@ function prepare(db: Database.Database) {
     // Inserts a key, or revives one that expired but was not swept yet; changes = 0 means duplicate.
     dedupe: p(`INSERT INTO dedupe (key, expires_at) VALUES (@key, @expires)
       ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at WHERE dedupe.expires_at <= @now`),
-    insertCallback: p(`INSERT INTO outbox (tenant, kind, msg_id, rank, payload, dedupe_key, mapping_version, created_at, next_attempt_at)
-      VALUES (@tenant, @kind, @msgId, @rank, @payload, @dedupeKey, @mappingVersion, @now, @now)`),
+    insertCallback: p(`INSERT INTO outbox (tenant, kind, msg_id, rank, payload, dedupe_key, mapping_version, created_at, next_attempt_at, implied)
+      VALUES (@tenant, @kind, @msgId, @rank, @payload, @dedupeKey, @mappingVersion, @now, @now, @implied)`),
+    // The chain ranks of a msgId already in the outbox, as bits 1 << rank.
+    // (Expired but not swept yet: forgotten, as dedupe keys are.)
+    covered: p(`SELECT covered FROM progress WHERE tenant = ? AND msg_id = ? AND expires_at > ?`).pluck(),
+    cover: p(`INSERT INTO progress (tenant, msg_id, max_rank, expires_at, covered) VALUES (@tenant, @msgId, 0, @expires, @bit)
+      ON CONFLICT (tenant, msg_id) DO UPDATE SET covered = (CASE WHEN expires_at <= @now THEN 0 ELSE covered END) | excluded.covered,
+        expires_at = max(expires_at, excluded.expires_at)`),
     insertPending: p(`INSERT INTO pending (tenant, provider_message_id, event, dedupe_key, mapping_version, first_seen_at, next_lookup_at)
       VALUES (@tenant, @providerMessageId, @event, @dedupeKey, @mappingVersion, @now, @now)`),
     duePending: p(`SELECT * FROM pending WHERE unmatched = 0 AND next_lookup_at <= ? ORDER BY next_lookup_at, id LIMIT ?`),
@@ -232,9 +252,9 @@ function prepare(db: Database.Database) {
     leaseAll: p(`UPDATE outbox SET lease_until = ? WHERE id IN (SELECT value FROM json_each(?))`),
     skip: p(`UPDATE outbox SET state = 'skipped', delivered_at = ?, lease_until = 0 WHERE id = ?`),
     deliveredAll: p(`UPDATE outbox SET state = 'delivered', delivered_at = ?, lease_until = 0 WHERE id IN (SELECT value FROM json_each(?))`),
-    // The highest rank delivered per msgId among those ids, kept as that msgId's progress.
+    // The highest chain rank delivered per msgId among those ids, kept as that msgId's progress.
     progressAll: p(`INSERT INTO progress (tenant, msg_id, max_rank, expires_at)
-      SELECT tenant, msg_id, max(rank), ? FROM outbox WHERE id IN (SELECT value FROM json_each(?)) AND rank > 0 AND msg_id IS NOT NULL GROUP BY tenant, msg_id
+      SELECT tenant, msg_id, max(rank), ? FROM outbox WHERE id IN (SELECT value FROM json_each(?)) AND rank BETWEEN 1 AND ${CHAIN_TOP} AND msg_id IS NOT NULL GROUP BY tenant, msg_id
       ON CONFLICT (tenant, msg_id) DO UPDATE SET max_rank = max(max_rank, excluded.max_rank), expires_at = excluded.expires_at`),
     failed: p(`UPDATE outbox SET attempts = attempts + 1, last_error = @error, next_attempt_at = @next, lease_until = 0
       WHERE id = @id AND state = 'pending' RETURNING tenant, msg_id, rank`),
@@ -340,19 +360,12 @@ class SqliteStore implements Store {
     return value;
   }
 
-  private readonly ingestTx = (items: { callbacks: NewCallback[]; pending: NewPending[] }, now: number) => {
+  private readonly ingestTx = (items: { callbacks: NewCallback[]; pending: NewPending[] }, now: number): IngestResult => {
     let accepted = 0;
     let duplicates = 0;
     const expires = now + this.dedupeTtlMs;
     const fresh = (key: string) => this.s.dedupe.run({ key, expires, now }).changes === 1;
-    for (const c of items.callbacks) {
-      if (!fresh(c.dedupeKey)) {
-        duplicates++;
-        continue;
-      }
-      this.s.insertCallback.run(this.callbackParams(c, now));
-      accepted++;
-    }
+    const real = this.addCallbacks(items.callbacks, now, fresh);
     for (const p of items.pending) {
       if (!fresh(p.dedupeKey)) {
         duplicates++;
@@ -368,8 +381,35 @@ class SqliteStore implements Store {
       });
       accepted++;
     }
-    return { accepted, duplicates };
+    return { accepted: accepted + real.accepted, duplicates: duplicates + real.duplicates, implied: real.implied };
   };
+
+  /**
+   * Ingest's rules for callbacks (store.ts): real ones first, each past its dedupe key when `fresh`
+   * is given, then a chain rank at most once per msgId; implied ones only where their rank is missing.
+   */
+  private addCallbacks(callbacks: readonly NewCallback[], now: number, fresh?: (key: string) => boolean): IngestResult {
+    const counts = { accepted: 0, duplicates: 0, implied: 0 };
+    const expires = now + this.dedupeTtlMs;
+    const take = (c: NewCallback): boolean => {
+      const chain = c.msgId !== undefined && c.kind === 'status' && c.rank >= 1 && c.rank <= CHAIN_TOP;
+      if (chain) {
+        const bit = 1 << c.rank;
+        if (((this.s.covered.get(c.tenant, c.msgId, now) as number | undefined) ?? 0) & bit) return false;
+        this.s.cover.run({ tenant: c.tenant, msgId: c.msgId, expires, bit, now });
+      }
+      this.s.insertCallback.run(this.callbackParams(c, now));
+      return true;
+    };
+    for (const c of callbacks) {
+      if (c.implied) continue;
+      if (fresh && !fresh(c.dedupeKey)) counts.duplicates++;
+      else if (take(c)) counts.accepted++;
+      else counts.duplicates++;
+    }
+    for (const c of callbacks) if (c.implied && take(c)) counts.implied++;
+    return counts;
+  }
 
   private callbackParams(c: NewCallback, now: number) {
     return {
@@ -380,6 +420,7 @@ class SqliteStore implements Store {
       payload: JSON.stringify(c.payload),
       dedupeKey: c.dedupeKey,
       mappingVersion: c.mappingVersion ?? null,
+      implied: c.implied ? 1 : 0,
       now,
     };
   }
@@ -468,7 +509,7 @@ class SqliteStore implements Store {
     return (this.s.findMsgId.get(tenant, providerMessageId, this.clock()) as string | undefined) ?? undefined;
   }
 
-  async ingest(items: { callbacks: NewCallback[]; pending: NewPending[] }, now: number): Promise<{ accepted: number; duplicates: number }> {
+  async ingest(items: { callbacks: NewCallback[]; pending: NewPending[] }, now: number): Promise<IngestResult> {
     // Committed with the other writes of this turn (IMMEDIATE: the write lock is taken up front, so a
     // concurrent writer waits for busy_timeout instead of failing half-way on lock upgrade).
     return this.commit(() => this.ingestTx(items, now));
@@ -478,11 +519,11 @@ class SqliteStore implements Store {
     return (this.s.duePending.all(now, limit) as PendingRow[]).map(toPending);
   }
 
-  async resolvePending(id: string, callback: NewCallback, now: number): Promise<void> {
+  async resolvePending(id: string, callbacks: readonly NewCallback[], now: number): Promise<void> {
     await this.write(() => {
       // The dedupe key was recorded when the pending status was ingested; a second resolver that
       // lost the race finds the row gone and adds nothing.
-      if (this.s.deletePending.run(Number(id)).changes === 1) this.s.insertCallback.run(this.callbackParams(callback, now));
+      if (this.s.deletePending.run(Number(id)).changes === 1) this.addCallbacks(callbacks, now);
     });
   }
 

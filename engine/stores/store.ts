@@ -22,9 +22,10 @@ export interface NewCallback {
   /** CleverTap msgId: callbacks of one msgId are delivered in order (see `rank`). Absent for most incoming. */
   msgId?: string;
   /**
-   * Order within one msgId: sent 1, delivered 2, read 3, failed 3; 0 = unordered (incoming, clicks).
-   * A callback whose rank is below one already delivered for its msgId is skipped, never sent late:
-   * CleverTap must not see `delivered` after `read`.
+   * Order within one msgId (see statusRank): the chain sent 1 < delivered 2 < read 3, then failed 4;
+   * 0 = unordered (incoming, clicks). A chain callback whose rank is below a chain rank already
+   * delivered for its msgId is skipped, never sent late: CleverTap must not see `delivered` after
+   * `read`. Each chain rank enters the outbox at most once per msgId (see `implied`).
    */
   rank: number;
   /** For kind status: a StatusEntry; for incoming: the whole incoming callback body. */
@@ -33,6 +34,13 @@ export interface NewCallback {
   dedupeKey: string;
   /** Version of the mapping that produced it (logs, admin). */
   mappingVersion?: string;
+  /**
+   * A chain status the BSP did not (yet) report, released because a higher one arrived first (read
+   * implies delivered and sent). Kept in the store for operators; never part of the payload. An
+   * implied callback is added only while its chain rank is not already in the outbox for its msgId,
+   * and ignores dedupe keys; the real status arriving later is then a duplicate.
+   */
+  implied?: boolean;
 }
 
 export interface CallbackRecord extends NewCallback {
@@ -61,6 +69,14 @@ export interface PendingRecord extends NewPending {
   unmatched: boolean;
 }
 
+export interface IngestResult {
+  /** Real callbacks and pending look-ups added. */
+  accepted: number;
+  duplicates: number;
+  /** Implied callbacks added. */
+  implied: number;
+}
+
 export interface StoreStats {
   outboxPending: number;
   outboxDead: number;
@@ -78,14 +94,20 @@ export interface Store {
 
   /**
    * Durably records everything one webhook produced, atomically: when this resolves the BSP may be
-   * acknowledged. Items whose dedupeKey was seen before are dropped and counted as duplicates.
+   * acknowledged. Items whose dedupeKey was seen before are dropped and counted as duplicates, and so
+   * is a chain status (rank 1-3) whose rank its msgId already has in the outbox (real or implied).
+   * Real callbacks are taken before implied ones, whatever the order given; an implied callback whose
+   * rank is already there is dropped without being counted.
    */
-  ingest(items: { callbacks: NewCallback[]; pending: NewPending[] }, now: number): Promise<{ accepted: number; duplicates: number }>;
+  ingest(items: { callbacks: NewCallback[]; pending: NewPending[] }, now: number): Promise<IngestResult>;
 
   /** Pending look-ups due at `now` (not unmatched). */
   duePending(now: number, limit: number): Promise<PendingRecord[]>;
-  /** The pending status found its msgId: it becomes an outbox callback (atomically). */
-  resolvePending(id: string, callback: NewCallback, now: number): Promise<void>;
+  /**
+   * The pending status found its msgId: it becomes an outbox callback, with the implied ones it
+   * brings, under ingest's rules (a chain rank already there makes it a duplicate), atomically.
+   */
+  resolvePending(id: string, callbacks: readonly NewCallback[], now: number): Promise<void>;
   /** Try again later, or give up (unmatched = true) and keep it visible. */
   reschedulePending(id: string, nextLookupAt: number, unmatched: boolean): Promise<void>;
   listUnmatched(limit: number): Promise<PendingRecord[]>;
@@ -93,8 +115,8 @@ export interface Store {
   /**
    * Leases up to `limit` callbacks due at `now` for `leaseMs` (another worker will not get them
    * meanwhile), at most one per (tenant, msgId) — the lowest rank, oldest first — so a msgId's
-   * callbacks go out in order. Callbacks superseded by a higher rank already delivered are marked
-   * skipped here and not returned.
+   * callbacks go out in order. Chain callbacks superseded by a higher chain rank already delivered
+   * (a dead-lettered `sent` replayed after `read` went) are marked skipped here and not returned.
    */
   claimDue(now: number, limit: number, leaseMs: number): Promise<CallbackRecord[]>;
   markDelivered(ids: readonly string[], now: number): Promise<void>;
@@ -114,7 +136,11 @@ export interface Store {
   close(): Promise<void>;
 }
 
-/** Status order within one msgId; see NewCallback.rank. */
+/**
+ * Status order within one msgId; see NewCallback.rank. `failed` is outside the chain: BSPs report it
+ * for messages never sent (so it implies nothing) and a device may still report `delivered` after it
+ * (so it supersedes nothing); it goes after whatever of its msgId is queued. Clicks are unordered.
+ */
 export function statusRank(status: string): number {
   switch (status) {
     case 'sent':
@@ -122,9 +148,14 @@ export function statusRank(status: string): number {
     case 'delivered':
       return 2;
     case 'read':
-    case 'failed':
       return 3;
+    case 'failed':
+      return FAILED_RANK;
     default:
       return 0;
   }
 }
+
+/** The highest rank of the sent < delivered < read chain; ranks 1..CHAIN_TOP are the chain. */
+export const CHAIN_TOP = 3;
+export const FAILED_RANK = 4;

@@ -69,7 +69,7 @@ t.test('not found: looked up again after 250 ms, doubling to 30 s; found later',
   clock.now += 1;
   await resolver.runOnce();
   t.same(resolved, ['w1→m1']);
-  t.match(await store.stats(), { pendingLookups: 0, outboxPending: 1 });
+  t.match(await store.stats(), { pendingLookups: 0, outboxPending: 2 }, 'delivered, and the sent it implies');
 });
 
 t.test('after the window: unmatched, kept visible, no longer looked up', async (t) => {
@@ -85,7 +85,7 @@ t.test('after the window: unmatched, kept visible, no longer looked up', async (
   t.equal(clock.now, T0 + 10_000, 'the last look-up is exactly at the end of the window');
   t.same(unmatched, ['w1']);
   t.match(await store.listUnmatched(10), [{ providerMessageId: 'w1', unmatched: true, attempts: rounds }]);
-  t.match(await store.stats(), { pendingLookups: 0, unmatched: 1, outboxPending: 1 });
+  t.match(await store.stats(), { pendingLookups: 0, unmatched: 1, outboxPending: 3 }, "w2's read, with the delivered and sent it implies");
   clock.now += 3_600_000;
   t.equal(await resolver.runOnce(), 0);
 });
@@ -99,5 +99,34 @@ t.test('start() polls and stop() waits for the round in flight', async (t) => {
   await store.saveCorrelation('acme', 'w1', 'm1', 60_000);
   for (let i = 0; i < 200 && (await store.stats()).outboxPending === 0; i++) await new Promise((r) => setTimeout(r, 10));
   await resolver.stop();
-  t.match(await store.stats(), { pendingLookups: 0, outboxPending: 1 });
+  t.match(await store.stats(), { pendingLookups: 0, outboxPending: 2 });
+});
+
+t.test('a resolved status brings what it implies; lower ones of the same message resolve first', async (t) => {
+  const { store, resolver } = setup(t);
+  // Arrival order read, sent: the read alone would release a sent stamped with its own time.
+  await store.ingest({ callbacks: [], pending: [pending('w1', { status: 'read', timestamp: '1700000300' }), pending('w1', { status: 'sent', timestamp: '1700000100' })] }, T0);
+  await store.ingest({ callbacks: [], pending: [pending('w2', { status: 'read', timestamp: '1700000300' })] }, T0);
+  await store.saveCorrelation('acme', 'w1', 'm1', 60_000);
+  await store.saveCorrelation('acme', 'w2', 'm2', 60_000);
+  t.equal(await resolver.runOnce(), 3);
+  const got: string[] = [];
+  for (let now = T0; ; now += 10) {
+    const due = await store.claimDue(now, 10, 1000);
+    if (due.length === 0) break;
+    for (const r of due) {
+      const e = r.payload as { status: string; timestamp: string };
+      got.push(`${r.msgId} ${e.status} ${e.timestamp}${r.implied ? ' implied' : ''}`);
+      t.ok(validStatus({ payloadVersion: '0.1', statuses: [r.payload] }), 'a valid CleverTap status entry');
+    }
+    await store.markDelivered(due.map((r) => r.id), now);
+  }
+  t.same(got.sort(), [
+    'm1 delivered 1700000300 implied',
+    'm1 read 1700000300',
+    'm1 sent 1700000100',
+    'm2 delivered 1700000300 implied',
+    'm2 read 1700000300',
+    'm2 sent 1700000300 implied',
+  ]);
 });

@@ -32,7 +32,7 @@ t.test('what the thread wrote, the in-process store reads back', async (t) => {
   const s = await openSqliteStoreThread(file);
   await s.saveCorrelation('acme', 'wamid.1', 'm1', 60_000);
   const r = await s.ingest({ callbacks: [{ tenant: 'acme', kind: 'status', msgId: 'm1', rank: 1, payload: { msgId: 'm1', status: 'sent' }, dedupeKey: 'k1' }], pending: [] }, T0);
-  t.same(r, { accepted: 1, duplicates: 0 });
+  t.same(r, { accepted: 1, duplicates: 0, implied: 0 });
   await s.close();
   await s.close(); // twice is harmless
   const again = openSqliteStore(file);

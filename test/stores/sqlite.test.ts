@@ -39,7 +39,7 @@ t.test('creates the parent folder; the schema is versioned and reopening keeps d
   t.match(await s2.stats(), { outboxPending: 1 }, 'migrations are not re-run over existing data');
   await s2.close();
   const db = new Database(file, { readonly: true });
-  t.equal(db.pragma('user_version', { simple: true }), 1);
+  t.equal(db.pragma('user_version', { simple: true }), 2);
   t.equal(db.pragma('journal_mode', { simple: true }), 'wal');
   db.close();
 });
@@ -48,11 +48,11 @@ t.test('dedupe keys expire with the clock ingest is given, and the sweep removes
   const s = openSqliteStore(':memory:', { dedupeTtlMs: 7 * DAY });
   t.teardown(() => s.close());
   await s.ingest({ callbacks: [sent('m1')], pending: [] }, T0);
-  t.same(await s.ingest({ callbacks: [sent('m1')], pending: [] }, T0 + 7 * DAY - 1), { accepted: 0, duplicates: 1 });
-  t.same(await s.ingest({ callbacks: [sent('m1')], pending: [] }, T0 + 7 * DAY), { accepted: 1, duplicates: 0 }, 'an expired key is a new callback');
+  t.same(await s.ingest({ callbacks: [sent('m1')], pending: [] }, T0 + 7 * DAY - 1), { accepted: 0, duplicates: 1, implied: 0 });
+  t.same(await s.ingest({ callbacks: [sent('m1')], pending: [] }, T0 + 7 * DAY), { accepted: 1, duplicates: 0, implied: 0 }, 'an expired key is a new callback');
   await s.ingest({ callbacks: [sent('m2')], pending: [] }, T0);
   await s.sweep(T0 + 8 * DAY, DAY);
-  t.same(await s.ingest({ callbacks: [sent('m2')], pending: [] }, T0), { accepted: 1, duplicates: 0 }, 'swept keys are gone');
+  t.same(await s.ingest({ callbacks: [sent('m2')], pending: [] }, T0), { accepted: 1, duplicates: 0, implied: 0 }, 'swept keys are gone');
 });
 
 t.test('one failing write in a group commit undoes only itself', async (t) => {
@@ -187,7 +187,7 @@ t.test('a write resolves only once the WAL sync after its commit is done; commit
   t.equal(calls.length, 2, 'one sync for everything committed meanwhile');
   calls[1]!.done();
   t.equal(await settled(b), 'resolved');
-  t.same(await c, { accepted: 1, duplicates: 0 });
+  t.same(await c, { accepted: 1, duplicates: 0, implied: 0 });
   t.equal(await settled(d), 'resolved');
   t.equal(calls.length, 2);
 });

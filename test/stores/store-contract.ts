@@ -10,15 +10,18 @@ const LEASE = 30_000;
 
 type Status = 'sent' | 'delivered' | 'read' | 'failed' | 'clicked';
 
-function status(msgId: string, s: Status, tenant = 'acme', extra = ''): NewCallback {
+function status(msgId: string, s: Status, tenant = 'acme', extra = '', timestamp = '1700000000'): NewCallback {
   const payload =
     s === 'clicked'
       ? { msgId, status: 'Clicked', url: 'https://x.test/a', shortUrl: 'https://x.test/a', userAgent: 'ua' }
       : s === 'failed'
-        ? { msgId, status: s, timestamp: '1700000000', error: { code: 1009, title: 'Other' } }
-        : { msgId, status: s, timestamp: '1700000000' };
+        ? { msgId, status: s, timestamp, error: { code: 1009, title: 'Other' } }
+        : { msgId, status: s, timestamp };
   return { tenant, kind: 'status', msgId, rank: statusRank(s), payload, dedupeKey: `${tenant}|${msgId}|${s}${extra}`, mappingVersion: 'v1' };
 }
+
+/** A chain status implied by a higher one that arrived first (the host builds these; see callbacks.ts). */
+const implied = (msgId: string, s: 'sent' | 'delivered', timestamp = '1700000300', tenant = 'acme'): NewCallback => ({ ...status(msgId, s, tenant, '', timestamp), implied: true });
 
 function incoming(id: string, tenant = 'acme'): NewCallback {
   const payload = { payloadVersion: '0.1', from: '919999999999', wabaNumber: '919888888888', timestamp: '1700000000', type: 'text', text: { body: id } };
@@ -34,7 +37,7 @@ function pendingOf(providerMessageId: string, s: Status = 'delivered', tenant = 
 const labels = (recs: CallbackRecord[]) =>
   recs.map((r) => {
     const p = r.payload as { status?: string; text?: { body: string } };
-    return r.kind === 'status' ? `${r.msgId}:${p.status}` : `in:${p.text?.body}`;
+    return r.kind === 'status' ? `${r.msgId}:${p.status}${r.implied ? '*' : ''}` : `in:${p.text?.body}`;
   });
 const ids = (recs: CallbackRecord[]) => recs.map((r) => r.id);
 
@@ -61,10 +64,10 @@ export function storeContract(t: Test, name: string, open: () => Promise<Store>)
 
   withStore('ingest: counts, dedupe within and across calls, pending too', async (t, s) => {
     const first = await s.ingest({ callbacks: [status('m1', 'sent'), status('m1', 'sent'), incoming('a')], pending: [pendingOf('w1')] }, T0);
-    t.same(first, { accepted: 3, duplicates: 1 });
+    t.same(first, { accepted: 3, duplicates: 1, implied: 0 });
     const again = await s.ingest({ callbacks: [status('m1', 'sent'), incoming('a'), status('m1', 'read')], pending: [pendingOf('w1'), pendingOf('w2')] }, T0 + 1000);
-    t.same(again, { accepted: 2, duplicates: 3 });
-    t.same(await s.ingest({ callbacks: [], pending: [] }, T0), { accepted: 0, duplicates: 0 }, 'an empty webhook is fine');
+    t.same(again, { accepted: 2, duplicates: 3, implied: 0 });
+    t.same(await s.ingest({ callbacks: [], pending: [] }, T0), { accepted: 0, duplicates: 0, implied: 0 }, 'an empty webhook is fine');
     t.match(await s.stats(), { outboxPending: 3, pendingLookups: 2, outboxDead: 0, unmatched: 0, delivered: 0 });
   });
 
@@ -72,7 +75,7 @@ export function storeContract(t: Test, name: string, open: () => Promise<Store>)
     const bad: NewCallback = { ...status('m2', 'sent'), payload: { n: 1n } }; // BigInt: JSON cannot encode it
     await t.rejects(s.ingest({ callbacks: [status('m1', 'sent'), bad], pending: [pendingOf('w1')] }, T0));
     t.match(await s.stats(), { outboxPending: 0, pendingLookups: 0 });
-    t.same(await s.ingest({ callbacks: [status('m1', 'sent')], pending: [pendingOf('w1')] }, T0), { accepted: 2, duplicates: 0 }, 'the keys were not recorded');
+    t.same(await s.ingest({ callbacks: [status('m1', 'sent')], pending: [pendingOf('w1')] }, T0), { accepted: 2, duplicates: 0, implied: 0 }, 'the keys were not recorded');
   });
 
   withStore('claimDue: a msgId goes in rank order, whatever the arrival order', async (t, s) => {
@@ -101,6 +104,79 @@ export function storeContract(t: Test, name: string, open: () => Promise<Store>)
     await s.markDelivered(ids(next), T0 + 2);
     t.same(await s.claimDue(T0 + 3, 10, LEASE), []);
     t.match(await s.stats(), { outboxPending: 0, delivered: 3 });
+  });
+
+  /** Claims and delivers until nothing is due; the labels of each round. */
+  const drain = async (s: Store, from: number): Promise<string[][]> => {
+    const rounds: string[][] = [];
+    for (let now = from; ; now += 10) {
+      const got = await s.claimDue(now, 100, LEASE);
+      if (got.length === 0) return rounds;
+      rounds.push(labels(got).sort());
+      await s.markDelivered(ids(got), now);
+    }
+  };
+
+  withStore('implied: a higher status first releases the missing lower ones; the real ones later are duplicates', async (t, s) => {
+    const read = status('m1', 'read', 'acme', '', '1700000300');
+    t.same(await s.ingest({ callbacks: [read, implied('m1', 'sent'), implied('m1', 'delivered')], pending: [] }, T0), { accepted: 1, duplicates: 0, implied: 2 });
+    t.match(await s.stats(), { outboxPending: 3 });
+    const first = await s.claimDue(T0, 10, LEASE);
+    t.same(labels(first), ['m1:sent*'], 'the implied sent goes first');
+    t.match(first[0], { implied: true, rank: 1, dedupeKey: 'acme|m1|sent', mappingVersion: 'v1' });
+    t.same(first[0]?.payload, { msgId: 'm1', status: 'sent', timestamp: '1700000300' }, 'the payload is the CleverTap entry only: no implied flag in it');
+    await s.markDelivered(ids(first), T0);
+    t.same(await drain(s, T0 + 10), [['m1:delivered*'], ['m1:read']]);
+    t.same(await s.ingest({ callbacks: [status('m1', 'delivered'), status('m1', 'sent')], pending: [] }, T0 + 100), { accepted: 0, duplicates: 2, implied: 0 }, 'the real ones arriving later are duplicates');
+    t.same(await s.ingest({ callbacks: [status('m1', 'read'), implied('m1', 'sent'), implied('m1', 'delivered')], pending: [] }, T0 + 200), { accepted: 0, duplicates: 1, implied: 0 }, 'a retried read implies nothing more');
+    t.match(await s.stats(), { outboxPending: 0, delivered: 3 });
+  });
+
+  withStore('implied: never in place of a real status, whatever the order given or already queued', async (t, s) => {
+    t.same(
+      await s.ingest({ callbacks: [implied('m1', 'sent'), status('m1', 'delivered', 'acme', '', '1700000200'), status('m1', 'sent', 'acme', '', '1700000100')], pending: [] }, T0),
+      { accepted: 2, duplicates: 0, implied: 0 },
+      'real ones are taken first: the implied sent of the same webhook is dropped, not counted',
+    );
+    await s.ingest({ callbacks: [status('m2', 'sent', 'acme', '', '1700000100')], pending: [] }, T0 + 1);
+    t.same(await s.ingest({ callbacks: [status('m2', 'read'), implied('m2', 'sent'), implied('m2', 'delivered'), implied('m2', 'delivered')], pending: [] }, T0 + 2), { accepted: 1, duplicates: 0, implied: 1 }, 'sent was queued: only delivered is implied, once');
+    const all = await s.claimDue(T0 + 10, 10, LEASE);
+    t.same(labels(all).sort(), ['m1:sent', 'm2:sent']);
+    t.ok(all.every((r) => r.implied === undefined && (r.payload as { timestamp: string }).timestamp === '1700000100'), 'the real sents, with their own timestamps');
+    await s.markDelivered(ids(all), T0 + 10);
+    t.same(await drain(s, T0 + 20), [['m1:delivered', 'm2:delivered*'], ['m2:read']]);
+  });
+
+  withStore('implied: tenants apart, and statuses outside the chain are untouched', async (t, s) => {
+    await s.ingest({ callbacks: [status('m1', 'read'), implied('m1', 'sent'), implied('m1', 'delivered')], pending: [] }, T0);
+    t.same(await s.ingest({ callbacks: [status('m1', 'sent', 'beta'), status('m1', 'failed'), status('m1', 'clicked')], pending: [] }, T0 + 1), { accepted: 3, duplicates: 0, implied: 0 });
+    t.same(await drain(s, T0 + 10), [['m1:Clicked', 'm1:sent', 'm1:sent*'], ['m1:delivered*'], ['m1:read'], ['m1:failed']]);
+  });
+
+  withStore('failed neither implies nor supersedes: a sent arriving after it still goes, in chain order', async (t, s) => {
+    await s.ingest({ callbacks: [status('m1', 'failed')], pending: [] }, T0);
+    t.same(await drain(s, T0), [['m1:failed']]);
+    await s.ingest({ callbacks: [status('m1', 'delivered'), implied('m1', 'sent')], pending: [] }, T0 + 100);
+    t.same(await drain(s, T0 + 100), [['m1:sent*'], ['m1:delivered']], 'a device may report delivered after failed');
+    await s.ingest({ callbacks: [status('m2', 'failed'), status('m2', 'sent')], pending: [] }, T0 + 200);
+    t.same(await drain(s, T0 + 200), [['m2:sent'], ['m2:failed']], 'queued together, failed goes after the chain');
+  });
+
+  withStore('pending look-ups under the same rules: a real status resolved after its implied twin adds nothing', async (t, s) => {
+    await s.ingest({ callbacks: [], pending: [pendingOf('w1', 'sent'), pendingOf('w2', 'read')] }, T0);
+    const due = await s.duePending(T0, 10);
+    const [w1, w2] = [due.find((p) => p.providerMessageId === 'w1'), due.find((p) => p.providerMessageId === 'w2')];
+    if (!w1 || !w2) throw new Error('missing pending');
+    t.same(await s.ingest({ callbacks: [status('m1', 'read'), implied('m1', 'sent'), implied('m1', 'delivered')], pending: [] }, T0 + 1), { accepted: 1, duplicates: 0, implied: 2 });
+    await s.resolvePending(w1.id, [status('m1', 'sent')], T0 + 2);
+    t.match(await s.stats(), { pendingLookups: 1, outboxPending: 3 }, 'the look-up is gone, no second sent');
+    await s.resolvePending(w2.id, [status('m2', 'read'), implied('m2', 'sent'), implied('m2', 'delivered')], T0 + 3);
+    t.match(await s.stats(), { pendingLookups: 0, outboxPending: 6 });
+    t.same(await drain(s, T0 + 10), [
+      ['m1:sent*', 'm2:sent*'],
+      ['m1:delivered*', 'm2:delivered*'],
+      ['m1:read', 'm2:read'],
+    ]);
   });
 
   withStore('claimDue: rank 0 neither waits nor blocks; incoming are independent', async (t, s) => {
@@ -197,13 +273,13 @@ export function storeContract(t: Test, name: string, open: () => Promise<Store>)
     t.match(await s.listUnmatched(10), [{ providerMessageId: 'w3', unmatched: true, tenant: 'beta' }]);
     t.match(await s.stats(), { pendingLookups: 2, unmatched: 1, outboxPending: 0 });
 
-    await s.resolvePending(p1.id, status('m1', 'delivered'), T0 + 50);
-    await s.resolvePending(p1.id, status('m1', 'delivered'), T0 + 60);
+    await s.resolvePending(p1.id, [status('m1', 'delivered')], T0 + 50);
+    await s.resolvePending(p1.id, [status('m1', 'delivered')], T0 + 60);
     t.match(await s.stats(), { pendingLookups: 1, outboxPending: 1 }, 'resolving twice adds one callback');
     const got = await s.claimDue(T0 + 50, 10, LEASE);
     t.same(labels(got), ['m1:delivered']);
     t.equal(got[0]?.createdAt, T0 + 50);
-    t.same(await s.ingest({ callbacks: [], pending: [pendingOf('w1')] }, T0 + 70), { accepted: 0, duplicates: 1 }, 'the BSP retrying the webhook is still a duplicate');
+    t.same(await s.ingest({ callbacks: [], pending: [pendingOf('w1')] }, T0 + 70), { accepted: 0, duplicates: 1, implied: 0 }, 'the BSP retrying the webhook is still a duplicate');
   });
 
   withStore('sweep: delivered callbacks older than keepMs go, the rest stays', async (t, s) => {
