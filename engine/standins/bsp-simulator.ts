@@ -24,8 +24,8 @@ export const SIMULATOR_FILE = 'simulator.yaml';
 // simulator.yaml
 
 export type ErrorScenario = 'auth' | 'template' | 'number' | 'rate' | 'server';
-export type Scenario = 'success' | ErrorScenario | 'slow' | 'hang';
-export const SCENARIOS: readonly Scenario[] = ['success', 'auth', 'template', 'number', 'rate', 'server', 'slow', 'hang'];
+export type Scenario = 'success' | ErrorScenario | 'slow' | 'hang' | 'shuffled';
+export const SCENARIOS: readonly Scenario[] = ['success', 'auth', 'template', 'number', 'rate', 'server', 'slow', 'hang', 'shuffled'];
 const ERROR_SCENARIOS: readonly ErrorScenario[] = ['auth', 'template', 'number', 'rate', 'server'];
 
 export interface CompiledResponse {
@@ -252,6 +252,8 @@ export interface BspSimulatorOptions {
   retryDelayMs?: number;
   /** Per-attempt timeout for a webhook POST (default 5000 ms). */
   webhookTimeoutMs?: number;
+  /** [0, 1) source for scenario 'shuffled' (default Math.random); tests pin it to replay an order. */
+  random?: () => number;
   logger?: SimLogger;
 }
 
@@ -524,23 +526,42 @@ export async function startBspSimulator(opts: BspSimulatorOptions): Promise<BspS
     return entry;
   };
 
-  const scheduleStatuses = (id: string, recipient: string, msgId: string | undefined, request: Record<string, unknown>): void => {
+  const random = opts.random ?? Math.random;
+
+  const scheduleStatuses = (id: string, recipient: string, msgId: string | undefined, request: Record<string, unknown>, shuffled: boolean): void => {
     const fails = recipient.replace(/[^0-9]/g, '').endsWith('0000');
-    const plan: { status: 'sent' | 'delivered' | 'read' | 'failed'; at: number }[] = fails
+    // `of`: the status a shuffled post carries (both posts of a status share its body).
+    type Step = { status: 'sent' | 'delivered' | 'read' | 'failed'; at: number; of?: Step; body?: unknown };
+    let plan: Step[] = fails
       ? [{ status: 'sent', at: delays.sent }, { status: 'failed', at: delays.delivered }]
       : [{ status: 'sent', at: delays.sent }, { status: 'delivered', at: delays.delivered }, { status: 'read', at: delays.read }];
     const start = Date.now();
+    // Each status keeps the time it happened (its timestamp), but the webhooks go out in a random
+    // order, each twice (a BSP retrying a webhook it thinks was lost), spread over the same interval.
+    const happened = new Map(plan.map((s) => [s, String(Math.floor((start + s.at) / 1000))]));
+    if (shuffled) {
+      const posts = plan.flatMap((s) => [{ ...s, of: s }, { ...s, of: s }]);
+      for (let i = posts.length - 1; i > 0; i--) {
+        const j = Math.floor(random() * (i + 1));
+        [posts[i], posts[j]] = [posts[j]!, posts[i]!];
+      }
+      const [first, last] = [plan[0]!.at, plan[plan.length - 1]!.at];
+      plan = posts.map((s, i) => ({ ...s, at: first + Math.round(((last - first) * i) / (posts.length - 1)) }));
+    }
     busy();
     void (async () => {
       try {
         for (const step of plan) {
           const wait = Math.max(0, start + step.at - Date.now());
           if (!(await sleep(wait))) return;
-          const base = { id, recipient, msgId, settings };
-          const error = step.status === 'failed' ? plain(await sim.webhooks.failedError.evaluate(base)) : undefined;
-          const timestamp = String(Math.floor(Date.now() / 1000));
-          const body = await sim.webhooks.status.evaluate({ ...base, status: step.status, timestamp, error, request });
-          await postWebhook(await buildWebhook('status', body, { status: step.status, providerMessageId: id, msgId }));
+          const original = step.of ?? step;
+          if (original.body === undefined) {
+            const base = { id, recipient, msgId, settings };
+            const error = step.status === 'failed' ? plain(await sim.webhooks.failedError.evaluate(base)) : undefined;
+            const timestamp = shuffled ? happened.get(original)! : String(Math.floor(Date.now() / 1000));
+            original.body = await sim.webhooks.status.evaluate({ ...base, status: step.status, timestamp, error, request });
+          }
+          await postWebhook(await buildWebhook('status', original.body, { status: step.status, providerMessageId: id, msgId }));
         }
       } catch (e) {
         log.error({ err: (e as Error).message, providerMessageId: id }, 'bsp-simulator: status webhook failed');
@@ -620,7 +641,7 @@ export async function startBspSimulator(opts: BspSimulatorOptions): Promise<BspS
     // Accepted: the id exists from now on, even if the caller gives up waiting (scenario 'slow').
     const id = await newId('send');
     record.providerMessageId = id;
-    if (opts.statusWebhooks !== false) scheduleStatuses(id, recipient, msgId, doc);
+    if (opts.statusWebhooks !== false) scheduleStatuses(id, recipient, msgId, doc, s.scenario === 'shuffled');
     if (s.scenario === 'slow' && !(await sleep(s.delayMs ?? slowMs))) return;
     record.answered = await respond(res, sim.send.accepted, { ...doc, id, recipient, msgId, nonce: nonce() });
   };

@@ -180,6 +180,41 @@ t.test('a recipient ending in 0000 gets sent, then failed in Meta\'s error shape
   ]);
 });
 
+t.test('shuffled scenario: each status posted twice, in a random order, each with the time it happened', async (t) => {
+  const hook = await receiver(t);
+  // A pinned source: Fisher-Yates over [s, s, d, d, r, r] with these draws gives d, s, r, d, r, s.
+  const draws = [0.1, 0.9, 0.5, 0.2, 0.7];
+  let i = 0;
+  const sim = await simulator(t, hook.url, { statusDelaysMs: { sent: 10, delivered: 1200, read: 2400 }, random: () => draws[i++ % draws.length]! });
+  sim.setScenario({ scenario: 'shuffled', times: 2 });
+  const msg = message({ to: '+91 99999 99999' });
+  const started = Math.floor(Date.now() / 1000);
+  const r = await send(sim, msg);
+  t.same(r.mapped.answer, { status: 'success' }, 'accepted as in success');
+  const failing = await send(sim, message({ to: '919999990000' }));
+  t.equal(sim.scenario().scenario, 'success', 'times: 2 used up');
+  await sim.idle(10_000);
+  const byMsg = new Map<string, { status: string; timestamp: string; raw: string }[]>();
+  for (const w of hook.got) {
+    t.same(await verifySignature(mapping, w, SETTINGS), { ok: true }, 'signed');
+    t.ok(webhookContract(JSON.parse(w.rawBody)), "matches Meta's contract");
+    for (const e of await mapWebhook(mapping, w, SETTINGS)) {
+      if (e.event !== 'status') continue;
+      byMsg.set(e.providerMessageId!, [...(byMsg.get(e.providerMessageId!) ?? []), { status: e.status, timestamp: e.timestamp!, raw: w.rawBody }]);
+    }
+  }
+  const posted = byMsg.get(r.mapped.providerMessageId!) ?? [];
+  t.same(posted.map((p) => p.status), ['delivered', 'sent', 'read', 'delivered', 'read', 'sent'], 'the pinned order: each status twice, delivered first');
+  for (const s of ['sent', 'delivered', 'read']) {
+    const two = posted.filter((p) => p.status === s);
+    t.equal(two[0]?.raw, two[1]?.raw, `${s}: the second post is the same webhook, byte for byte`);
+  }
+  const at = Object.fromEntries(posted.map((p) => [p.status, Number(p.timestamp)]));
+  t.ok(at.sent! >= started && at.sent! < at.delivered! && at.delivered! < at.read!, `timestamps in the order the statuses happened, not the order posted (${JSON.stringify(at)})`);
+  t.same((byMsg.get(failing.mapped.providerMessageId!) ?? []).map((p) => p.status).sort(), ['failed', 'failed', 'sent', 'sent'], 'a failing recipient: sent and failed, twice each');
+  t.same(logged.get(sim), [], 'the simulator logged no problem');
+});
+
 t.test('error scenarios answer in Meta\'s shapes and map to CleverTap codes', async (t) => {
   const hook = await receiver(t);
   const sim = await simulator(t, hook.url);
