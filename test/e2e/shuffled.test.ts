@@ -15,7 +15,8 @@ import { ROOT, startStack } from '../support/stack.js';
 
 const TEMPLATE = JSON.parse(readFileSync(join(ROOT, 'examples', 'clevertap', 'template-body-footer.json'), 'utf8')) as Record<string, unknown>;
 const CHAIN = ['sent', 'delivered', 'read'];
-const N = 150; // messages delivered
+// SHUFFLED_N: a bigger campaign for a measurement (the default keeps the test short).
+const N = Number(process.env.SHUFFLED_N ?? 150); // messages delivered
 const F = 10; // messages to recipients ending in 0000: sent, then failed
 
 interface Run {
@@ -37,14 +38,14 @@ async function shuffledCampaign(t: Test, label: string, r: Run): Promise<void> {
     [],
     `all ${messages.length} sends answered success`,
   );
-  await r.sim.idle(60_000);
+  await r.sim.idle(60_000 + 100 * N);
   const posted = r.sim.webhooks().filter((w) => w.kind === 'status');
   t.equal(posted.length, 6 * N + 4 * F, 'each status posted twice');
   t.same(posted.filter((w) => !w.delivered).length, 0, 'every webhook acknowledged');
 
   const expected = [...ok.flatMap((id) => CHAIN.map((s) => `${id}|${s}`)), ...failing.flatMap((id) => [`${id}|sent`, `${id}|failed`])].sort();
   const keys = () => r.sink.statuses('demo').map((s) => s.key);
-  await poll(() => keys().length >= expected.length, 30_000, 100);
+  await poll(() => keys().length >= expected.length, 30_000 + 20 * N, 100);
   // Anything sent twice or late would arrive within the next delivery rounds (every 250 ms at most).
   await new Promise((resolve) => setTimeout(resolve, 1500));
   t.same(keys().sort(), expected, 'at the sink: one sent, one delivered, one read per message (sent and failed for the failing ones)');
@@ -85,7 +86,7 @@ async function shuffledCampaign(t: Test, label: string, r: Run): Promise<void> {
   );
 }
 
-t.test('SQLite, one process: shuffled and duplicated statuses reach CleverTap complete and in order', { timeout: 120_000 }, async (t) => {
+t.test('SQLite, one process: shuffled and duplicated statuses reach CleverTap complete and in order', { timeout: 120_000 + 200 * N }, async (t) => {
   const s = await startStack();
   t.teardown(() => s.close());
   await shuffledCampaign(t, 'sqlite', {
@@ -96,7 +97,7 @@ t.test('SQLite, one process: shuffled and duplicated statuses reach CleverTap co
   });
 });
 
-t.test('Redis, two processes behind a balancer: the same', { timeout: 180_000 }, async (t) => {
+t.test('Redis, two processes behind a balancer: the same', { timeout: 180_000 + 200 * N }, async (t) => {
   const probe = await probeRedis(REDIS_URL);
   if (!probe) {
     t.plan(0, `no Redis at ${describeRedis(REDIS_URL)} (set REDIS_URL): skipped`);
