@@ -70,6 +70,7 @@ export async function handleWebhook(deps: WebhookDeps, tenant: TenantConfig, map
   // A higher status that came first releases the lower ones it implies (BSPs do not keep order).
   callbacks.push(...impliedCallbacks(callbacks));
   const { accepted, duplicates, implied } = await deps.store.ingest({ callbacks, pending }, now);
+  if (implied > 0) deps.metrics.implied.inc({ tenant: tenant.id }, implied);
   deps.metrics.webhooks.inc({ tenant: tenant.id, outcome: 'accepted' });
   deps.logger.info({ tenant: tenant.id, mapping: mapping.name, mappingVersion: mapping.version, events: events.length, accepted, duplicates, implied, held: pending.length }, 'webhook');
   return { httpStatus: 200, body: { received: events.length, accepted, duplicates } };

@@ -25,6 +25,8 @@ interface Run {
   /** Every host's log lines. */
   logs: () => string[];
   send: (body: object, i: number) => Promise<{ status: number; body: unknown } | { error: string }>;
+  /** The host's metrics text, where the run has one host in this process. */
+  metrics?: () => Promise<string>;
 }
 
 async function shuffledCampaign(t: Test, label: string, r: Run): Promise<void> {
@@ -75,6 +77,11 @@ async function shuffledCampaign(t: Test, label: string, r: Run): Promise<void> {
   const impliedNamed = lines.filter((l) => l.msg === 'implied statuses delivered').flatMap((l) => l.implied as string[]);
   t.equal(implied, impliedNamed.length, 'each implied status added is named in an "implied statuses delivered" line');
   t.ok(implied > 0, 'the shuffle made some statuses implied');
+  if (r.metrics) {
+    const text = await r.metrics();
+    const counted = text.split('\n').filter((l) => l.startsWith('wabridge_statuses_implied_total{')).reduce((n, l) => n + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
+    t.equal(counted, implied, 'wabridge_statuses_implied_total counts them');
+  }
   const held = sum('webhook', 'held');
   // A status held for its send's correlation counts as accepted, and adds nothing if an implied twin got there first.
   if (held === 0) t.equal(accepted + implied, expected.length, 'accepted + implied = what CleverTap got');
@@ -94,6 +101,7 @@ t.test('SQLite, one process: shuffled and duplicated statuses reach CleverTap co
     sink: s.sink,
     logs: () => s.logs,
     send: async (m) => s.send(m),
+    metrics: () => s.host.metrics.registry.metrics(),
   });
 });
 
