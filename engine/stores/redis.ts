@@ -45,6 +45,8 @@
 //   pd:<id>                  hash    one pending look-up
 //   pending, unmatched       zsets   look-ups by nextLookupAt (member padded id); unmatched by id
 //   stats                    hash    pending = callbacks in state pending (kept by the scripts)
+//   click:<token>            hash    a tracked link: tenant, msgId, url, expiresAt, clicks;
+//                                    PEXPIREAT = expiresAt
 //
 // Time: `now`, nextAttemptAt and leases are the callers' clocks (the interface passes them), so the
 // instances' clocks must agree to well within leaseMs (NTP). Correlations, dedupe keys and per-msgId
@@ -63,7 +65,7 @@
 // not-ready promptly (ping also fails after `pingTimeoutMs`, default 1 s, without an answer).
 // ioredis is loaded when a Redis store is opened: a SQLite deployment never pays for it at start.
 import type { Redis, RedisOptions } from 'ioredis';
-import { CHAIN_TOP, type CallbackRecord, type IngestResult, type NewCallback, type NewPending, type PendingRecord, type Store, type StoreStats } from './store.js';
+import { CHAIN_TOP, type CallbackRecord, type ClickLink, type IngestResult, type NewCallback, type NewPending, type PendingRecord, type Store, type StoreStats } from './store.js';
 import type { StatusEvent } from '../mapping/webhook.js';
 
 export interface RedisStoreOptions {
@@ -497,6 +499,20 @@ return {
 }
 `);
 
+// ARGV: P, token, now, dedupeTtlMs, dedupeKey, n, n field/value pairs of the click's callback.
+// Returns the link's clicks so far (0: unknown or expired, nothing counted).
+const CLICK = script(`
+local k, now = P .. 'click:' .. ARGV[2], tonumber(ARGV[3])
+local expires = redis.call('HGET', k, 'expiresAt')
+if not expires or tonumber(expires) <= now then return 0 end
+local clicks = redis.call('HINCRBY', k, 'clicks', 1)
+if clicks == 1 and redis.call('EXISTS', P .. 'd:' .. ARGV[5]) == 0 then
+  redis.call('SET', P .. 'd:' .. ARGV[5], '1', 'PX', ARGV[4])
+  insertCallback(7, tonumber(ARGV[6]), ARGV[3])
+end
+return clicks
+`);
+
 const SCRIPTS = {
   wabIngest: INGEST,
   wabClaim: CLAIM,
@@ -511,6 +527,7 @@ const SCRIPTS = {
   wabReschedule: RESCHEDULE,
   wabSweep: SWEEP,
   wabStats: STATS,
+  wabClick: CLICK,
 } as const;
 
 type ScriptName = keyof typeof SCRIPTS;
@@ -730,6 +747,31 @@ class RedisStore implements Store {
     while (((await this.run('wabSweep', now - keepMs, this.batchSize)) as number) >= this.batchSize) {
       /* next batch */
     }
+  }
+
+  async saveClickLinks(links: readonly ClickLink[], now: number): Promise<void> {
+    if (links.length === 0) return;
+    const tx = this.redis.multi();
+    for (const l of links) {
+      const k = `${this.prefix}click:${l.token}`;
+      tx.hset(k, 'tenant', l.tenant, 'msgId', l.msgId, 'url', l.url, 'expiresAt', String(l.expiresAt), 'clicks', '0');
+      // Relative to the caller's now, as correlations: Redis's clock removes the key, expiresAt (the
+      // caller's clock) decides whether it is still live.
+      tx.pexpire(k, Math.max(1, Math.ceil(l.expiresAt - now)));
+    }
+    // exec resolves even when a command in it failed: those errors are in its results.
+    for (const [err] of (await tx.exec()) ?? []) if (err) throw err;
+  }
+
+  async findClickLink(token: string, now: number): Promise<ClickLink | undefined> {
+    const h = await this.redis.hgetall(`${this.prefix}click:${token}`);
+    if (h.url === undefined || !(Number(h.expiresAt) > now)) return undefined;
+    return { token, tenant: h.tenant ?? '', msgId: h.msgId ?? '', url: h.url, expiresAt: Number(h.expiresAt) };
+  }
+
+  async recordClick(token: string, now: number, callback: NewCallback): Promise<number> {
+    const pairs = callbackPairs(callback);
+    return (await this.run('wabClick', token, now, Math.ceil(this.dedupeTtlMs), callback.dedupeKey, pairs.length / 2, ...pairs)) as number;
   }
 
   async stats(): Promise<StoreStats> {

@@ -156,6 +156,9 @@ class ThreadStore implements Store {
   markDead: Store['markDead'] = (...a) => this.call('markDead', a);
   listDead: Store['listDead'] = (...a) => this.call('listDead', a);
   replayDead: Store['replayDead'] = (...a) => this.call('replayDead', a);
+  saveClickLinks: Store['saveClickLinks'] = (...a) => this.call('saveClickLinks', a);
+  findClickLink: Store['findClickLink'] = (...a) => this.call('findClickLink', a);
+  recordClick: Store['recordClick'] = (...a) => this.call('recordClick', a);
   sweep: Store['sweep'] = (...a) => this.call('sweep', a);
   stats: Store['stats'] = () => this.call('stats', []);
   ping: Store['ping'] = () => this.call('ping', []);

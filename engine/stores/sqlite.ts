@@ -9,7 +9,7 @@
 import { closeSync, existsSync, fdatasync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
-import { CHAIN_TOP, type CallbackRecord, type IngestResult, type NewCallback, type NewPending, type PendingRecord, type Store, type StoreStats } from './store.js';
+import { CHAIN_TOP, type CallbackRecord, type ClickLink, type IngestResult, type NewCallback, type NewPending, type PendingRecord, type Store, type StoreStats } from './store.js';
 import type { StatusEvent } from '../mapping/webhook.js';
 
 export interface SqliteStoreOptions {
@@ -112,6 +112,13 @@ const MIGRATIONS = [
     SELECT tenant, msg_id, 0, CAST(strftime('%s', 'now') AS INTEGER) * 1000 + 604800000, sum(DISTINCT 1 << rank) FROM outbox
     WHERE kind = 'status' AND msg_id IS NOT NULL AND rank BETWEEN 1 AND 3 AND state <> 'skipped' GROUP BY tenant, msg_id
     ON CONFLICT (tenant, msg_id) DO UPDATE SET covered = excluded.covered;
+  `,
+  `
+  -- Tracked links (docs/click-tracking.md): url is the only place /c/<token> redirects to.
+  CREATE TABLE click_links (
+    token TEXT PRIMARY KEY, tenant TEXT NOT NULL, msg_id TEXT NOT NULL, url TEXT NOT NULL,
+    expires_at INTEGER NOT NULL, clicks INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;
+  CREATE INDEX click_links_expiry ON click_links (expires_at);
   `,
 ];
 
@@ -270,6 +277,10 @@ function prepare(db: Database.Database) {
       WHERE id = @id AND state = 'dead'`),
     replayAll: p(`UPDATE outbox SET state = 'pending', attempts = 0, created_at = @now, next_attempt_at = @now, lease_until = 0
       WHERE state = 'dead'`),
+    saveClickLink: p(`INSERT INTO click_links (token, tenant, msg_id, url, expires_at) VALUES (@token, @tenant, @msgId, @url, @expiresAt)`),
+    findClickLink: p(`SELECT token, tenant, msg_id AS msgId, url, expires_at AS expiresAt FROM click_links WHERE token = ? AND expires_at > ?`),
+    countClick: p(`UPDATE click_links SET clicks = clicks + 1 WHERE token = ? AND expires_at > ? RETURNING clicks`).pluck(),
+    sweepClickLinks: p(`DELETE FROM click_links WHERE expires_at <= ?`),
     sweepCorrelations: p(`DELETE FROM correlations WHERE expires_at <= ?`),
     sweepDedupe: p(`DELETE FROM dedupe WHERE expires_at <= ?`),
     sweepProgress: p(`DELETE FROM progress WHERE expires_at <= ?`),
@@ -598,7 +609,29 @@ class SqliteStore implements Store {
       this.s.sweepCorrelations.run(now);
       this.s.sweepDedupe.run(now);
       this.s.sweepProgress.run(now);
+      this.s.sweepClickLinks.run(now);
       this.s.sweepDone.run(now - keepMs);
+    });
+  }
+
+  async saveClickLinks(links: readonly ClickLink[], _now: number): Promise<void> {
+    if (links.length === 0) return;
+    await this.commit(() => {
+      for (const l of links) this.s.saveClickLink.run({ token: l.token, tenant: l.tenant, msgId: l.msgId, url: l.url, expiresAt: l.expiresAt });
+    });
+  }
+
+  async findClickLink(token: string, now: number): Promise<ClickLink | undefined> {
+    return (this.s.findClickLink.get(token, now) as ClickLink | undefined) ?? undefined;
+  }
+
+  async recordClick(token: string, now: number, callback: NewCallback): Promise<number> {
+    return this.commit(() => {
+      const clicks = (this.s.countClick.get(token, now) as number | undefined) ?? 0;
+      if (clicks === 1 && this.s.dedupe.run({ key: callback.dedupeKey, expires: now + this.dedupeTtlMs, now }).changes === 1) {
+        this.s.insertCallback.run(this.callbackParams(callback, now));
+      }
+      return clicks;
     });
   }
 

@@ -77,6 +77,18 @@ export interface IngestResult {
   implied: number;
 }
 
+/**
+ * A tracked link (docs/click-tracking.md): the token a dynamic-URL button's suffix was replaced by,
+ * and the one URL `/c/<token>` may ever redirect to, recorded when the message was sent.
+ */
+export interface ClickLink {
+  token: string;
+  tenant: string;
+  msgId: string;
+  url: string;
+  expiresAt: number; // epoch ms
+}
+
 export interface StoreStats {
   outboxPending: number;
   outboxDead: number;
@@ -128,7 +140,18 @@ export interface Store {
   /** Dead callbacks back into the outbox, due now; all of them when `ids` is absent. Returns how many. */
   replayDead(now: number, ids?: readonly string[]): Promise<number>;
 
-  /** Removes expired correlations and dedupe keys, and delivered callbacks older than `keepMs`. */
+  /** Durably records tracked links (before the message that carries their tokens goes to the BSP), at `now`. */
+  saveClickLinks(links: readonly ClickLink[], now: number): Promise<void>;
+  /** The link of `token` while `now` is before its expiry; undefined when unknown or expired. */
+  findClickLink(token: string, now: number): Promise<ClickLink | undefined>;
+  /**
+   * Counts one click on a live link and returns its clicks so far, this one included (0: unknown or
+   * expired, nothing counted). The first click puts `callback` in the outbox in the same atomic step
+   * (dropped if its dedupeKey was seen, as in ingest); later clicks only count.
+   */
+  recordClick(token: string, now: number, callback: NewCallback): Promise<number>;
+
+  /** Removes expired correlations, dedupe keys and click links, and delivered callbacks older than `keepMs`. */
   sweep(now: number, keepMs: number): Promise<void>;
   stats(): Promise<StoreStats>;
   /** Throws when the store is unreachable (readiness). */

@@ -55,6 +55,18 @@ t.test('dedupe keys expire with the clock ingest is given, and the sweep removes
   t.same(await s.ingest({ callbacks: [sent('m2')], pending: [] }, T0), { accepted: 1, duplicates: 0, implied: 0 }, 'swept keys are gone');
 });
 
+t.test('the sweep deletes expired click links, and only those', async (t) => {
+  const file = join(dir, 'clicks.db');
+  const s = openSqliteStore(file);
+  const link = (token: string, expiresAt: number) => ({ token, tenant: 'acme', msgId: 'm1', url: 'https://shop.test/a', expiresAt });
+  await s.saveClickLinks([link('a'.repeat(22), T0 + 1000), link('b'.repeat(22), T0 + 2000)], T0);
+  await s.sweep(T0 + 1000, DAY);
+  await s.close();
+  const db = new Database(file, { readonly: true });
+  t.teardown(() => db.close());
+  t.same(db.prepare('SELECT token FROM click_links').pluck().all(), ['b'.repeat(22)]);
+});
+
 t.test('one failing write in a group commit undoes only itself', async (t) => {
   const s = openSqliteStore(':memory:');
   t.teardown(() => s.close());

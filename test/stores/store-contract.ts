@@ -2,7 +2,7 @@
 // implementation. Times are explicit `now` values far from the real clock, so nothing sleeps; only
 // correlation expiry reads the store's own clock (the interface passes no `now` there).
 import type { Test } from 'tap';
-import { statusRank, type CallbackRecord, type NewCallback, type NewPending, type Store } from '../../engine/stores/store.js';
+import { statusRank, type CallbackRecord, type ClickLink, type NewCallback, type NewPending, type Store } from '../../engine/stores/store.js';
 import type { StatusEvent } from '../../engine/mapping/webhook.js';
 
 const T0 = 1_700_000_000_000;
@@ -293,6 +293,67 @@ export function storeContract(t: Test, name: string, open: () => Promise<Store>)
     t.match(await s.stats(), { delivered: 1, outboxDead: 1, outboxPending: 1, pendingLookups: 1 });
     await s.sweep(T0 + 9000, 3000);
     t.match(await s.stats(), { delivered: 0, outboxDead: 1, outboxPending: 1, pendingLookups: 1 });
+  });
+
+  const link = (token: string, expiresAt = T0 + 60_000, tenant = 'acme'): ClickLink => ({ token, tenant, msgId: `m-${token}`, url: `https://shop.test/p/${token}?a=1`, expiresAt });
+  const clickOf = (l: ClickLink, ua = 'ua'): NewCallback => ({
+    tenant: l.tenant,
+    kind: 'status',
+    msgId: l.msgId,
+    rank: 0,
+    payload: { msgId: l.msgId, status: 'Clicked', url: l.url, shortUrl: `https://wab.test/c/${l.token}`, userAgent: ua },
+    dedupeKey: `${l.tenant}|click|${l.token}`,
+  });
+
+  withStore('click links: saved, found until they expire, never found by another token', async (t, s) => {
+    const a = link('tokA'.padEnd(22, 'a'));
+    const b = link('tokB'.padEnd(22, 'b'), T0 + 1000, 'beta');
+    await s.saveClickLinks([a, b], T0);
+    await s.saveClickLinks([], T0);
+    t.same(await s.findClickLink(a.token, T0), a);
+    t.same(await s.findClickLink(b.token, T0 + 999), b);
+    t.equal(await s.findClickLink(b.token, T0 + 1000), undefined, 'expired at expiresAt');
+    t.equal(await s.findClickLink('tokC'.padEnd(22, 'c'), T0), undefined, 'unknown');
+    t.equal(await s.findClickLink(a.token.slice(0, 21), T0), undefined, 'a prefix is not the token');
+  });
+
+  withStore('recordClick: counts every click, the first one alone becomes a callback, atomically', async (t, s) => {
+    const a = link('clkA'.padEnd(22, 'a'));
+    await s.saveClickLinks([a], T0);
+    t.equal(await s.recordClick(a.token, T0 + 1, clickOf(a, 'first')), 1);
+    t.equal(await s.recordClick(a.token, T0 + 2, clickOf(a, 'second')), 2);
+    t.equal(await s.recordClick(a.token, T0 + 3, clickOf(a, 'third')), 3);
+    t.match(await s.stats(), { outboxPending: 1 });
+    const got = await s.claimDue(T0 + 10, 10, LEASE);
+    t.equal(got.length, 1);
+    t.match(got[0], { tenant: 'acme', kind: 'status', msgId: a.msgId, rank: 0, dedupeKey: `acme|click|${a.token}`, createdAt: T0 + 1 });
+    t.same(got[0]?.payload, clickOf(a, 'first').payload, 'the first click is the one reported');
+    t.equal(await s.recordClick('nope'.padEnd(22, 'n'), T0, clickOf(link('nope'.padEnd(22, 'n')))), 0, 'unknown: nothing counted');
+    t.equal(await s.recordClick(a.token, a.expiresAt, clickOf(a)), 0, 'expired: nothing counted');
+    t.match(await s.stats(), { outboxPending: 1 }, 'and no callback');
+  });
+
+  withStore('recordClick: a first click whose key was seen adds no callback; a callback that cannot be stored counts no click', async (t, s) => {
+    const a = link('dupA'.padEnd(22, 'a'));
+    const b = link('badB'.padEnd(22, 'b'));
+    await s.saveClickLinks([a, b], T0);
+    await s.ingest({ callbacks: [clickOf(a)], pending: [] }, T0);
+    t.equal(await s.recordClick(a.token, T0 + 1, clickOf(a)), 1);
+    t.match(await s.stats(), { outboxPending: 1 }, 'the key was already there');
+    await t.rejects(s.recordClick(b.token, T0 + 1, { ...clickOf(b), payload: { n: 1n } }));
+    t.equal(await s.recordClick(b.token, T0 + 2, clickOf(b)), 1, 'the failed click was not counted');
+    t.match(await s.stats(), { outboxPending: 2 });
+  });
+
+  withStore('sweep: a live click link stays, and still counts', async (t, s) => {
+    const a = link('swpA'.padEnd(22, 'a'), T0 + 1000);
+    await s.saveClickLinks([a], T0);
+    await s.sweep(T0 + 500, 3000);
+    t.same(await s.findClickLink(a.token, T0 + 500), a);
+    t.equal(await s.recordClick(a.token, T0 + 500, clickOf(a)), 1);
+    await s.sweep(T0 + 1000, 3000);
+    t.equal(await s.findClickLink(a.token, T0 + 1000), undefined);
+    t.equal(await s.recordClick(a.token, T0 + 1000, clickOf(a)), 0);
   });
 
   withStore('ping and close', async (t, s) => {
