@@ -22,6 +22,14 @@ export interface TenantConfig {
   bspRate?: number;
   /** The incoming callback's `type` for audio: CleverTap's doc says both (docs/clevertap-model.md). */
   incomingAudioType: 'audio' | 'voice';
+  /** wabridge's own click tracking (docs/click-tracking.md); absent = off. */
+  clickTracking?: ClickTracking;
+}
+
+export interface ClickTracking {
+  linkTtlMs: number;
+  /** Template name → the button's original base URL: one for all its dynamic-URL buttons, or per button index. */
+  templates: Map<string, string | Map<number, string>>;
 }
 
 export interface Config {
@@ -39,6 +47,10 @@ export interface Config {
     watch: boolean;
     drainMs: number;
     overload: AdmissionOptions;
+    /** Clicks per minute per client address on /c/. */
+    clickRate: number;
+    /** fastify's trustProxy: where the client address comes from behind a load balancer. */
+    trustProxy: boolean | string;
   };
   /** `redis` set: the shared Redis store (several instances); `sqlite` is then unused. */
   store: { sqlite: string; redis?: string; redisPrefix: string; correlationTtlMs: number };
@@ -52,6 +64,12 @@ export function parseDuration(text: string): number {
   const m = /^([0-9]+)(ms|s|m|h|d)$/.exec(text);
   if (!m) throw new WabError('WAB_INPUT_INVALID', `not a duration: '${text}' (use e.g. 900ms, 30s, 10m, 24h, 30d)`);
   return Number(m[1]) * UNIT_MS[m[2]!]!;
+}
+
+function clickTrackingOf(c: { linkTtl?: string; templates: Record<string, string | Record<string, string>> }): ClickTracking {
+  const templates = new Map<string, string | Map<number, string>>();
+  for (const [name, v] of Object.entries(c.templates)) templates.set(name, typeof v === 'string' ? v : new Map(Object.entries(v).map(([i, url]) => [Number(i), url])));
+  return { linkTtlMs: parseDuration(c.linkTtl ?? '7d'), templates };
 }
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- the YAML value is schema-validated before it is read */
@@ -101,6 +119,7 @@ export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): 
       deadlineMs: parseDuration(t.deadline ?? '900ms'),
       incomingAudioType: t.incomingAudioType ?? 'audio',
       ...(t.bspRate !== undefined ? { bspRate: t.bspRate as number } : {}),
+      ...(t.clickTracking !== undefined ? { clickTracking: clickTrackingOf(resolveRefs(t.clickTracking, ['tenants', id, 'clickTracking'])) } : {}),
     });
   }
   const o = s.overload ?? {};
@@ -121,6 +140,8 @@ export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): 
       mappingsDir: at(s.mappings ?? 'mappings'),
       watch: s.watch ?? true,
       drainMs: parseDuration(s.drain ?? '10s'),
+      clickRate: s.clickRate ?? 600,
+      trustProxy: s.trustProxy ?? false,
       overload: {
         ...ADMISSION_DEFAULTS,
         ...(o.targetLag !== undefined ? { targetLagMs: parseDuration(s.overload.targetLag) } : {}),

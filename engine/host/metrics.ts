@@ -36,6 +36,7 @@ export function createMetrics() {
       buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 3600],
       registers: [registry],
     }),
+    clicks: new Counter({ name: 'wabridge_clicks_total', help: 'Requests to tracked links (/c/), by outcome: first (a Clicked callback), repeat, unknown (or expired), limited, unrecorded (redirected, store failed)', labelNames: ['outcome'] as const, registers: [registry] }),
     reloads: new Counter({ name: 'wabridge_mapping_reloads_total', help: 'Mapping reloads, by mapping and result', labelNames: ['mapping', 'result'] as const, registers: [registry] }),
     mappingBroken: new Gauge({ name: 'wabridge_mapping_reload_failing', help: '1 while the last reload of a mapping failed (the previous version keeps serving)', labelNames: ['mapping'] as const, registers: [registry] }),
   };

@@ -13,6 +13,7 @@ import { failure, mapResponse, mapTransportError, planSend, type Answer, type Bs
 import type { Store } from '../stores/store.js';
 import type { TokenCache } from '../mapping/token-cache.js';
 import type { CanonicalMessage } from '../clevertap/model.js';
+import { trackLinks } from './click-tracking.js';
 
 export interface SendDeps {
   store: Store;
@@ -94,8 +95,10 @@ export async function handleSend(deps: SendDeps, tenant: TenantConfig, mapping: 
   let providerMessageId: string | undefined;
   let bspMs: number | undefined;
   try {
-    const token = await deps.tokens.get(mapping, tenant.id, tenant.settings);
-    const plan = await planSend(mapping, message, tenant.settings, token);
+    // Tracked buttons carry a token instead of their suffix, for every mapping alike (click-tracking.ts).
+    const tracked = tenant.clickTracking ? await trackLinks(deps.store, tenant, message, logger) : { message };
+    const token = 'answer' in tracked ? undefined : await deps.tokens.get(mapping, tenant.id, tenant.settings);
+    const plan = 'answer' in tracked ? ({ kind: 'answer', answer: tracked.answer } as const) : await planSend(mapping, tracked.message, tenant.settings, token);
     if (plan.kind === 'answer') {
       answer = plan.answer;
     } else if (tenant.bspRate !== undefined && deps.rate && !(await deps.rate.take(tenant.id, tenant.bspRate, tenant.deadlineMs - (performance.now() - started)))) {

@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import type { Admission } from './admission.js';
 import type { ClusterView } from './host.js';
 import type { BspClient } from './bsp-client.js';
+import { ClickRateLimiter, clickRoute } from './click-tracking.js';
 import { LocalConcurrencyLimiter, LocalRateLimiter, type ConcurrencyLimiter, type RateLimiter } from './concurrency.js';
 import type { Config, TenantConfig } from './config.js';
 import { planMediaDownload, planMediaLookup } from '../mapping/media.js';
@@ -111,6 +112,8 @@ export function buildServer(deps: HostDeps) {
     // Media tokens carry their claims; the default 100-character limit on a path parameter is too small.
     routerOptions: { maxParamLength: 2048 },
     forceCloseConnections: false,
+    // The client address behind a load balancer; only the /c/ rate limit reads it.
+    trustProxy: config.server.trustProxy,
   });
   const limiter = deps.limiter ?? new LocalConcurrencyLimiter();
   const admission = deps.admission;
@@ -234,6 +237,8 @@ export function buildServer(deps: HostDeps) {
     if (length) reply.header('content-length', String(length));
     return reply.send(res.body);
   });
+
+  app.get('/c/:token', clickRoute({ store, publicUrl: () => config.server.publicUrl, limiter: new ClickRateLimiter(config.server.clickRate), metrics, logger: deps.logger }));
 
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_req, reply) => {

@@ -63,6 +63,10 @@ export interface StackOptions {
   incomingAudioType?: 'audio' | 'voice';
   /** The CleverTap account the sink plays knows only this spelling of audio (absent: both). */
   sinkAudioType?: 'audio' | 'voice';
+  /** The demo tenant's clickTracking, as in wabridge.yaml (docs/click-tracking.md). */
+  clickTracking?: { linkTtl?: string; templates: Record<string, string | Record<string, string>> };
+  /** server.clickRate: clicks per minute per client address on /c/. */
+  clickRate?: number;
 }
 
 export function writeConfig(file: string, o: { port: number; bspPort: number; sinkUrl: string; mappings: string; sqlite: string } & StackOptions): void {
@@ -77,7 +81,7 @@ server:
   mediaSecret: e2e-media-secret-0123456789
   mappings: ${o.mappings}
   logLevel: info
-${o.overload ? `  overload: ${JSON.stringify(o.overload)}\n` : ''}store:
+${o.overload ? `  overload: ${JSON.stringify(o.overload)}\n` : ''}${o.clickRate !== undefined ? `  clickRate: ${o.clickRate}\n` : ''}store:
   sqlite: ${o.sqlite}
 callbacks:
   baseDelay: ${o.retry?.baseDelay ?? '50ms'}
@@ -95,7 +99,7 @@ tenants:
       inbound: ${o.sinkUrl}/callbacks/demo/inbound
     concurrency: ${o.concurrency ?? 1500}
     deadline: ${o.deadline ?? '5s'}
-${o.bspRate !== undefined ? `    bspRate: ${o.bspRate}\n` : ''}${o.incomingAudioType !== undefined ? `    incomingAudioType: ${o.incomingAudioType}\n` : ''}  keyed:
+${o.bspRate !== undefined ? `    bspRate: ${o.bspRate}\n` : ''}${o.incomingAudioType !== undefined ? `    incomingAudioType: ${o.incomingAudioType}\n` : ''}${o.clickTracking !== undefined ? `    clickTracking: ${JSON.stringify(o.clickTracking)}\n` : ''}  keyed:
     provider: ${o.provider ?? 'meta-cloud'}
     settings: ${JSON.stringify({ ...(o.settings ?? SETTINGS), baseUrl: `http://127.0.0.1:${o.bspPort}` })}
     auth:
