@@ -2,9 +2,10 @@
 // button, sent with tracking on, reaches the simulated BSP with a token as its suffix; the token's
 // link redirects to the original URL and CleverTap's sink receives one `Clicked` status.
 import t from 'tap';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { request } from 'undici';
+import { parse as parseYaml } from 'yaml';
 import { ROOT, eventually, startStack } from '../support/stack.js';
 
 const example = JSON.parse(readFileSync(join(ROOT, 'examples', 'clevertap', 'template-image-dynamic-url.json'), 'utf8')) as Record<string, unknown>;
@@ -100,3 +101,55 @@ t.test('/c/ has its own rate limit per client address, answered 429 JSON', async
   const messaging = await s.send(payload('e2e|click|3|2'));
   t.same(messaging.body, { status: 'success' }, 'the messaging endpoint is not affected');
 });
+
+t.test('behind a trusted proxy, each forwarded client address has its own bucket', async (t) => {
+  const s = await startStack({ clickRate: 1, trustProxy: '127.0.0.1', clickTracking: { templates: { Sample_Template: 'https://shop.example.com/offers/' } } });
+  t.teardown(() => s.close());
+  t.same((await s.send(payload('e2e|click|4|1'))).body, { status: 'success' });
+  const token = suffixAtBsp(s.sim.sent(), 'e2e|click|4|1');
+  const click = async (forwardedFor: string) => {
+    const r = await get(`${s.host.url}/c/${token}`, { 'x-forwarded-for': forwardedFor });
+    await r.body.dump();
+    return r.statusCode;
+  };
+  t.same([await click('198.51.100.7'), await click('203.0.113.9'), await click('198.51.100.7')], [302, 302, 429]);
+});
+
+// The rewrite happens before the mapping runs: every BSP sends the token as it would the suffix.
+const mappingsDir = join(ROOT, 'mappings');
+const providers = readdirSync(mappingsDir).filter((d) => existsSync(join(mappingsDir, d, 'simulator.yaml')) && existsSync(join(mappingsDir, d, 'fixtures', 'settings.yaml')));
+// The sample every mapping's fixture settings know (Gupshup and Twilio need a template id for it).
+const withButton = JSON.parse(readFileSync(join(ROOT, 'examples', 'clevertap', 'template-body-footer.json'), 'utf8')) as { components: unknown[] };
+withButton.components = [...withButton.components, { type: 'button', index: 0, subType: 'dynamicUrl', buttonText: 'Shop', parameters: [{ type: 'text', text: 'SUFFIX-7f3q' }] }];
+// A token in a body: 22 base64url characters standing alone, once a form-encoded body is decoded
+// (Gupshup and Twilio carry their parameters as JSON inside form fields).
+const candidates = (raw: string) => {
+  let text = raw;
+  try {
+    text = decodeURIComponent(raw.replace(/\+/g, ' '));
+  } catch {
+    /* not form-encoded */
+  }
+  return [...new Set([...text.matchAll(/(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{22}(?![A-Za-z0-9_-])/g)].map((m) => m[0]))];
+};
+
+for (const provider of providers) {
+  t.test(`${provider}: the BSP receives the token and it leads to the original URL`, async (t) => {
+    const settings = parseYaml(readFileSync(join(mappingsDir, provider, 'fixtures', 'settings.yaml'), 'utf8')) as Record<string, unknown>;
+    const s = await startStack({ provider, settings, clickTracking: { templates: { 'Namespace:sample': 'https://shop.example.com/s/' } } });
+    t.teardown(() => s.close());
+    const msgId = `e2e|click-${provider}|1|1`;
+    t.same(await s.send({ ...withButton, msgId }), { status: 200, body: { status: 'success' } });
+    // (not found by msgId: a BSP without a client reference does not carry it)
+    t.equal(s.sim.sent().length, 1, 'one send at the BSP');
+    const raw = s.sim.sent()[0]?.rawBody ?? '';
+    t.notOk(raw.includes('SUFFIX-7f3q'), 'the suffix CleverTap sent does not reach the BSP');
+    const targets: string[] = [];
+    for (const c of candidates(raw)) {
+      const r = await get(`${s.host.url}/c/${c}`, {}, 'HEAD');
+      if (r.statusCode === 302) targets.push(String(r.headers.location));
+      await r.body.dump();
+    }
+    t.same(targets, ['https://shop.example.com/s/SUFFIX-7f3q'], 'exactly one token in the BSP request, redirecting to base + suffix');
+  });
+}

@@ -67,6 +67,8 @@ export interface StackOptions {
   clickTracking?: { linkTtl?: string; templates: Record<string, string | Record<string, string>> };
   /** server.clickRate: clicks per minute per client address on /c/. */
   clickRate?: number;
+  /** server.trustProxy. */
+  trustProxy?: boolean | string;
 }
 
 export function writeConfig(file: string, o: { port: number; bspPort: number; sinkUrl: string; mappings: string; sqlite: string } & StackOptions): void {
@@ -81,7 +83,7 @@ server:
   mediaSecret: e2e-media-secret-0123456789
   mappings: ${o.mappings}
   logLevel: info
-${o.overload ? `  overload: ${JSON.stringify(o.overload)}\n` : ''}${o.clickRate !== undefined ? `  clickRate: ${o.clickRate}\n` : ''}store:
+${o.overload ? `  overload: ${JSON.stringify(o.overload)}\n` : ''}${o.clickRate !== undefined ? `  clickRate: ${o.clickRate}\n` : ''}${o.trustProxy !== undefined ? `  trustProxy: ${JSON.stringify(o.trustProxy)}\n` : ''}store:
   sqlite: ${o.sqlite}
 callbacks:
   baseDelay: ${o.retry?.baseDelay ?? '50ms'}
