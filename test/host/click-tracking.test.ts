@@ -113,6 +113,9 @@ t.test('ClickRateLimiter: perMinute per address, refilled continuously, bounded 
   let fresh = 0;
   while (full.take('a', T0) === 0) fresh++;
   t.equal(fresh, 60, 'an evicted address starts full again');
+  const flood = new ClickRateLimiter(60, 1000);
+  for (let i = 0; i < 20_000; i++) flood.take(`10.${i >> 16}.${(i >> 8) & 255}.${i & 255}`, T0);
+  t.ok(flood.size <= 1000, `a flood of 20,000 addresses keeps at most 1,000 (${flood.size})`);
 });
 
 t.test('handleClick on a real store', async (t) => {
