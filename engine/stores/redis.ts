@@ -46,7 +46,7 @@
 //   pending, unmatched       zsets   look-ups by nextLookupAt (member padded id); unmatched by id
 //   stats                    hash    pending = callbacks in state pending (kept by the scripts)
 //   click:<token>            hash    a tracked link: tenant, msgId, url, expiresAt, clicks;
-//                                    PEXPIREAT = expiresAt
+//                                    PX = expiresAt - the saver's now
 //
 // Time: `now`, nextAttemptAt and leases are the callers' clocks (the interface passes them), so the
 // instances' clocks must agree to well within leaseMs (NTP). Correlations, dedupe keys and per-msgId
