@@ -96,9 +96,15 @@ export async function handleSend(deps: SendDeps, tenant: TenantConfig, mapping: 
   let bspMs: number | undefined;
   try {
     // Tracked buttons carry a token instead of their suffix, for every mapping alike (click-tracking.ts).
-    const tracked = tenant.clickTracking ? await trackLinks(deps.store, tenant, message, logger) : { message };
-    const token = 'answer' in tracked ? undefined : await deps.tokens.get(mapping, tenant.id, tenant.settings);
-    const plan = 'answer' in tracked ? ({ kind: 'answer', answer: tracked.answer } as const) : await planSend(mapping, tracked.message, tenant.settings, token);
+    let sendable = message;
+    let refused: Answer | undefined;
+    if (tenant.clickTracking) {
+      const tracked = await trackLinks(deps.store, tenant, message, logger);
+      if ('answer' in tracked) refused = tracked.answer;
+      else sendable = tracked.message;
+    }
+    const token = refused ? undefined : await deps.tokens.get(mapping, tenant.id, tenant.settings);
+    const plan = refused ? ({ kind: 'answer', answer: refused } as const) : await planSend(mapping, sendable, tenant.settings, token);
     if (plan.kind === 'answer') {
       answer = plan.answer;
     } else if (tenant.bspRate !== undefined && deps.rate && !(await deps.rate.take(tenant.id, tenant.bspRate, tenant.deadlineMs - (performance.now() - started)))) {

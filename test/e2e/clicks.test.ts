@@ -63,8 +63,11 @@ t.test('a tracked dynamic-URL button: token at the BSP, 302 to the original URL,
 });
 
 t.test('untracked templates and tenants are sent unchanged; unknown tokens never redirect', async (t) => {
-  const s = await startStack({ clickTracking: { templates: { Another_Template: 'https://shop.example.com/' } } });
+  const s = await startStack({ clickTracking: { templates: { Another_Template: 'https://shop.example.com/', Broken: 'https://shop.example.com:' } } });
   t.teardown(() => s.close());
+  const refused = await s.send({ ...payload('e2e|click|2|0'), template: { namespace: 'Broken', languageCode: 'en' } });
+  t.match(refused, { status: 200, body: { status: 'failure', error: { code: 2001, message: /button 0 \(dynamicUrl\).*not a URL/ } } }, 'a base + suffix that is no URL: 2001');
+  t.equal(s.sim.sent().length, 0, 'and nothing reaches the BSP');
   t.same((await s.send(payload('e2e|click|2|1'))).body, { status: 'success' });
   t.equal(suffixAtBsp(s.sim.sent(), 'e2e|click|2|1'), 'cart', 'a template not listed keeps its suffix');
   t.same((await s.send(payload('e2e|click|2|2'), { tenant: 'keyed', headers: { 'x-api-key': 'k3y-0123456789' } })).body, { status: 'success' });
