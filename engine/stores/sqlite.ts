@@ -30,7 +30,7 @@ export interface SqliteStoreOptions {
 const DAY = 24 * 60 * 60 * 1000;
 
 // Migrations by PRAGMA user_version: entry i brings the schema from version i to i + 1. Append only.
-const MIGRATIONS = [
+export const MIGRATIONS = [
   `
   CREATE TABLE correlations (
     tenant TEXT NOT NULL, provider_message_id TEXT NOT NULL, msg_id TEXT NOT NULL, expires_at INTEGER NOT NULL,
