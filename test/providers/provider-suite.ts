@@ -5,7 +5,6 @@
 // shapes the simulator's answers must have. The goldens themselves run in test/mapping/golden.test.ts.
 import type { Test } from 'tap';
 import { createServer as createNetServer } from 'node:net';
-import { createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -21,6 +20,7 @@ import { checkSettings } from '../../engine/mapping/settings.js';
 import { formDecode, mapResponse, planSend } from '../../engine/mapping/send.js';
 import { handshake, mapWebhook, verifySignature, type WebhookEvent, type WebhookRequest } from '../../engine/mapping/webhook.js';
 import { loadSimulator, startBspSimulator, type BspSimulator, type ErrorScenario } from '../../engine/standins/bsp-simulator.js';
+import { webhookReceiver } from '../support/webhook-receiver.js';
 
 const EXAMPLES = fileURLToPath(new URL('../../examples/clevertap/', import.meta.url));
 const TEMPLATE = 'template-body-footer.json';
@@ -64,30 +64,6 @@ function freePort(): Promise<number> {
   });
 }
 
-/** A local webhook receiver standing in for wabridge's webhook endpoint; records the full URL (some BSPs sign it). */
-async function receiver(t: Test, bsp: string) {
-  const got: WebhookRequest[] = [];
-  let port = 0;
-  const server = createServer((req: IncomingMessage, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      const headers: Record<string, string> = {};
-      for (const [k, v] of Object.entries(req.headers)) if (typeof v === 'string') headers[k] = v;
-      const url = new URL(req.url ?? '/', `http://127.0.0.1:${port}`);
-      got.push({ url: url.toString(), headers, query: Object.fromEntries(url.searchParams), rawBody: Buffer.concat(chunks).toString('utf8') });
-      res.statusCode = 200;
-      res.end();
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  port = (server.address() as AddressInfo).port;
-  t.teardown(() => new Promise<void>((r) => {
-    server.close(() => r());
-    server.closeAllConnections();
-  }));
-  return { url: `http://127.0.0.1:${port}/webhooks/${bsp}/demo`, got };
-}
 
 /**
  * Whether two JSON values have the same keys all the way down (values ignored: ids, dates and texts
@@ -197,7 +173,7 @@ export async function providerSuite(t: Test, dir: string): Promise<void> {
 
   /** A simulator on a port known in advance: its own links (media) are built from baseUrl. */
   async function stand(t: Test) {
-    const hook = await receiver(t, bsp);
+    const hook = await webhookReceiver(t, bsp);
     const port = await freePort();
     const settings = checkSettings(mapping.settings, { ...fixtureSettings, baseUrl: `http://127.0.0.1:${port}` }, `${bsp}/fixtures/settings.yaml`);
     const problems: string[] = [];

@@ -2,8 +2,6 @@
 // what it answers and posts must go back through the mapping (mapResponse, verifySignature,
 // mapWebhook) to the CleverTap codes and events a real Meta exchange gives.
 import t, { type Test } from 'tap';
-import { createServer, type IncomingMessage } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, copyFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,8 +14,9 @@ import { toCanonical } from '../../engine/mapping/pipeline.js';
 import { validatorFor } from '../../engine/mapping/schema-validator.js';
 import { mapResponse, planSend, type HttpRequest } from '../../engine/mapping/send.js';
 import { loadSimulator, startBspSimulator, type BspSimulator } from '../../engine/standins/bsp-simulator.js';
-import { mapWebhook, verifySignature, type WebhookRequest } from '../../engine/mapping/webhook.js';
+import { mapWebhook, verifySignature } from '../../engine/mapping/webhook.js';
 import type { CanonicalMessage } from '../../engine/clevertap/model.js';
+import { webhookReceiver } from '../support/webhook-receiver.js';
 
 const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
 const META = here('../../mappings/meta-cloud');
@@ -27,27 +26,7 @@ if (!loaded.ok) throw new Error(loaded.errors.map((e) => e.message).join('; '));
 const mapping: Mapping = loaded.mapping;
 const webhookContract = validatorFor(join(META, 'spec/WebhookPayload.schema.json'));
 
-/** A local webhook receiver standing in for wabridge's webhook endpoint. */
-async function receiver(t: Test, answer: () => number = () => 200) {
-  const got: WebhookRequest[] = [];
-  const server = createServer((req: IncomingMessage, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      const headers: Record<string, string> = {};
-      for (const [k, v] of Object.entries(req.headers)) if (typeof v === 'string') headers[k] = v;
-      got.push({ url: `http://127.0.0.1${req.url}`, headers, query: {}, rawBody: Buffer.concat(chunks).toString('utf8') });
-      res.statusCode = answer();
-      res.end();
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  t.teardown(() => new Promise<void>((r) => {
-    server.close(() => r());
-    server.closeAllConnections();
-  }));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/webhooks/meta-cloud/demo`, got };
-}
+const receiver = (t: Test, answer?: () => number) => webhookReceiver(t, 'meta-cloud', answer);
 
 const logged = new WeakMap<BspSimulator, string[]>();
 
