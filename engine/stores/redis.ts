@@ -47,6 +47,9 @@
 //   stats                    hash    pending = callbacks in state pending (kept by the scripts)
 //   click:<token>            hash    a tracked link: tenant, msgId, url, expiresAt, clicks;
 //                                    PX = expiresAt - the saver's now
+//   seq:qn                   counter for quarantine ids
+//   qn:<id>                  string  one quarantined webhook, as JSON (QuarantineRecord)
+//   quarantine, quarantine:T zsets   quarantined ids (all, per tenant), score = id
 //
 // Time: `now`, nextAttemptAt and leases are the callers' clocks (the interface passes them), so the
 // instances' clocks must agree to well within leaseMs (NTP). Correlations, dedupe keys and per-msgId
@@ -65,7 +68,7 @@
 // not-ready promptly (ping also fails after `pingTimeoutMs`, default 1 s, without an answer).
 // ioredis is loaded when a Redis store is opened: a SQLite deployment never pays for it at start.
 import type { Redis, RedisOptions } from 'ioredis';
-import { CHAIN_TOP, type CallbackRecord, type ClickLink, type IngestResult, type NewCallback, type NewPending, type PendingRecord, type Store, type StoreStats } from './store.js';
+import { CHAIN_TOP, type CallbackRecord, type ClickLink, type IngestResult, type NewCallback, type NewPending, type NewQuarantined, type PendingRecord, type QuarantineRecord, type Store, type StoreStats } from './store.js';
 import type { StatusEvent } from '../mapping/webhook.js';
 
 export interface RedisStoreOptions {
@@ -606,6 +609,16 @@ function pendingPairs(p: NewPending): string[] {
   return pairs;
 }
 
+/** Runs a MULTI and returns its replies, throwing the first command error (exec() reports them per command). */
+async function execAll(multi: ReturnType<Redis['multi']>): Promise<unknown[]> {
+  const replies = await multi.exec();
+  if (replies === null) throw new Error('Redis transaction aborted');
+  return replies.map(([e, v]) => {
+    if (e) throw e;
+    return v;
+  });
+}
+
 /**
  * Connects to Redis (fails when the first connection does not succeed within connectTimeoutMs) and
  * returns the Store on it. ioredis reconnects by itself afterwards.
@@ -740,6 +753,69 @@ class RedisStore implements Store {
       total += n;
       if (n < this.batchSize) return total;
     }
+  }
+
+  // Quarantine: rare and small, so plain commands; MULTI makes each change atomic.
+  async addQuarantined(entries: readonly NewQuarantined[], now: number): Promise<string[]> {
+    if (entries.length === 0) return [];
+    // Ids first (a crash here only skips numbers), then the entries and their index entries together.
+    const first = await this.redis.incrby(`${this.prefix}seq:qn`, entries.length);
+    const ids = entries.map((_, i) => String(first - entries.length + 1 + i));
+    const multi = this.redis.multi();
+    entries.forEach((e, i) => {
+      const id = ids[i]!;
+      const rec: QuarantineRecord = { ...e, id, receivedAt: now, attempts: 0 };
+      multi.set(`${this.prefix}qn:${id}`, JSON.stringify(rec));
+      multi.zadd(`${this.prefix}quarantine`, id, id);
+      multi.zadd(`${this.prefix}quarantine:${escTenant(e.tenant)}`, id, id);
+    });
+    await execAll(multi);
+    return ids;
+  }
+
+  async listQuarantined(limit: number, tenant?: string): Promise<QuarantineRecord[]> {
+    if (limit <= 0) return [];
+    const ids = await this.redis.zrange(`${this.prefix}quarantine${tenant === undefined ? '' : `:${escTenant(tenant)}`}`, '0', String(limit - 1));
+    if (ids.length === 0) return [];
+    const texts = await this.redis.mget(ids.map((id) => `${this.prefix}qn:${id}`));
+    return texts.filter((x): x is string => x !== null).map((x) => JSON.parse(x) as QuarantineRecord);
+  }
+
+  async getQuarantined(id: string): Promise<QuarantineRecord | undefined> {
+    if (!/^\d+$/.test(id)) return undefined;
+    const text = await this.redis.get(`${this.prefix}qn:${id}`);
+    return text === null ? undefined : (JSON.parse(text) as QuarantineRecord);
+  }
+
+  async requarantine(id: string, error: NewQuarantined['error'], mappingVersion: string | undefined, now: number): Promise<boolean> {
+    if (!/^\d+$/.test(id)) return false;
+    const key = `${this.prefix}qn:${id}`;
+    const text = await this.redis.get(key);
+    if (text === null) return false;
+    const rec = JSON.parse(text) as QuarantineRecord;
+    const next: QuarantineRecord = { ...rec, error, attempts: rec.attempts + 1, lastAttemptAt: now };
+    if (mappingVersion === undefined) delete next.mappingVersion;
+    else next.mappingVersion = mappingVersion;
+    // XX: an entry another instance's replay removed meanwhile is not revived.
+    return (await this.redis.set(key, JSON.stringify(next), 'XX')) === 'OK';
+  }
+
+  async removeQuarantined(ids: readonly string[]): Promise<number> {
+    let n = 0;
+    for (const id of ids) {
+      if (!/^\d+$/.test(id)) continue;
+      const key = `${this.prefix}qn:${id}`;
+      const text = await this.redis.get(key);
+      if (text === null) continue;
+      const rec = JSON.parse(text) as QuarantineRecord;
+      const r = await execAll(this.redis.multi().del(key).zrem(`${this.prefix}quarantine`, id).zrem(`${this.prefix}quarantine:${escTenant(rec.tenant)}`, id));
+      if (r[0] === 1) n++;
+    }
+    return n;
+  }
+
+  async quarantineSize(): Promise<number> {
+    return this.redis.zcard(`${this.prefix}quarantine`);
   }
 
   async sweep(now: number, keepMs: number): Promise<void> {

@@ -159,6 +159,12 @@ class ThreadStore implements Store {
   saveClickLinks: Store['saveClickLinks'] = (...a) => this.call('saveClickLinks', a);
   findClickLink: Store['findClickLink'] = (...a) => this.call('findClickLink', a);
   recordClick: Store['recordClick'] = (...a) => this.call('recordClick', a);
+  addQuarantined: Store['addQuarantined'] = (...a) => this.call('addQuarantined', a);
+  listQuarantined: Store['listQuarantined'] = (...a) => this.call('listQuarantined', a);
+  getQuarantined: Store['getQuarantined'] = (...a) => this.call('getQuarantined', a);
+  requarantine: Store['requarantine'] = (...a) => this.call('requarantine', a);
+  removeQuarantined: Store['removeQuarantined'] = (...a) => this.call('removeQuarantined', a);
+  quarantineSize: Store['quarantineSize'] = () => this.call('quarantineSize', []);
   sweep: Store['sweep'] = (...a) => this.call('sweep', a);
   stats: Store['stats'] = () => this.call('stats', []);
   ping: Store['ping'] = () => this.call('ping', []);

@@ -9,7 +9,7 @@
 import { closeSync, existsSync, fdatasync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
-import { CHAIN_TOP, type CallbackRecord, type ClickLink, type IngestResult, type NewCallback, type NewPending, type PendingRecord, type Store, type StoreStats } from './store.js';
+import { CHAIN_TOP, type CallbackRecord, type ClickLink, type IngestResult, type NewCallback, type NewPending, type NewQuarantined, type PendingRecord, type QuarantineRecord, type Store, type StoreStats } from './store.js';
 import type { StatusEvent } from '../mapping/webhook.js';
 
 export interface SqliteStoreOptions {
@@ -120,6 +120,22 @@ export const MIGRATIONS = [
     expires_at INTEGER NOT NULL, clicks INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;
   CREATE INDEX click_links_expiry ON click_links (expires_at);
   `,
+  // Webhooks the mapping could not map, acknowledged and kept for a replay (see docs/operations.md).
+  `
+  CREATE TABLE quarantine (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant TEXT NOT NULL,
+    mapping TEXT NOT NULL,
+    mapping_version TEXT,
+    request TEXT NOT NULL,
+    part TEXT,
+    error TEXT NOT NULL,
+    received_at INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_attempt_at INTEGER
+  );
+  CREATE INDEX quarantine_tenant ON quarantine (tenant, id);
+  `,
 ];
 
 interface OutboxRow {
@@ -183,6 +199,35 @@ function toPending(r: PendingRow): PendingRecord {
     unmatched: r.unmatched === 1,
   };
   if (r.mapping_version !== null) rec.mappingVersion = r.mapping_version;
+  return rec;
+}
+
+interface QuarantineRow {
+  id: number;
+  tenant: string;
+  mapping: string;
+  mapping_version: string | null;
+  request: string;
+  part: string | null;
+  error: string;
+  received_at: number;
+  attempts: number;
+  last_attempt_at: number | null;
+}
+
+function toQuarantined(r: QuarantineRow): QuarantineRecord {
+  const rec: QuarantineRecord = {
+    id: String(r.id),
+    tenant: r.tenant,
+    mapping: r.mapping,
+    request: JSON.parse(r.request) as QuarantineRecord['request'],
+    error: JSON.parse(r.error) as QuarantineRecord['error'],
+    receivedAt: r.received_at,
+    attempts: r.attempts,
+  };
+  if (r.mapping_version !== null) rec.mappingVersion = r.mapping_version;
+  if (r.part !== null) rec.part = JSON.parse(r.part) as QuarantineRecord['part'];
+  if (r.last_attempt_at !== null) rec.lastAttemptAt = r.last_attempt_at;
   return rec;
 }
 
@@ -289,6 +334,14 @@ function prepare(db: Database.Database) {
     countLookups: p(`SELECT count(*) FROM pending WHERE unmatched = 0`).pluck(),
     countUnmatched: p(`SELECT count(*) FROM pending WHERE unmatched = 1`).pluck(),
     ping: p(`SELECT 1`).pluck(),
+    addQuarantined: p(`INSERT INTO quarantine (tenant, mapping, mapping_version, request, part, error, received_at)
+      VALUES (@tenant, @mapping, @mappingVersion, @request, @part, @error, @now) RETURNING id`).pluck(),
+    listQuarantined: p(`SELECT * FROM quarantine ORDER BY id LIMIT ?`),
+    listQuarantinedOf: p(`SELECT * FROM quarantine WHERE tenant = ? ORDER BY id LIMIT ?`),
+    getQuarantined: p(`SELECT * FROM quarantine WHERE id = ?`),
+    requarantine: p(`UPDATE quarantine SET error = @error, mapping_version = @mappingVersion, attempts = attempts + 1, last_attempt_at = @now WHERE id = @id`),
+    removeQuarantined: p(`DELETE FROM quarantine WHERE id = ?`),
+    quarantineSize: p(`SELECT count(*) FROM quarantine`).pluck(),
   };
 }
 
@@ -600,6 +653,47 @@ class SqliteStore implements Store {
   async replayDead(now: number, ids?: readonly string[]): Promise<number> {
     if (ids === undefined) return this.write(() => this.s.replayAll.run({ now }).changes);
     return this.write(() => ids.reduce((n, id) => n + this.s.replayOne.run({ now, id: Number(id) }).changes, 0));
+  }
+
+  async addQuarantined(entries: readonly NewQuarantined[], now: number): Promise<string[]> {
+    // Serialised here: an entry that is not JSON throws before anything is written.
+    const rows = entries.map((e) => ({
+      tenant: e.tenant,
+      mapping: e.mapping,
+      mappingVersion: e.mappingVersion ?? null,
+      request: JSON.stringify(e.request),
+      part: e.part ? JSON.stringify(e.part) : null,
+      error: JSON.stringify(e.error),
+      now,
+    }));
+    return this.commit(() => rows.map((r) => String(this.s.addQuarantined.get(r) as number)));
+  }
+
+  async listQuarantined(limit: number, tenant?: string): Promise<QuarantineRecord[]> {
+    const rows = tenant === undefined ? this.s.listQuarantined.all(limit) : this.s.listQuarantinedOf.all(tenant, limit);
+    return (rows as QuarantineRow[]).map(toQuarantined);
+  }
+
+  async getQuarantined(id: string): Promise<QuarantineRecord | undefined> {
+    if (!/^\d+$/.test(id)) return undefined;
+    const row = this.s.getQuarantined.get(Number(id)) as QuarantineRow | undefined;
+    return row && toQuarantined(row);
+  }
+
+  async requarantine(id: string, error: NewQuarantined['error'], mappingVersion: string | undefined, now: number): Promise<boolean> {
+    if (!/^\d+$/.test(id)) return false;
+    const changes = await this.write(() => this.s.requarantine.run({ id: Number(id), error: JSON.stringify(error), mappingVersion: mappingVersion ?? null, now }).changes);
+    return changes === 1;
+  }
+
+  async removeQuarantined(ids: readonly string[]): Promise<number> {
+    const valid = ids.filter((id) => /^\d+$/.test(id));
+    if (valid.length === 0) return 0;
+    return this.write(() => valid.reduce((n, id) => n + this.s.removeQuarantined.run(Number(id)).changes, 0));
+  }
+
+  async quarantineSize(): Promise<number> {
+    return this.s.quarantineSize.get() as number;
   }
 
   async sweep(now: number, keepMs: number): Promise<void> {

@@ -97,6 +97,30 @@ export interface StoreStats {
   delivered: number;
 }
 
+/**
+ * An authenticated BSP webhook (or one item cut from its batch, see `part`) that the tenant's mapping
+ * could not map. Acknowledged to the BSP, so it is kept here until a fixed mapping replays it.
+ */
+export interface NewQuarantined {
+  tenant: string;
+  /** The mapping's name and version that failed on it. */
+  mapping: string;
+  mappingVersion?: string;
+  /** The request as received, except headers that carry secrets (the signature, credentials): those are redacted. */
+  request: { url: string; headers: Record<string, string>; query: Record<string, string | string[]>; rawBody: string };
+  /** Set when `request.rawBody` is one item of a batch, as the mapping's webhook.split cut it: which, and of how many. */
+  part?: { index: number; of: number };
+  error: { code: string; message: string; where?: string };
+}
+
+export interface QuarantineRecord extends NewQuarantined {
+  id: string;
+  receivedAt: number; // epoch ms
+  /** Replays that failed too; `error` is the latest one's. */
+  attempts: number;
+  lastAttemptAt?: number;
+}
+
 export interface Store {
   readonly kind: 'sqlite' | 'redis';
 
@@ -150,6 +174,17 @@ export interface Store {
    * (dropped if its dedupeKey was seen, as in ingest); later clicks only count.
    */
   recordClick(token: string, now: number, callback: NewCallback): Promise<number>;
+
+  /** Durably keeps unmappable webhooks (all or none), before the BSP is acknowledged. Returns their ids, in order. */
+  addQuarantined(entries: readonly NewQuarantined[], now: number): Promise<string[]>;
+  /** Oldest first. */
+  listQuarantined(limit: number, tenant?: string): Promise<QuarantineRecord[]>;
+  getQuarantined(id: string): Promise<QuarantineRecord | undefined>;
+  /** A replay failed again: the entry stays, with this error and one more attempt. False when it is gone. */
+  requarantine(id: string, error: NewQuarantined['error'], mappingVersion: string | undefined, now: number): Promise<boolean>;
+  /** Replayed entries leave the quarantine. Returns how many were there. */
+  removeQuarantined(ids: readonly string[]): Promise<number>;
+  quarantineSize(): Promise<number>;
 
   /** Removes expired correlations, dedupe keys and click links, and delivered callbacks older than `keepMs`. */
   sweep(now: number, keepMs: number): Promise<void>;

@@ -2,7 +2,7 @@
 // implementation. Times are explicit `now` values far from the real clock, so nothing sleeps; only
 // correlation expiry reads the store's own clock (the interface passes no `now` there).
 import type { Test } from 'tap';
-import { statusRank, type CallbackRecord, type ClickLink, type NewCallback, type NewPending, type Store } from '../../engine/stores/store.js';
+import { statusRank, type CallbackRecord, type ClickLink, type NewCallback, type NewPending, type NewQuarantined, type Store } from '../../engine/stores/store.js';
 import type { StatusEvent } from '../../engine/mapping/webhook.js';
 
 const T0 = 1_700_000_000_000;
@@ -354,6 +354,50 @@ export function storeContract(t: Test, name: string, open: () => Promise<Store>)
     await s.sweep(T0 + 1000, 3000);
     t.equal(await s.findClickLink(a.token, T0 + 1000), undefined);
     t.equal(await s.recordClick(a.token, T0 + 1000, clickOf(a)), 0);
+  });
+
+  withStore('quarantine: add, list, get, requarantine, remove, size; tenants apart; survives sweep', async (t, s) => {
+    const entry = (tenant: string, body: string, part?: { index: number; of: number }): NewQuarantined => ({
+      tenant,
+      mapping: 'meta-cloud',
+      mappingVersion: 'v1',
+      request: { url: 'http://h/v1/tenants/x/webhook?a=1', headers: { 'content-type': 'application/json', 'x-hub-signature-256': '[redacted]' }, query: { a: '1', b: ['2', '3'] }, rawBody: body },
+      ...(part ? { part } : {}),
+      error: { code: 'WAB_MAPPING_EVAL', message: 'mapping.yaml:3:7: boom', where: 'mapping.yaml:3:7' },
+    });
+    t.equal(await s.quarantineSize(), 0);
+    t.same(await s.listQuarantined(10), []);
+    t.same(await s.addQuarantined([], T0), [], 'nothing to add');
+    const [a] = await s.addQuarantined([entry('acme', '{"x":1}')], T0);
+    const [b, c] = await s.addQuarantined([entry('beta', '{"y":"é"}', { index: 0, of: 2 }), entry('acme', '{"z":[]}', { index: 1, of: 2 })], T0 + 10);
+    t.ok(a && b && c && new Set([a, b, c]).size === 3, 'distinct ids');
+    t.equal(await s.quarantineSize(), 3);
+    const got = await s.getQuarantined(b!);
+    t.same(got, { ...entry('beta', '{"y":"é"}', { index: 0, of: 2 }), id: b, receivedAt: T0 + 10, attempts: 0 }, 'stored as given, with id, time and no attempts');
+    t.same((await s.listQuarantined(10)).map((r) => r.id), [a, b, c], 'oldest first');
+    t.same((await s.listQuarantined(1)).map((r) => r.id), [a], 'limit');
+    t.same((await s.listQuarantined(10, 'acme')).map((r) => r.id), [a, c], 'per tenant');
+    t.notOk('part' in (await s.getQuarantined(a!))!, 'no part when the whole body was kept');
+    t.equal(await s.getQuarantined('999999'), undefined);
+    t.equal(await s.getQuarantined('not-an-id'), undefined);
+
+    const newError = { code: 'WAB_MAPPING_OUTPUT', message: 'webhook.events: still wrong' };
+    t.equal(await s.requarantine(a!, newError, 'v2', T0 + 100), true);
+    t.match(await s.getQuarantined(a!), { error: newError, mappingVersion: 'v2', attempts: 1, lastAttemptAt: T0 + 100, receivedAt: T0, request: { rawBody: '{"x":1}' } });
+    t.same((await s.getQuarantined(a!))!.error, newError, 'the new error replaces the old, where included');
+    t.equal(await s.requarantine('999999', newError, 'v2', T0 + 100), false, 'a missing entry is not revived');
+
+    await s.sweep(T0 + 365 * 24 * 3600_000, 0);
+    t.equal(await s.quarantineSize(), 3, 'the sweep never drops quarantined webhooks');
+
+    t.equal(await s.removeQuarantined([a!, c!, '999999', 'nope']), 2);
+    t.equal(await s.removeQuarantined([a!]), 0, 'removing twice');
+    t.equal(await s.quarantineSize(), 1);
+    t.same((await s.listQuarantined(10, 'acme')).map((r) => r.id), []);
+    t.same((await s.listQuarantined(10)).map((r) => r.id), [b]);
+    t.equal(await s.requarantine(a!, newError, undefined, T0 + 200), false, 'a replayed entry stays gone');
+    const [d] = await s.addQuarantined([entry('acme', '{}')], T0 + 300);
+    t.notOk([a, b, c].includes(d), 'ids are not reused');
   });
 
   withStore('ping and close', async (t, s) => {
