@@ -168,6 +168,10 @@ export async function startHost(opts: HostOptions): Promise<Host> {
         metrics.pendingLookups.set(s.pendingLookups);
       })
       .catch(() => undefined);
+    store
+      .quarantineSize()
+      .then((n) => metrics.quarantineSize.set(n))
+      .catch(() => undefined);
   }, 5_000);
   gauges.unref();
   const sweeper = setInterval(() => void store.sweep(Date.now(), 7 * 24 * 60 * 60 * 1000).catch(() => undefined), 60 * 60 * 1000);

@@ -18,6 +18,8 @@ export function createMetrics() {
     rateLimited: new Counter({ name: 'wabridge_bsp_rate_limited_total', help: 'Sends answered 2004 because the tenant\'s bspRate left no room before the deadline', labelNames: ['tenant'] as const, registers: [registry] }),
     webhooks: new Counter({ name: 'wabridge_webhooks_total', help: 'BSP webhooks, by tenant and outcome', labelNames: ['tenant', 'outcome'] as const, registers: [registry] }),
     events: new Counter({ name: 'wabridge_webhook_events_total', help: 'Events mapped from BSP webhooks', labelNames: ['tenant', 'event'] as const, registers: [registry] }),
+    quarantined: new Counter({ name: 'wabridge_quarantined_total', help: 'Webhooks (or items of a batch) the mapping could not map, kept in the quarantine and acknowledged', labelNames: ['tenant'] as const, registers: [registry] }),
+    quarantineSize: new Gauge({ name: 'wabridge_quarantine_size', help: 'Webhooks in the quarantine, waiting for a fixed mapping and a replay', registers: [registry] }),
     implied: new Counter({ name: 'wabridge_statuses_implied_total', help: 'Lower statuses released because a higher one arrived first (read implies delivered and sent)', labelNames: ['tenant'] as const, registers: [registry] }),
     callbacks: new Counter({ name: 'wabridge_callbacks_total', help: 'Callbacks to CleverTap, by outcome (delivered, retry, dead)', labelNames: ['outcome'] as const, registers: [registry] }),
     outboxPending: new Gauge({ name: 'wabridge_callbacks_pending', help: 'Callbacks waiting for delivery', registers: [registry] }),

@@ -16,7 +16,7 @@ import type { MappingRegistry } from './registry.js';
 import { handleSend } from './send-flow.js';
 import type { Store } from '../stores/store.js';
 import { handshake } from '../mapping/webhook.js';
-import { handleWebhook } from './webhook-flow.js';
+import { handleWebhook, replayQuarantined } from './webhook-flow.js';
 import { TokenCache } from '../mapping/token-cache.js';
 import { interceptors, request as undiciRequest } from 'undici';
 
@@ -278,6 +278,34 @@ export function buildServer(deps: HostDeps) {
     let ids: string[] | undefined;
     if (typeof req.body === 'string' && req.body.trim()) ids = (JSON.parse(req.body) as { ids?: string[] }).ids;
     return { replayed: await store.replayDead(Date.now(), ids) };
+  });
+  app.get<{ Querystring: { limit?: string; tenant?: string } }>('/v1/admin/quarantine', { preHandler: admin }, async (req) => ({
+    size: await store.quarantineSize(),
+    quarantined: await store.listQuarantined(Number(req.query.limit ?? 100) || 100, req.query.tenant),
+  }));
+  app.get<{ Params: { id: string } }>('/v1/admin/quarantine/:id', { preHandler: admin }, async (req, reply) => {
+    const rec = await store.getQuarantined(req.params.id);
+    return rec ?? reply.code(404).send({ message: `no quarantined webhook ${req.params.id}`, code: 'WAB_NOT_FOUND' });
+  });
+  // Re-maps with the mapping loaded in this process now (after a fixed one was hot-reloaded).
+  app.post<{ Body: string }>('/v1/admin/quarantine/replay', { preHandler: admin }, async (req, reply) => {
+    let ids: string[] | undefined;
+    if (typeof req.body === 'string' && /\S/.test(req.body)) {
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(req.body);
+      } catch (e) {
+        return reply.code(400).send({ message: `body is not valid JSON: ${(e as Error).message}`, code: 'WAB_INPUT_INVALID' });
+      }
+      const given = (parsed as { ids?: unknown } | null)?.ids;
+      if (given !== undefined && !(Array.isArray(given) && given.every((id) => typeof id === 'string'))) {
+        return reply.code(400).send({ message: 'ids must be an array of quarantine ids (strings); leave it out to replay every entry', code: 'WAB_INPUT_INVALID' });
+      }
+      ids = given as string[] | undefined;
+    }
+    const results = await replayQuarantined(webhookDeps, config.tenants, (t) => registry.get(t.provider), ids);
+    const count = (o: string) => results.filter((r) => r.outcome === o).length;
+    return { replayed: count('replayed') + count('split'), failed: count('failed'), missing: count('missing'), skipped: count('skipped'), results, size: await store.quarantineSize() };
   });
   return app;
 }

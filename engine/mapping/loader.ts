@@ -55,6 +55,10 @@ export interface Mapping {
     handshake?: { match: Compiled; accept: Compiled; respond: Compiled };
     signature?: SignatureDecl;
     events: Compiled;
+    /** Cuts a batch body into bodies of one item each, re-mapped alone when the whole fails (docs/mapping-format.md). */
+    split?: Compiled;
+    /** file:line:col of webhook.events, for errors in what it produced (they have no position of their own). */
+    eventsAt: string;
   };
   media?: { request?: CompiledRequest; downloadUrl?: Compiled; downloadHeaders: [string, Compiled][] };
   auth?: { token?: { when?: Compiled; request: CompiledRequest; value: Compiled; expiresIn?: Compiled } };
@@ -265,6 +269,8 @@ export function loadMapping(dir: string, limits: Limits = DEFAULT_LIMITS): LoadR
         : undefined,
       signature: sig ? { ...sig, payload: opt(['webhook', 'signature', 'payload']) } : undefined,
       events: expr(['webhook', 'events']),
+      split: opt(['webhook', 'split']),
+      eventsAt: ref(['webhook', 'events']).locate(0),
     };
     if (sig && !(sig.secret in mapping.settings)) {
       errors.push(new WabError('WAB_MAPPING_SCHEMA', `webhook.signature.secret: '${sig.secret}' is not a declared setting`, locate(src, ['webhook', 'signature', 'secret'])));

@@ -184,7 +184,25 @@ export async function mapWebhook(mapping: Mapping, req: WebhookRequest, settings
   const validate = validatorFor(projectSchema('events.schema.json'));
   if (!validate(plain)) {
     const problems = usefulErrors(validate.errors ?? []).map((e) => `events${pointerToPath(e.instancePath).map((k) => (typeof k === 'number' ? `[${k}]` : `.${k}`)).join('')}: ${describeError(e)}`);
-    throw new WabError('WAB_MAPPING_OUTPUT', `webhook.events: ${[...new Set(problems)].join('; ')}`);
+    throw new WabError('WAB_MAPPING_OUTPUT', `webhook.events: ${[...new Set(problems)].join('; ')}`, mapping.webhook.eventsAt);
   }
   return plain;
+}
+
+/**
+ * The body cut by the mapping's `webhook.split` into bodies of one item each, as requests of their
+ * own (JSON bodies; the headers, query and URL of the original). Undefined when the mapping declares
+ * no split or the body is form-encoded (a piece could not be written back in the BSP's encoding).
+ */
+export async function splitWebhook(mapping: Mapping, req: WebhookRequest, settings: Record<string, unknown>): Promise<WebhookRequest[] | undefined> {
+  const split = mapping.webhook?.split;
+  if (!split) return undefined;
+  const input = webhookInput(req, settings);
+  if (input.headers['content-type']?.toLowerCase().includes('x-www-form-urlencoded')) return undefined;
+  const out = await split.evaluate(input);
+  const pieces = out === undefined || out === null ? [] : Array.isArray(out) ? out : [out];
+  return pieces.map((piece: unknown, i) => {
+    if (typeof piece !== 'object' || piece === null) throw new WabError('WAB_MAPPING_OUTPUT', `webhook.split: piece ${i} is ${piece === null ? 'null' : typeof piece}, not a body`);
+    return { ...req, rawBody: JSON.stringify(piece) };
+  });
 }
