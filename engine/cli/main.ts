@@ -18,6 +18,9 @@ Usage:
       The quickstart: wabridge on examples/wabridge.yaml with a simulated BSP and a CleverTap sink.
   wabridge dlq list|replay [id...] [--config wabridge.yaml] [--json]
       Show the callbacks CleverTap never accepted within the retry window, or put them back in the outbox.
+  wabridge quarantine list|show <id>|replay [id...]|to-fixture <id> <bsp>/<case> [--config wabridge.yaml] [--url http://host:port] [--json]
+      Webhooks the mapping could not map, through the running wabridge's admin API: list them, show one,
+      replay them with the mapping loaded now, or write one (redacted) as a golden fixture of mappings/<bsp>/.
   wabridge new <bsp> [--mappings dir]
       Start a BSP folder (default mappings/<bsp>/): mapping.yaml, simulator.yaml, fixtures/settings.yaml
       and one fixture per kind, for a made-up API that lints and tests green; replace it part by part.
@@ -208,6 +211,7 @@ export async function main(argv: string[]): Promise<number> {
         lookup: { type: 'string' },
         config: { type: 'string' },
         workers: { type: 'string' },
+        url: { type: 'string' },
         'show-secrets': { type: 'boolean' },
       },
     });
@@ -243,6 +247,8 @@ export async function main(argv: string[]): Promise<number> {
         return await (await import('./serve.js')).demo(v.config);
       case 'dlq':
         return await (await import('./serve.js')).dlq(rest[0], v.config, rest.slice(1), Boolean(v.json));
+      case 'quarantine':
+        return await (await import('./quarantine.js')).quarantine(rest[0], rest.slice(1), { config: v.config, url: v.url, mappings: v.mappings, json: Boolean(v.json) });
       default:
         throw new UsageError(`unknown command '${cmd}'`);
     }
