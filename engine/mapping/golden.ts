@@ -190,7 +190,7 @@ function caseDirs(mappingDir: string): string[] {
     .filter((d) => statSync(d).isDirectory());
 }
 
-function loadBaseSettings(mappingDir: string): Record<string, unknown> {
+export function loadBaseSettings(mappingDir: string): Record<string, unknown> {
   const p = join(mappingDir, 'fixtures', 'settings.yaml');
   return existsSync(p) ? ((parseYaml(readFileSync(p, 'utf8')) as Record<string, unknown> | null) ?? {}) : {};
 }

@@ -268,3 +268,130 @@ t.test('hot reload: a broken edit is refused while the old mapping serves; a goo
   await eventually(async () => /golden fixture/.test(String(((await admin(s, '/v1/admin/status')).body.mappings as { name: string; lastError?: string }[]).find((m) => m.name === 'meta-cloud')?.lastError)), 'fixture failure reported', 30_000);
   t.not(s.host.registry.get('meta-cloud')!.version, undefined);
 });
+
+const META_VALUE = { messaging_product: 'whatsapp', metadata: { display_phone_number: '15550783881', phone_number_id: SETTINGS.phoneNumberId } };
+const textMessage = (from: string, id: string, timestamp: string, body: string) => ({ from, id, timestamp, type: 'text', text: { body } });
+const metaBatch = (value: { messages?: object[]; statuses?: object[]; contacts?: object[] }) => ({
+  object: 'whatsapp_business_account',
+  entry: [{ id: '102290129340398', changes: [{ field: 'messages', value: { ...META_VALUE, ...value } }] }],
+});
+
+async function adminPost(s: Stack, path: string, body: unknown) {
+  const res = await request(`${s.host.url}${path}`, { method: 'POST', headers: { authorization: 'Bearer e2e-admin-token-0123456789', 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  return { status: res.statusCode, body: (await res.body.json()) as Record<string, unknown> };
+}
+
+type Quarantined = { id: string; tenant: string; mapping: string; mappingVersion: string; attempts: number; part?: { index: number; of: number }; request: { rawBody: string; headers: Record<string, string> }; error: { code: string; message: string; where?: string } };
+
+t.test('quarantine: unmappable webhooks are acknowledged and kept; good items of a batch go at once; fixture, fix, reload, replay', async (t) => {
+  const s = await startStack({ copyMappings: true });
+  t.teardown(() => s.close());
+  const file = join(s.dir, 'mappings', 'meta-cloud', 'mapping.yaml');
+  const original = readFileSync(file, 'utf8');
+  const good = s.host.registry.get('meta-cloud')!.version;
+  // A mapping bug that shows on some inputs only (texts sent after 2030), as a real one would: the
+  // shipped fixtures still pass, so the hot reload takes it.
+  const textBranch = '$t = "text" ? {"type": "text", "text": {"body": $msg.text.body}}';
+  t.ok(original.includes(textBranch), 'the text branch to break');
+  writeFileSync(file, original.replace(textBranch, '$t = "text" ? ($number($msg.timestamp) > 1900000000 ? $error("texts after 2030 are not supported") : {"type": "text", "text": {"body": $msg.text.body}})'));
+  await eventually(() => s.host.registry.get('meta-cloud')!.version !== good, 'the broken version loaded', 60_000);
+  const broken = s.host.registry.get('meta-cloud')!.version;
+
+  // One webhook, nothing in it maps: 200 with the quarantine id, kept whole (the BSP's own bytes).
+  const lone = metaBatch({ contacts: [{ profile: { name: 'Ana' }, wa_id: '919800000001' }], messages: [textMessage('919800000001', 'wamid.Q1', '1950000000', 'hola')] });
+  const r1 = await postWebhook(s, lone);
+  t.match(r1, { status: 200, body: { received: 0, accepted: 0, quarantined: [/^\d+$/], message: /could not map it \(WAB_MAPPING_EVAL\): kept in quarantine/ } });
+  const loneId = (r1.body as { quarantined: string[] }).quarantined[0]!;
+  const q1 = (await admin(s, `/v1/admin/quarantine/${loneId}`)).body as unknown as Quarantined;
+  t.match(q1, { id: loneId, tenant: 'demo', mapping: 'meta-cloud', mappingVersion: broken, attempts: 0, error: { code: 'WAB_MAPPING_EVAL', message: /texts after 2030 are not supported/, where: /mapping\.yaml:\d+:\d+$/ } });
+  t.equal(q1.request.rawBody, JSON.stringify(lone), 'the raw body as received');
+  t.equal(q1.request.headers['x-hub-signature-256'], '[redacted]', 'the signature header is not kept');
+  t.equal(q1.request.headers['content-type'], 'application/json');
+  t.notOk('part' in q1, 'kept whole');
+
+  // A mixed batch: the status and the good text go to CleverTap at once, the bad text is quarantined alone.
+  const mixed = metaBatch({
+    messages: [textMessage('919800000002', 'wamid.Q2', '1750000000', 'fine'), textMessage('919800000003', 'wamid.Q3', '1950000001', 'late')],
+    statuses: [{ id: 'wamid.QS', status: 'delivered', timestamp: '1750000000', recipient_id: '919800000002', biz_opaque_callback_data: 'e2e|quarantine|1|1' }],
+  });
+  const r2 = await postWebhook(s, mixed);
+  t.match(r2, { status: 200, body: { received: 2, accepted: 2, quarantined: [/^\d+$/], message: /could not map 1 of its 3 items/ } });
+  const partId = (r2.body as { quarantined: string[] }).quarantined[0]!;
+  await eventually(() => incomingOf(s, '919800000002').length === 1 && statusesOf(s, 'e2e|quarantine|1|1').includes('delivered'), 'the good events of the batch');
+  t.same(incomingOf(s, '919800000003'), [], 'the bad item is not delivered');
+  const q2 = (await admin(s, `/v1/admin/quarantine/${partId}`)).body as unknown as Quarantined;
+  t.same(q2.part, { index: 2, of: 3 }, 'the third piece: statuses come first in the split');
+  t.same((JSON.parse(q2.request.rawBody) as ReturnType<typeof metaBatch>).entry[0]!.changes[0]!.value.messages, [mixed.entry[0]!.changes[0]!.value.messages![1]], 'only the item that failed');
+
+  // Unauthenticated input is refused, never quarantined.
+  const forged = await postWebhook(s, lone, 'sha256=' + '0'.repeat(64));
+  t.equal(forged.status, 401);
+  const list = (await admin(s, '/v1/admin/quarantine')).body as { size: number; quarantined: Quarantined[] };
+  t.equal(list.size, 2, 'two entries; the forged webhook is not one');
+  t.same(list.quarantined.map((q) => q.id), [loneId, partId]);
+  const metrics = await (await request(`${s.host.url}/metrics`)).body.text();
+  t.match(metrics, /wabridge_quarantined_total\{tenant="demo"\} 2/);
+  t.match(metrics, /wabridge_quarantine_size 2/);
+  t.match(metrics, /wabridge_webhooks_total\{tenant="demo",outcome="quarantined"\} 2/);
+
+  // Replaying with the mapping still broken: both stay, with the new attempt counted.
+  const early = await adminPost(s, '/v1/admin/quarantine/replay', { ids: [loneId, partId] });
+  t.match(early.body, { replayed: 0, failed: 2, size: 2 });
+  t.match((await admin(s, `/v1/admin/quarantine/${loneId}`)).body, { attempts: 1, error: { code: 'WAB_MAPPING_EVAL' } });
+  t.equal((await adminPost(s, '/v1/admin/quarantine/replay', { ids: 'all' })).status, 400, 'a malformed replay request is a 400');
+  t.equal((await admin(s, '/v1/admin/quarantine/999999')).status, 404);
+  t.equal((await request(`${s.host.url}/v1/admin/quarantine`)).statusCode, 401, 'admin needs the token');
+
+  // The quarantined webhook becomes a fixture: red with the broken mapping.
+  const { quarantine } = await import('../../engine/cli/quarantine.js');
+  const { runMappingFixtures } = await import('../../engine/mapping/golden.js');
+  const { loadMapping } = await import('../../engine/mapping/loader.js');
+  const caseName = 'webhook-quarantined-late-text';
+  const caseDir = join(s.dir, 'mappings', 'meta-cloud', 'fixtures', caseName);
+  const printed: string[] = [];
+  const write = process.stdout.write.bind(process.stdout);
+  // (no assertion while stdout is taken: tap reports on it)
+  process.stdout.write = ((chunk: string) => printed.push(String(chunk)) > 0) as typeof process.stdout.write;
+  let code: number;
+  try {
+    code = await quarantine('to-fixture', [loneId, `meta-cloud/${caseName}`], { config: s.configFile, url: s.host.url, json: false });
+  } finally {
+    process.stdout.write = write;
+  }
+  t.equal(code, 0);
+  t.match(printed.join(''), /red: meta-cloud still fails on it: WAB_MAPPING_EVAL: webhook\.events: texts after 2030 are not supported/, 'to-fixture says the case is red, and why');
+  const input = readFileSync(join(caseDir, 'input.json'), 'utf8');
+  t.notOk(/919800000001|hola|Ana|wamid\.Q1/.test(input), 'the fixture holds no real number, name, text or id');
+  t.notOk(readFileSync(join(caseDir, 'fixture.yaml'), 'utf8').toLowerCase().includes('x-hub-signature'), 'nor the signature: the runner signs with the test secret');
+  const runCase = async () => {
+    const loaded = loadMapping(join(s.dir, 'mappings', 'meta-cloud'));
+    if (!loaded.ok) throw new Error(loaded.errors.map((e) => e.message).join('; '));
+    return (await runMappingFixtures(loaded.mapping, { filter: `meta-cloud/${caseName}` }))[0]!;
+  };
+  t.match(await runCase(), { outcome: 'fail', detail: /no expected\.json yet/ }, 'red before the fix');
+
+  // The fix, its expected.json written by the runner, the reload, then the replay through the CLI.
+  writeFileSync(file, original);
+  t.match(await runCase(), { outcome: 'fail', detail: /no expected\.json yet/ }, 'maps once fixed; nothing expected yet');
+  const loaded = loadMapping(join(s.dir, 'mappings', 'meta-cloud'));
+  t.ok(loaded.ok);
+  if (loaded.ok) t.match(await runMappingFixtures(loaded.mapping, { filter: `meta-cloud/${caseName}`, update: true }), [{ outcome: 'updated' }]);
+  t.match(JSON.parse(readFileSync(join(caseDir, 'expected.json'), 'utf8')), { events: [{ event: 'incoming', message: { type: 'text', timestamp: '1950000000' } }] });
+  t.match(await runCase(), { outcome: 'pass' }, 'green after the fix');
+  await adminPost(s, '/v1/admin/reload', {});
+  await eventually(() => s.host.registry.get('meta-cloud')!.version === good, 'the fixed mapping loaded (its fixtures, the new one included, pass)', 60_000);
+
+  process.stdout.write = ((chunk: string) => printed.push(String(chunk)) > 0) as typeof process.stdout.write;
+  try {
+    code = await quarantine('replay', [], { config: s.configFile, url: s.host.url, json: true });
+  } finally {
+    process.stdout.write = write;
+  }
+  t.equal(code, 0, 'every entry replayed');
+  t.match(JSON.parse(printed.at(-1)!), { replayed: 2, failed: 0, size: 0, results: [{ id: loneId, outcome: 'replayed', accepted: 1 }, { id: partId, outcome: 'replayed', accepted: 1 }] });
+  await eventually(() => incomingOf(s, '919800000001').length === 1 && incomingOf(s, '919800000003').length === 1, 'the replayed events at the sink');
+  t.match(incomingOf(s, '919800000003')[0], { body: { type: 'text', text: { body: 'late' }, timestamp: '1950000001' } });
+  t.match((await admin(s, '/v1/admin/quarantine')).body, { size: 0, quarantined: [] }, 'the quarantine is empty');
+  t.match(await (await request(`${s.host.url}/metrics`)).body.text(), /wabridge_quarantine_size 0/);
+  t.equal(incomingOf(s, '919800000002').length, 1, 'the good item of the batch was not delivered twice');
+});
