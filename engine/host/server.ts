@@ -281,7 +281,7 @@ export function buildServer(deps: HostDeps) {
   });
   app.get<{ Querystring: { limit?: string; tenant?: string } }>('/v1/admin/quarantine', { preHandler: admin }, async (req) => ({
     size: await store.quarantineSize(),
-    quarantined: await store.listQuarantined(Number(req.query.limit ?? 100) || 100, req.query.tenant),
+    quarantined: await store.listQuarantined(Math.min(Math.max(Math.trunc(Number(req.query.limit ?? 100)) || 100, 1), 1000), req.query.tenant),
   }));
   app.get<{ Params: { id: string } }>('/v1/admin/quarantine/:id', { preHandler: admin }, async (req, reply) => {
     const rec = await store.getQuarantined(req.params.id);
