@@ -353,6 +353,21 @@ t.test('quarantine: unmappable webhooks are acknowledged and kept; good items of
   // (no assertion while stdout is taken: tap reports on it)
   process.stdout.write = ((chunk: string) => printed.push(String(chunk)) > 0) as typeof process.stdout.write;
   let code: number;
+  const cli = { config: s.configFile, url: s.host.url, json: false };
+  const codes: number[] = [];
+  try {
+    codes.push(await quarantine('list', [], cli), await quarantine('show', [partId], cli));
+  } finally {
+    process.stdout.write = write;
+  }
+  t.same(codes, [0, 0]);
+  t.match(printed.join(''), new RegExp(`^${loneId}  \\S+  demo  meta-cloud@${broken}  attempts=1  WAB_MAPPING_EVAL [^ ]*mapping\\.yaml:\\d+:\\d+ `, 'm'), 'list: one line per entry');
+  t.match(printed.join(''), /2 quarantined webhook\(s\)/);
+  t.match(printed.join(''), /"index": 2/, 'show: the entry as JSON');
+  await t.rejects(quarantine('show', ['424242'], cli), { code: 'WAB_INPUT_INVALID', message: /HTTP 404/ }, 'an unknown id (exit 2)');
+  await t.rejects(quarantine('to-fixture', [loneId, 'no-such-bsp/x'], cli), { code: 'WAB_INPUT_INVALID', message: /no mapping no-such-bsp/ });
+  printed.length = 0;
+  process.stdout.write = ((chunk: string) => printed.push(String(chunk)) > 0) as typeof process.stdout.write;
   try {
     code = await quarantine('to-fixture', [loneId, `meta-cloud/${caseName}`], { config: s.configFile, url: s.host.url, json: false });
   } finally {
