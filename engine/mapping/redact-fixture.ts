@@ -14,6 +14,8 @@
 // - phone numbers: under phone keys (from, to, wa_id, msisdn, …) every run of 6+ digits; anywhere else
 //   a run of 8 to 15 digits (optionally after +), except under time keys (timestamp, *_at, date…),
 //   whose values are kept. Fakes keep the length and start with 555.
+// - links (url, uri, link, MediaUrl0, …): long tokens in them (16+ letters, digits, - or _: account
+//   ids, media ids, signatures) as ids, besides phone numbers; scheme, host and short parts kept
 // Numbers stay numbers: under a phone or id key they get a fake of as many digits.
 
 const SECRET_KEY = /token|secret|password|passwd|apikey|api_key|(^|[_-])key$|signature|authorization|cookie/i;
@@ -23,8 +25,9 @@ const TEXT_KEYS = new Set(['body', 'text', 'caption', 'content', 'message_text',
 const PHONE_KEYS = new Set(['from', 'to', 'wa_id', 'waid', 'recipient', 'recipient_id', 'display_phone_number', 'phone', 'phone_number', 'phonenumber', 'msisdn', 'mobile', 'number', 'sender', 'destination', 'source']);
 const ID_KEY = /(^id$|_id$|[a-z]Id$|ID$|^uuid$|_uuid$|[sS]id$|^ref$|_ref$|^wamid$|^mid$|^message_?id$)/;
 const TIME_KEY = /time|date|_at$|^ts$|expir/i;
+const LINK_KEY = /url|uri|link|href/i;
 
-type Kind = 'secret' | 'name' | 'file' | 'text' | 'phone' | 'id' | 'time' | 'other';
+type Kind = 'secret' | 'name' | 'file' | 'text' | 'phone' | 'id' | 'time' | 'link' | 'other';
 
 export function kindOfKey(key: string | undefined): Kind {
   if (key === undefined) return 'other';
@@ -36,6 +39,7 @@ export function kindOfKey(key: string | undefined): Kind {
   if (FILE_KEYS.has(k)) return 'file';
   if (TEXT_KEYS.has(k)) return 'text';
   if (ID_KEY.test(key)) return 'id';
+  if (LINK_KEY.test(key)) return 'link';
   return 'other';
 }
 
@@ -111,6 +115,8 @@ export class Redactor {
         return s === '' ? s : this.fake('text', s, (n) => `Text ${n}`);
       case 'id':
         return this.id(s);
+      case 'link':
+        return this.phonesIn(s, 8, 15).replace(/[A-Za-z0-9_-]{16,}/g, (token) => (/^555\d+$/.test(token) ? token : this.id(token)));
       default:
         return this.phonesIn(s, 8, 15);
     }

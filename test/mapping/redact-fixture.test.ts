@@ -85,6 +85,10 @@ t.test('key kinds; numbers; phone numbers inside strings; credentials', async (t
   t.equal(r.string('eyJhbGciOi.secret.value', 'authorization'), 'fake-secret-1', 'same secret, same fake');
   t.equal(r.string('passport-scan.pdf', 'filename'), 'file-1.pdf', 'a file name keeps its extension');
   t.equal(r.string('', 'body'), '', 'empty stays empty');
+  const link = r.string('https://api.twilio.com/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Messages/MM0123456789abcdef0123456789abcdef/Media/ME0123456789abcdef0123456789abcdef', 'MediaUrl0');
+  t.match(link, /^https:\/\/api\.twilio\.com\/2010-04-01\/Accounts\/[A-Za-z0-9]{34}\/Messages\/[A-Za-z0-9]{34}\/Media\/[A-Za-z0-9]{34}$/, 'a link keeps its host and shape');
+  t.notOk(link.includes('0123456789abcdef'), 'its account, message and media ids are replaced');
+  t.equal(r.string('https://cdn.example/media?id=5&sig=abcdefghijklmnopqrst', 'url'), `https://cdn.example/media?id=5&sig=${r.id('abcdefghijklmnopqrst')}`);
 });
 
 t.test('a whole webhook: headers without the signature or redacted values, form bodies, query', async (t) => {
