@@ -50,6 +50,11 @@
 //   seq:qn                   counter for quarantine ids
 //   qn:<id>                  string  one quarantined webhook, as JSON (QuarantineRecord)
 //   quarantine, quarantine:T zsets   quarantined ids (all, per tenant), score = id
+//   tr:m:<msgId>, tr:b:<id>  lists   trace events (JSON) of a msgId; of a BSP id while no msgId is known
+//   tr:a:<BSP id>            string  the msgId a send linked it to, PX = trace keep
+//   tr:idx                   zset    every tr:m:/tr:b: list (member without tr:), score = its latest event
+//   tr:n                     string  events in those lists, for the size cap; sweepTrace removes whole
+//                                    lists, least recently touched first (no PX: the count stays exact)
 //
 // Time: `now`, nextAttemptAt and leases are the callers' clocks (the interface passes them), so the
 // instances' clocks must agree to well within leaseMs (NTP). Correlations, dedupe keys and per-msgId
@@ -68,7 +73,7 @@
 // not-ready promptly (ping also fails after `pingTimeoutMs`, default 1 s, without an answer).
 // ioredis is loaded when a Redis store is opened: a SQLite deployment never pays for it at start.
 import type { Redis, RedisOptions } from 'ioredis';
-import { CHAIN_TOP, type CallbackRecord, type ClickLink, type IngestResult, type NewCallback, type NewPending, type NewQuarantined, type PendingRecord, type QuarantineRecord, type Store, type StoreStats } from './store.js';
+import { CHAIN_TOP, type CallbackRecord, type ClickLink, type IngestResult, type NewCallback, type NewPending, type NewQuarantined, type PendingRecord, type QuarantineRecord, type Store, type StoreStats, type TraceEvent } from './store.js';
 import type { StatusEvent } from '../mapping/webhook.js';
 
 export interface RedisStoreOptions {
@@ -516,7 +521,45 @@ end
 return clicks
 `);
 
+// ARGV: P, keepMs, then per event: list ('m:<msgId>' or 'b:<id>'), BSP id to alias or '', msgId, JSON, at.
+const TRACE = script(`
+local keep = tonumber(ARGV[2])
+for i = 3, #ARGV, 5 do
+  local list, at = ARGV[i], tonumber(ARGV[i + 4])
+  redis.call('RPUSH', P .. 'tr:' .. list, ARGV[i + 3])
+  local cur = redis.call('ZSCORE', P .. 'tr:idx', list)
+  if not cur or tonumber(cur) < at then redis.call('ZADD', P .. 'tr:idx', at, list) end
+  redis.call('INCR', P .. 'tr:n')
+  if ARGV[i + 1] ~= '' then redis.call('SET', P .. 'tr:a:' .. ARGV[i + 1], ARGV[i + 2], 'PX', keep) end
+end
+return 0
+`);
+
+// ARGV: P, cutoff (lists whose latest event is older go), maxEvents, batch. Returns {events removed, lists removed}.
+const SWEEP_TRACE = script(`
+local cutoff, max, batch = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local events, lists = 0, 0
+local function drop(member)
+  local key = P .. 'tr:' .. member
+  local len = redis.call('LLEN', key)
+  redis.call('UNLINK', key)
+  redis.call('ZREM', P .. 'tr:idx', member)
+  redis.call('DECRBY', P .. 'tr:n', len)
+  events = events + len
+  lists = lists + 1
+end
+for _, m in ipairs(redis.call('ZRANGEBYSCORE', P .. 'tr:idx', '-inf', '(' .. cutoff, 'LIMIT', 0, batch)) do drop(m) end
+while lists < batch and num(redis.call('GET', P .. 'tr:n'), 0) > max do
+  local m = redis.call('ZRANGE', P .. 'tr:idx', 0, 0)[1]
+  if not m then break end
+  drop(m)
+end
+return { events, lists }
+`);
+
 const SCRIPTS = {
+  wabTrace: TRACE,
+  wabSweepTrace: SWEEP_TRACE,
   wabIngest: INGEST,
   wabClaim: CLAIM,
   wabDelivered: DELIVERED,
@@ -848,6 +891,53 @@ class RedisStore implements Store {
   async recordClick(token: string, now: number, callback: NewCallback): Promise<number> {
     const pairs = callbackPairs(callback);
     return (await this.run('wabClick', token, now, Math.ceil(this.dedupeTtlMs), callback.dedupeKey, pairs.length / 2, ...pairs)) as number;
+  }
+
+  async appendTrace(events: readonly TraceEvent[], keepMs: number): Promise<void> {
+    if (events.length === 0) return;
+    const args: Arg[] = [Math.max(1, Math.ceil(keepMs))];
+    for (const e of events) {
+      const list = e.msgId !== undefined ? `m:${e.msgId}` : e.providerMessageId !== undefined ? `b:${e.providerMessageId}` : undefined;
+      if (list === undefined) continue; // nothing could ever find it
+      const alias = e.msgId !== undefined && e.providerMessageId !== undefined ? e.providerMessageId : '';
+      args.push(list, alias, e.msgId ?? '', JSON.stringify(e), e.at);
+    }
+    if (args.length > 1) await this.run('wabTrace', ...args);
+  }
+
+  async readTrace(id: string, limit: number): Promise<TraceEvent[]> {
+    const lists = new Set<string>();
+    const events: TraceEvent[] = [];
+    let want = [`m:${id}`, `b:${id}`];
+    const alias = await this.redis.get(`${this.prefix}tr:a:${id}`);
+    if (alias !== null) want.push(`m:${alias}`);
+    // Each event brings the ids it links (a send: its BSP id, whose held statuses have a list of their own).
+    for (let round = 0; want.length > 0 && round < 4; round++) {
+      const fresh = [...new Set(want)].filter((l) => !lists.has(l));
+      fresh.forEach((l) => lists.add(l));
+      const tx = this.redis.pipeline();
+      for (const l of fresh) tx.lrange(`${this.prefix}tr:${l}`, 0, limit - 1);
+      want = [];
+      for (const [err, items] of (await tx.exec()) ?? []) {
+        if (err) throw err;
+        for (const text of items as string[]) {
+          const e = JSON.parse(text) as TraceEvent;
+          events.push(e);
+          if (e.msgId !== undefined) want.push(`m:${e.msgId}`);
+          if (e.providerMessageId !== undefined) want.push(`b:${e.providerMessageId}`);
+        }
+      }
+    }
+    return events.sort((a, b) => a.at - b.at).slice(0, limit);
+  }
+
+  async sweepTrace(now: number, keepMs: number, maxEvents: number): Promise<number> {
+    let removed = 0;
+    for (;;) {
+      const [events, lists] = (await this.run('wabSweepTrace', now - keepMs, maxEvents, this.batchSize)) as [number, number];
+      removed += events;
+      if (lists < this.batchSize) return removed;
+    }
   }
 
   async stats(): Promise<StoreStats> {

@@ -166,6 +166,9 @@ class ThreadStore implements Store {
   removeQuarantined: Store['removeQuarantined'] = (...a) => this.call('removeQuarantined', a);
   quarantineSize: Store['quarantineSize'] = () => this.call('quarantineSize', []);
   sweep: Store['sweep'] = (...a) => this.call('sweep', a);
+  appendTrace: Store['appendTrace'] = (...a) => this.call('appendTrace', a);
+  readTrace: Store['readTrace'] = (...a) => this.call('readTrace', a);
+  sweepTrace: Store['sweepTrace'] = (...a) => this.call('sweepTrace', a);
   stats: Store['stats'] = () => this.call('stats', []);
   ping: Store['ping'] = () => this.call('ping', []);
 

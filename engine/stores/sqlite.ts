@@ -9,7 +9,7 @@
 import { closeSync, existsSync, fdatasync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
-import { CHAIN_TOP, type CallbackRecord, type ClickLink, type IngestResult, type NewCallback, type NewPending, type NewQuarantined, type PendingRecord, type QuarantineRecord, type Store, type StoreStats } from './store.js';
+import { CHAIN_TOP, type CallbackRecord, type ClickLink, type IngestResult, type NewCallback, type NewPending, type NewQuarantined, type PendingRecord, type QuarantineRecord, type Store, type StoreStats, type TraceEvent } from './store.js';
 import type { StatusEvent } from '../mapping/webhook.js';
 
 export interface SqliteStoreOptions {
@@ -136,6 +136,17 @@ export const MIGRATIONS = [
   );
   CREATE INDEX quarantine_tenant ON quarantine (tenant, id);
   `,
+  `
+  -- Message timelines (docs/operations.md). Ids grow with time and the sweep removes the oldest first,
+  -- so the live ids are one range and the size cap is a comparison with max(id), not a count.
+  CREATE TABLE trace (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at INTEGER NOT NULL, tenant TEXT NOT NULL, msg_id TEXT, provider_message_id TEXT,
+    type TEXT NOT NULL, data TEXT NOT NULL);
+  CREATE INDEX trace_msg ON trace (msg_id) WHERE msg_id IS NOT NULL;
+  CREATE INDEX trace_provider ON trace (provider_message_id) WHERE provider_message_id IS NOT NULL;
+  CREATE INDEX trace_at ON trace (at);
+  `,
 ];
 
 interface OutboxRow {
@@ -184,6 +195,23 @@ function toCallback(r: OutboxRow): CallbackRecord {
   if (r.last_error !== null) rec.lastError = r.last_error;
   if (r.implied === 1) rec.implied = true;
   return rec;
+}
+
+interface TraceRow {
+  id: number;
+  at: number;
+  tenant: string;
+  msg_id: string | null;
+  provider_message_id: string | null;
+  type: TraceEvent['type'];
+  data: string;
+}
+
+function toTraceEvent(r: TraceRow): TraceEvent {
+  const e: TraceEvent = { at: r.at, tenant: r.tenant, type: r.type, data: JSON.parse(r.data) as Record<string, unknown> };
+  if (r.msg_id !== null) e.msgId = r.msg_id;
+  if (r.provider_message_id !== null) e.providerMessageId = r.provider_message_id;
+  return e;
 }
 
 function toPending(r: PendingRow): PendingRecord {
@@ -316,6 +344,12 @@ function prepare(db: Database.Database) {
       WHERE state = 'pending' AND rank > 0 AND tenant = @tenant AND msg_id = @msgId AND id <> @id AND next_attempt_at < @next`),
     dead: p(`UPDATE outbox SET state = 'dead', last_error = ?, lease_until = 0 WHERE id = ? AND state = 'pending'`),
     listDead: p(`SELECT * FROM outbox WHERE state = 'dead' ORDER BY id LIMIT ?`),
+    insertTrace: p(`INSERT INTO trace (at, tenant, msg_id, provider_message_id, type, data) VALUES (@at, @tenant, @msgId, @providerMessageId, @type, @data)`),
+    traceOf: p(`SELECT * FROM trace WHERE msg_id IN (SELECT value FROM json_each(@msgIds)) OR provider_message_id IN (SELECT value FROM json_each(@ids))
+      ORDER BY at, id LIMIT @limit`),
+    // In batches, so one sweep after a long pause does not hold the write lock for seconds.
+    sweepTraceOld: p(`DELETE FROM trace WHERE id IN (SELECT id FROM trace WHERE at < ? ORDER BY at LIMIT 10000)`),
+    sweepTraceOver: p(`DELETE FROM trace WHERE id IN (SELECT id FROM trace WHERE id <= (SELECT max(id) FROM trace) - ? ORDER BY id LIMIT 10000)`),
     listDeadOf: p(`SELECT * FROM outbox WHERE state = 'dead' AND tenant = ? ORDER BY id LIMIT ?`),
     // A replayed callback gets a fresh retry window: createdAt becomes the time it re-entered.
     replayOne: p(`UPDATE outbox SET state = 'pending', attempts = 0, created_at = @now, next_attempt_at = @now, lease_until = 0
@@ -706,6 +740,46 @@ class SqliteStore implements Store {
       this.s.sweepClickLinks.run(now);
       this.s.sweepDone.run(now - keepMs);
     });
+  }
+
+  async appendTrace(events: readonly TraceEvent[], _keepMs: number): Promise<void> {
+    if (events.length === 0) return;
+    // With the turn's other writes: a trace costs no commit or sync of its own.
+    await this.commit(() => {
+      for (const e of events) {
+        this.s.insertTrace.run({ at: e.at, tenant: e.tenant, msgId: e.msgId ?? null, providerMessageId: e.providerMessageId ?? null, type: e.type, data: JSON.stringify(e.data) });
+      }
+    });
+  }
+
+  async readTrace(id: string, limit: number): Promise<TraceEvent[]> {
+    // The id may be either kind, and each event brings the ids it links: follow them until none is new.
+    const msgIds = new Set([id]);
+    const ids = new Set([id]);
+    for (let round = 0; ; round++) {
+      const rows = this.s.traceOf.all({ msgIds: JSON.stringify([...msgIds]), ids: JSON.stringify([...ids]), limit }) as TraceRow[];
+      const before = msgIds.size + ids.size;
+      for (const r of rows) {
+        if (r.msg_id !== null) msgIds.add(r.msg_id);
+        if (r.provider_message_id !== null) ids.add(r.provider_message_id);
+      }
+      if (msgIds.size + ids.size === before || round === 3) return rows.map(toTraceEvent);
+    }
+  }
+
+  async sweepTrace(now: number, keepMs: number, maxEvents: number): Promise<number> {
+    if (this.syncFailure) throw this.syncFailure;
+    let removed = 0;
+    for (;;) {
+      const n = this.immediate(() => this.s.sweepTraceOld.run(now - keepMs).changes);
+      removed += n;
+      if (n < 10_000) break;
+    }
+    for (;;) {
+      const n = this.immediate(() => this.s.sweepTraceOver.run(maxEvents).changes);
+      removed += n;
+      if (n < 10_000) return removed;
+    }
   }
 
   async saveClickLinks(links: readonly ClickLink[], _now: number): Promise<void> {

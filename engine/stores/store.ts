@@ -89,6 +89,27 @@ export interface ClickLink {
   expiresAt: number; // epoch ms
 }
 
+/**
+ * One entry of a message's timeline (docs/operations.md, "What happened to this message?"): kept for
+ * operators, never part of what CleverTap or the BSP receive. Phone numbers are masked and secrets
+ * left out before an event gets here; the store keeps `data` as it is given.
+ */
+export interface TraceEvent {
+  at: number; // epoch ms
+  tenant: string;
+  /** CleverTap msgId, when known (a status whose BSP id is not correlated yet has none). */
+  msgId?: string;
+  /** BSP message id, when known. */
+  providerMessageId?: string;
+  /**
+   * send: the CleverTap request, the BSP call and the answer; status / incoming: a webhook event and
+   * what it was mapped to; resolved: a held status found its msgId; callback: one delivery attempt;
+   * dead: moved to the dead-letter list.
+   */
+  type: 'send' | 'status' | 'incoming' | 'resolved' | 'callback' | 'dead';
+  data: Record<string, unknown>;
+}
+
 export interface StoreStats {
   outboxPending: number;
   outboxDead: number;
@@ -185,6 +206,19 @@ export interface Store {
   /** Replayed entries leave the quarantine. Returns how many were there. */
   removeQuarantined(ids: readonly string[]): Promise<number>;
   quarantineSize(): Promise<number>;
+  /**
+   * Adds trace events (diagnostics: callers do not wait on them in a hot path, see engine/host/trace.ts).
+   * `keepMs` bounds how long what they bring with them (id aliases) is kept.
+   */
+  appendTrace(events: readonly TraceEvent[], keepMs: number): Promise<void>;
+  /**
+   * The timeline of the message `id` names, as a CleverTap msgId or a BSP message id: its events and
+   * those of the ids they link it to (a send links both; a held status its BSP id), oldest first,
+   * at most `limit`. Empty when nothing is known.
+   */
+  readTrace(id: string, limit: number): Promise<TraceEvent[]>;
+  /** Removes trace events older than `now - keepMs`, then the oldest until at most `maxEvents` remain. Returns how many went. */
+  sweepTrace(now: number, keepMs: number, maxEvents: number): Promise<number>;
 
   /** Removes expired correlations, dedupe keys and click links, and delivered callbacks older than `keepMs`. */
   sweep(now: number, keepMs: number): Promise<void>;

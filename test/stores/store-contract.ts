@@ -2,7 +2,7 @@
 // implementation. Times are explicit `now` values far from the real clock, so nothing sleeps; only
 // correlation expiry reads the store's own clock (the interface passes no `now` there).
 import type { Test } from 'tap';
-import { statusRank, type CallbackRecord, type ClickLink, type NewCallback, type NewPending, type NewQuarantined, type Store } from '../../engine/stores/store.js';
+import { statusRank, type CallbackRecord, type ClickLink, type NewCallback, type NewPending, type NewQuarantined, type Store, type TraceEvent } from '../../engine/stores/store.js';
 import type { StatusEvent } from '../../engine/mapping/webhook.js';
 
 const T0 = 1_700_000_000_000;
@@ -398,6 +398,38 @@ export function storeContract(t: Test, name: string, open: () => Promise<Store>)
     t.equal(await s.requarantine(a!, newError, undefined, T0 + 200), false, 'a replayed entry stays gone');
     const [d] = await s.addQuarantined([entry('acme', '{}')], T0 + 300);
     t.notOk([a, b, c].includes(d), 'ids are not reused');
+  });
+
+  const ev = (type: TraceEvent['type'], at: number, ids: { msgId?: string; providerMessageId?: string }, data: Record<string, unknown> = {}): TraceEvent => ({ at, tenant: 'acme', type, ...ids, data });
+
+  withStore('trace: a timeline is found by msgId and by BSP id, linked through held statuses, oldest first', async (t, s) => {
+    const send = ev('send', T0, { msgId: 'm1', providerMessageId: 'w1' }, { to: '9198****10', answer: { status: 'success' } });
+    const held = ev('status', T0 + 2000, { providerMessageId: 'w1' }, { status: 'read', held: true });
+    const delivered = ev('status', T0 + 1000, { msgId: 'm1', providerMessageId: 'w1' }, { status: 'delivered', implies: ['sent'] });
+    const attempt = ev('callback', T0 + 3000, { msgId: 'm1' }, { status: 'delivered', httpStatus: 200 });
+    await s.appendTrace([send, held], 60_000);
+    await s.appendTrace([attempt, delivered, ev('send', T0 + 500, { msgId: 'm2', providerMessageId: 'w2' })], 60_000);
+    const whole = [send, delivered, held, attempt];
+    t.same(await s.readTrace('m1', 100), whole, 'by msgId: the held status comes through its BSP id');
+    t.same(await s.readTrace('w1', 100), whole, 'by BSP id: the same timeline');
+    t.same(await s.readTrace('w2', 100), [ev('send', T0 + 500, { msgId: 'm2', providerMessageId: 'w2' })]);
+    t.same(await s.readTrace('nothing', 100), []);
+    t.equal((await s.readTrace('m1', 2)).length, 2, 'at most limit events');
+    await s.appendTrace([], 60_000);
+  });
+
+  withStore('trace: sweepTrace removes what is older than keep, then the oldest over the cap', async (t, s) => {
+    await s.appendTrace([ev('send', T0, { msgId: 'old' }), ev('send', T0 + 10 * 86_400_000, { msgId: 'new' })], 60_000);
+    t.equal(await s.sweepTrace(T0 + 10 * 86_400_000, 7 * 86_400_000, 1000), 1);
+    t.same(await s.readTrace('old', 10), []);
+    t.equal((await s.readTrace('new', 10)).length, 1);
+    const later = T0 + 10 * 86_400_000;
+    await s.appendTrace([1, 2, 3, 4].map((i) => ev('send', later + i, { msgId: `c${i}` })), 60_000);
+    t.equal(await s.sweepTrace(later + 10, 7 * 86_400_000, 3), 2, 'five events, three kept');
+    t.same(await s.readTrace('new', 10), []);
+    t.same(await s.readTrace('c1', 10), []);
+    for (const id of ['c2', 'c3', 'c4']) t.equal((await s.readTrace(id, 10)).length, 1, `${id} kept`);
+    t.equal(await s.sweepTrace(later + 10, 7 * 86_400_000, 3), 0, 'nothing more to do');
   });
 
   withStore('ping and close', async (t, s) => {
