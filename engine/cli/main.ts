@@ -21,6 +21,9 @@ Usage:
   wabridge quarantine list|show <id>|replay [id...]|to-fixture <id> <bsp>/<case> [--config wabridge.yaml] [--url http://host:port] [--json]
       Webhooks the mapping could not map, through the running wabridge's admin API: list them, show one,
       replay them with the mapping loaded now, or write one (redacted) as a golden fixture of mappings/<bsp>/.
+  wabridge trace <msgId|bspMessageId> [--config wabridge.yaml] [--json]
+      What happened to one message: the CleverTap request, the BSP call, the answer, each webhook
+      event, each callback attempt. Exit 1 when nothing is known of it.
   wabridge new <bsp> [--mappings dir]
       Start a BSP folder (default mappings/<bsp>/): mapping.yaml, simulator.yaml, fixtures/settings.yaml
       and one fixture per kind, for a made-up API that lints and tests green; replace it part by part.
@@ -249,6 +252,8 @@ export async function main(argv: string[]): Promise<number> {
         return await (await import('./serve.js')).dlq(rest[0], v.config, rest.slice(1), Boolean(v.json));
       case 'quarantine':
         return await (await import('./quarantine.js')).quarantine(rest[0], rest.slice(1), { config: v.config, url: v.url, mappings: v.mappings, json: Boolean(v.json) });
+      case 'trace':
+        return await (await import('./trace.js')).trace(rest[0], v.config, Boolean(v.json));
       default:
         throw new UsageError(`unknown command '${cmd}'`);
     }

@@ -34,6 +34,8 @@ export interface CallbackDeliveryOptions {
   onDelivered?: (records: readonly CallbackRecord[], durationMs: number) => void;
   onFailed?: (records: readonly CallbackRecord[], error: string, nextAttemptAt: number) => void;
   onDead?: (records: readonly CallbackRecord[], reason: string) => void;
+  /** Every POST, whatever its outcome (message traces). `httpStatus` is absent when no answer came. */
+  onAttempt?: (records: readonly CallbackRecord[], attempt: { at: number; ms: number; httpStatus?: number; error?: string; outcome: 'delivered' | 'retry' | 'refused' }) => void;
   now?: () => number;
   /** [0, 1) source for the jitter; tests pin it. */
   random?: () => number;
@@ -56,7 +58,7 @@ interface Post {
   records: CallbackRecord[];
 }
 
-type Outcome = { ok: true } | { ok: false; retry: boolean; error: string };
+type Outcome = { ok: true; status: number } | { ok: false; retry: boolean; error: string; status?: number };
 
 /** Options minus keys given as undefined, so `{ retryForMs: config.maybe }` keeps the default. */
 export function definedOnly<T extends object>(options: T): T {
@@ -66,7 +68,7 @@ export function definedOnly<T extends object>(options: T): T {
 const ids = (records: readonly CallbackRecord[]) => records.map((r) => r.id);
 
 export class CallbackDelivery {
-  private readonly o: Required<Omit<CallbackDeliveryOptions, 'onDelivered' | 'onFailed' | 'onDead' | 'gate'>> & Pick<CallbackDeliveryOptions, 'onDelivered' | 'onFailed' | 'onDead' | 'gate'>;
+  private readonly o: Required<Omit<CallbackDeliveryOptions, 'onDelivered' | 'onFailed' | 'onDead' | 'onAttempt' | 'gate'>> & Pick<CallbackDeliveryOptions, 'onDelivered' | 'onFailed' | 'onDead' | 'onAttempt' | 'gate'>;
   private readonly agent: Agent;
   /** The POSTs in flight: once stop()'s drain time is over they are aborted, and so is any started after. */
   private readonly calls: HttpCalls;
@@ -180,7 +182,14 @@ export class CallbackDelivery {
 
   private async deliver(post: Post): Promise<void> {
     const started = performance.now();
+    const at = this.o.now();
     const outcome = await this.post(post);
+    if (this.o.onAttempt) {
+      const attempt: Parameters<NonNullable<CallbackDeliveryOptions['onAttempt']>>[1] = { at, ms: Math.round(performance.now() - started), outcome: outcome.ok ? 'delivered' : outcome.retry ? 'retry' : 'refused' };
+      if (outcome.status !== undefined) attempt.httpStatus = outcome.status;
+      if (!outcome.ok) attempt.error = outcome.error;
+      this.o.onAttempt(post.records, attempt);
+    }
     if (outcome.ok) {
       await this.o.store.markDelivered(ids(post.records), this.o.now());
       this.o.onDelivered?.(post.records, performance.now() - started);
@@ -204,10 +213,10 @@ export class CallbackDelivery {
         `callback POST took longer than ${this.o.requestTimeoutMs} ms`,
         65_536,
       );
-      if (res.status >= 200 && res.status < 300) return { ok: true };
+      if (res.status >= 200 && res.status < 300) return { ok: true, status: res.status };
       const retry = res.status >= 500 || res.status === 408 || res.status === 429;
       // Any other 4xx: CleverTap refused the format; retrying cannot help, a fixed mapping and a replay can.
-      return { ok: false, retry, error: retry ? `HTTP ${res.status}` : `HTTP ${res.status}: ${res.text.slice(0, 200)}` };
+      return { ok: false, retry, status: res.status, error: retry ? `HTTP ${res.status}` : `HTTP ${res.status}: ${res.text.slice(0, 200)}` };
     } catch (err) {
       const e = err as Error;
       const error = e.name === 'TimeoutError' ? `timeout after ${this.o.requestTimeoutMs} ms` : `${e.name}: ${e.message}`;

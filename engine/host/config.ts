@@ -55,6 +55,8 @@ export interface Config {
   /** `redis` set: the shared Redis store (several instances); `sqlite` is then unused. */
   store: { sqlite: string; redis?: string; redisPrefix: string; correlationTtlMs: number };
   callbacks: { retryForMs: number; baseDelayMs: number; maxDelayMs: number; batchSize: number; lookupWindowMs: number };
+  /** Message timelines (docs/operations.md): kept keepMs (0 = off), at most maxEvents events. */
+  trace: { keepMs: number; maxEvents: number };
   tenants: Map<string, TenantConfig>;
 }
 
@@ -163,6 +165,10 @@ export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): 
       maxDelayMs: parseDuration(cb.maxDelay ?? '10m'),
       batchSize: cb.batchSize ?? 100,
       lookupWindowMs: parseDuration(cb.lookupWindow ?? '10m'),
+    },
+    trace: {
+      keepMs: parseDuration(raw.trace?.keep ?? '7d'),
+      maxEvents: raw.trace?.maxEvents ?? 5_000_000,
     },
     tenants,
   };

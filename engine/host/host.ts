@@ -20,6 +20,7 @@ import { checkSettings } from '../mapping/settings.js';
 import { openRedisStore, redactRedisUrl } from '../stores/redis.js';
 import { openSqliteStoreThread } from '../stores/sqlite-thread.js';
 import type { Store } from '../stores/store.js';
+import { callbackEvents, Tracer } from './trace.js';
 
 export interface Host {
   url: string;
@@ -129,6 +130,17 @@ export async function startHost(opts: HostOptions): Promise<Host> {
   );
   const gate = (worker: string) => new BackgroundGate(() => admission.pressed, 1000, (ms) => metrics.backgroundHeld.inc({ worker }, ms / 1000));
 
+  let lastTraceErrorLog = 0;
+  const tracer = new Tracer(store, {
+    keepMs: config.trace.keepMs,
+    onError: (err, dropped) => {
+      // Diagnostics only: one line per 10 s at most, the messages themselves are unaffected.
+      if (Date.now() - lastTraceErrorLog < 10_000) return;
+      lastTraceErrorLog = Date.now();
+      logger.warn({ err: err.message, dropped }, 'message trace not written');
+    },
+  });
+  const CHAIN = ['sent', 'delivered', 'read'];
   const delivery = new CallbackDelivery({
     store,
     target: (id) => {
@@ -148,16 +160,33 @@ export async function startHost(opts: HostOptions): Promise<Host> {
       for (const c of r) metrics.callbackDelay.observe((now - c.createdAt) / 1000);
     },
     onFailed: (r) => metrics.callbacks.inc({ outcome: 'retry' }, r.length),
-    onDead: (r) => metrics.callbacks.inc({ outcome: 'dead' }, r.length),
+    onDead: (r, reason) => {
+      metrics.callbacks.inc({ outcome: 'dead' }, r.length);
+      if (tracer.enabled) for (const e of callbackEvents(r, 'dead', Date.now(), { reason })) tracer.record(e);
+    },
+    onAttempt: (r, a) => {
+      if (!tracer.enabled) return;
+      const { at, ...data } = a;
+      for (const e of callbackEvents(r, 'callback', at, data)) tracer.record(e);
+    },
   });
-  const resolver = new PendingResolver({ store, windowMs: config.callbacks.lookupWindowMs, logger, gate: gate('lookups') });
+  const resolver = new PendingResolver({
+    store,
+    windowMs: config.callbacks.lookupWindowMs,
+    logger,
+    gate: gate('lookups'),
+    onResolved: (p, msgId) => {
+      const rank = CHAIN.indexOf(p.event.status);
+      tracer.record({ at: Date.now(), tenant: p.tenant, msgId, providerMessageId: p.providerMessageId, type: 'resolved', data: { status: p.event.status, ...(rank > 0 ? { implies: CHAIN.slice(0, rank) } : {}) } });
+    },
+  });
 
   const localStatus = () => ({
     pid: process.pid,
     tenants: [...config.tenants.values()].map((t) => ({ id: t.id, inFlight: limiter.local(t.id), concurrency: t.concurrency })),
     admission: { limit: admission.limit, inFlight: admission.inFlight, queued: admission.queued, eventLoopLagMs: Math.round(admission.lagMs) },
   });
-  const app = buildServer({ config, registry, store, client, metrics, logger, media, limiter, rate, admission, ...(opts.cluster ? { cluster: opts.cluster } : {}) });
+  const app = buildServer({ config, registry, store, client, metrics, logger, media, limiter, rate, admission, tracer, ...(opts.cluster ? { cluster: opts.cluster } : {}) });
   const gauges = setInterval(() => {
     store
       .stats()
@@ -176,6 +205,9 @@ export async function startHost(opts: HostOptions): Promise<Host> {
   gauges.unref();
   const sweeper = setInterval(() => void store.sweep(Date.now(), 7 * 24 * 60 * 60 * 1000).catch(() => undefined), 60 * 60 * 1000);
   sweeper.unref();
+  // More often than the rest: the size cap should not be overrun by an hour of traffic.
+  const traceSweeper = setInterval(() => void store.sweepTrace(Date.now(), config.trace.keepMs, config.trace.maxEvents).catch(() => undefined), 5 * 60 * 1000);
+  traceSweeper.unref();
 
   // CleverTap opens up to 1500 connections at once (a load test past the contract, 3000); Node's default
   // backlog (511) overflows and the kernel drops the excess SYNs (seconds of retransmission). The kernel
@@ -198,12 +230,14 @@ export async function startHost(opts: HostOptions): Promise<Host> {
       registry.close();
       clearInterval(gauges);
       clearInterval(sweeper);
+      clearInterval(traceSweeper);
       await app.close();
       admission.close();
       await resolver.stop();
       await delivery.stop();
       // Late BSP calls get what is left of the drain time; their statuses then wait for a look-up.
       await client.close(Math.max(0, config.server.drainMs - (Date.now() - started)));
+      await tracer.flush();
       await limiter.close();
       await store.close();
       logger.info('wabridge stopped');

@@ -10,10 +10,13 @@ import type { Mapping } from '../mapping/loader.js';
 import type { Metrics } from './metrics.js';
 import { toCanonical } from '../mapping/pipeline.js';
 import { failure, mapResponse, mapTransportError, planSend, type Answer, type BspResponse } from '../mapping/send.js';
-import type { Store } from '../stores/store.js';
+import type { Store, TraceEvent } from '../stores/store.js';
 import type { TokenCache } from '../mapping/token-cache.js';
 import type { CanonicalMessage } from '../clevertap/model.js';
 import { trackLinks } from './click-tracking.js';
+import { maskPhone } from './logger.js';
+import { safeHeaders, safeUrl, type Tracer } from './trace.js';
+import type { HttpRequest } from '../mapping/send.js';
 
 export interface SendDeps {
   store: Store;
@@ -26,6 +29,46 @@ export interface SendDeps {
   lateWindowMs: number;
   /** The tenants' bspRate (fleet-wide with Redis); without it bspRate is not enforced. */
   rate?: RateLimiter;
+  /** Where each message's timeline goes (docs/operations.md); absent: not traced. */
+  tracer?: Tracer;
+}
+
+/** What a trace keeps of the BSP call. */
+interface BspTrace {
+  method: string;
+  url: string;
+  headers: Record<string, string>;
+  status?: number;
+  responseHeaders?: Record<string, string>;
+  providerMessageId?: string;
+  ms?: number;
+  error?: string;
+}
+
+function bspTrace(req: HttpRequest): BspTrace {
+  return { method: req.method, url: safeUrl(req.url), headers: safeHeaders(req.headers) };
+}
+
+/** The message's `send` trace event: built only when tracing is on, after CleverTap's answer is known. */
+function traceSend(deps: SendDeps, tenant: TenantConfig, mapping: Mapping, message: CanonicalMessage, arrivedAt: number, answer: Answer, bsp: BspTrace | undefined): void {
+  const tracer = deps.tracer;
+  if (!tracer?.enabled) return;
+  const ms = performance.now() - arrivedAt;
+  const data: Record<string, unknown> = {
+    to: maskPhone(message.to),
+    messageType: message.type,
+    campaignId: message.msgIdParts.campaignId,
+    mapping: mapping.name,
+    mappingVersion: mapping.version,
+    answer,
+    ms: Math.round(ms),
+  };
+  if (message.template) data.template = `${message.template.name} (${message.template.language})`;
+  if (message.isValidation) data.validation = true;
+  if (bsp) data.bsp = bsp;
+  const e: TraceEvent = { at: Date.now() - Math.round(ms), tenant: tenant.id, msgId: message.msgId, type: 'send', data };
+  if (bsp?.providerMessageId) e.providerMessageId = bsp.providerMessageId;
+  tracer.record(e);
 }
 
 export interface SendOutcome {
@@ -94,6 +137,7 @@ export async function handleSend(deps: SendDeps, tenant: TenantConfig, mapping: 
   let answer: Answer;
   let providerMessageId: string | undefined;
   let bspMs: number | undefined;
+  let bsp: BspTrace | undefined;
   try {
     // Tracked buttons carry a token instead of their suffix, for every mapping alike (click-tracking.ts).
     let sendable = message;
@@ -115,12 +159,21 @@ export async function handleSend(deps: SendDeps, tenant: TenantConfig, mapping: 
       const remaining = Math.max(1, tenant.deadlineMs - (performance.now() - started));
       const t0 = performance.now();
       const call = deps.client.send(plan.request, Math.ceil(remaining + deps.lateWindowMs));
+      if (deps.tracer?.enabled) bsp = bspTrace(plan.request);
       const first = await within(call, Math.ceil(remaining));
       if (first === DEADLINE) {
         answer = failure(2004, `BSP did not answer within ${tenant.deadlineMs} ms`);
         void correlateLate(deps, tenant, mapping, message, call);
       } else {
         bspMs = performance.now() - t0;
+        if (bsp) {
+          bsp.ms = Math.round(bspMs);
+          if ('e' in first) bsp.error = (first.e as Error).message;
+          else {
+            bsp.status = first.r.status;
+            bsp.responseHeaders = safeHeaders(first.r.headers);
+          }
+        }
         deps.metrics.bspLatency.observe({ tenant: tenant.id, provider: mapping.name }, bspMs / 1000);
         if ('e' in first) {
           if (!(first.e instanceof TransportError)) throw first.e;
@@ -131,6 +184,7 @@ export async function handleSend(deps: SendDeps, tenant: TenantConfig, mapping: 
           const mapped = await mapResponse(mapping, message, tenant.settings, first.r);
           answer = mapped.answer;
           providerMessageId = mapped.providerMessageId;
+          if (bsp && providerMessageId) bsp.providerMessageId = providerMessageId;
           // Stored before CleverTap hears "success": a status webhook may already be on its way.
           if (providerMessageId) await deps.store.saveCorrelation(tenant.id, providerMessageId, message.msgId, deps.correlationTtlMs);
         }
@@ -142,6 +196,7 @@ export async function handleSend(deps: SendDeps, tenant: TenantConfig, mapping: 
       answer = failure(2004, `could not obtain an access token: ${e.message}`);
       logger.error({ ...log, err: e.message }, 'token fetch failed');
       deps.metrics.requests.inc({ tenant: tenant.id, answer: codeOf(answer) });
+      traceSend(deps, tenant, mapping, message, started, answer, bsp);
       return { httpStatus: 200, answer };
     }
     if (!(e instanceof WabError)) throw e;
@@ -149,6 +204,7 @@ export async function handleSend(deps: SendDeps, tenant: TenantConfig, mapping: 
       answer = failure(/HTTP 40[13]/.test(e.message) ? 2000 : 2004, `could not obtain an access token: ${e.message}`);
       logger.error({ ...log, code: e.code, err: e.message }, 'token fetch failed');
       deps.metrics.requests.inc({ tenant: tenant.id, answer: codeOf(answer) });
+      traceSend(deps, tenant, mapping, message, started, answer, bsp);
       return { httpStatus: 200, answer };
     }
     logger.error({ ...log, code: e.code, err: e.message }, 'mapping failed');
@@ -156,6 +212,7 @@ export async function handleSend(deps: SendDeps, tenant: TenantConfig, mapping: 
   }
   deps.metrics.requests.inc({ tenant: tenant.id, answer: codeOf(answer) });
   messageLine(logger, [log.msgId, log.campaignId, log.to, providerMessageId, codeOf(answer), bspMs === undefined ? undefined : Math.round(bspMs), Math.round(performance.now() - started)]);
+  traceSend(deps, tenant, mapping, message, started, answer, bsp);
   return { httpStatus: 200, answer };
 }
 
@@ -167,6 +224,7 @@ async function correlateLate(deps: SendDeps, tenant: TenantConfig, mapping: Mapp
     if (mapped.answer.status === 'success' && mapped.providerMessageId) {
       await deps.store.saveCorrelation(tenant.id, mapped.providerMessageId, message.msgId, deps.correlationTtlMs);
       deps.metrics.lateSuccess.inc({ tenant: tenant.id });
+      deps.tracer?.record({ at: Date.now(), tenant: tenant.id, msgId: message.msgId, providerMessageId: mapped.providerMessageId, type: 'late', data: { status: r.status } });
       deps.logger.warn({ tenant: tenant.id, msgId: message.msgId, providerMessageId: mapped.providerMessageId }, 'BSP accepted after the deadline; correlated anyway');
     }
   } catch (e) {

@@ -18,6 +18,7 @@ import type { Store } from '../stores/store.js';
 import { handshake } from '../mapping/webhook.js';
 import { handleWebhook, replayQuarantined } from './webhook-flow.js';
 import { TokenCache } from '../mapping/token-cache.js';
+import { Tracer } from './trace.js';
 import { interceptors, request as undiciRequest } from 'undici';
 
 export interface HostDeps {
@@ -38,6 +39,8 @@ export interface HostDeps {
   admission: Admission;
   /** Under --workers: /metrics and the admin status cover every worker. */
   cluster?: ClusterView;
+  /** Message timelines (started and flushed by the host); default: one writing to `store` per config.trace. */
+  tracer?: Tracer;
 }
 
 declare module 'fastify' {
@@ -142,8 +145,9 @@ export function buildServer(deps: HostDeps) {
   };
   const mediaDispatcher = deps.client.agent.compose(interceptors.redirect({ maxRedirections: 3 }));
   const tokens = new TokenCache((req) => deps.client.send(req, 10_000));
-  const sendDeps = { store, tokens, client: deps.client, metrics, logger: deps.logger, correlationTtlMs: config.store.correlationTtlMs, lateWindowMs: 30_000, rate: deps.rate ?? new LocalRateLimiter() };
-  const webhookDeps = { store, metrics, logger: deps.logger, media: deps.media };
+  const tracer = deps.tracer ?? new Tracer(store, { keepMs: config.trace.keepMs });
+  const sendDeps = { store, tokens, client: deps.client, metrics, logger: deps.logger, correlationTtlMs: config.store.correlationTtlMs, lateWindowMs: 30_000, rate: deps.rate ?? new LocalRateLimiter(), tracer };
+  const webhookDeps = { store, metrics, logger: deps.logger, media: deps.media, tracer };
 
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'string' }, (_req, body, done) => done(null, body));
@@ -306,6 +310,16 @@ export function buildServer(deps: HostDeps) {
     const results = await replayQuarantined(webhookDeps, config.tenants, (t) => registry.get(t.provider), ids);
     const count = (o: string) => results.filter((r) => r.outcome === o).length;
     return { replayed: count('replayed') + count('split'), failed: count('failed'), missing: count('missing'), skipped: count('skipped'), results, size: await store.quarantineSize() };
+  });
+  app.get<{ Params: { id: string }; Querystring: { limit?: string } }>('/v1/admin/trace/:id', { preHandler: admin }, async (req, reply) => {
+    const limit = req.query.limit === undefined ? 1000 : Number(req.query.limit);
+    if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) return reply.code(400).send({ message: `limit must be an integer from 1 to 10000, got '${req.query.limit}'`, code: 'WAB_INPUT_INVALID' });
+    const events = await store.readTrace(req.params.id, limit);
+    if (events.length === 0) {
+      const why = config.trace.keepMs === 0 ? 'tracing is off (trace.keep: 0s)' : `nothing known: not a msgId or BSP message id seen in the last ${config.trace.keepMs / 86_400_000} days, or removed by the size cap`;
+      return reply.code(404).send({ message: `no trace for '${req.params.id}': ${why}`, code: 'WAB_NOT_FOUND' });
+    }
+    return { id: req.params.id, events };
   });
   return app;
 }

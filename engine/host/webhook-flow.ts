@@ -10,7 +10,9 @@ import { impliedCallbacks, incomingCallbackFor, statusCallbackFor, statusDedupeK
 import type { Mapping } from '../mapping/loader.js';
 import type { MediaLinks } from './media-links.js';
 import type { Metrics } from './metrics.js';
-import type { NewCallback, NewPending, NewQuarantined, QuarantineRecord, Store } from '../stores/store.js';
+import { CHAIN_TOP, statusRank, type NewCallback, type NewPending, type NewQuarantined, type QuarantineRecord, type StatusEntry, type Store, type TraceEvent } from '../stores/store.js';
+import { maskPhone } from './logger.js';
+import type { Tracer } from './trace.js';
 import { mapWebhook, splitWebhook, verifySignature, type IncomingEvent, type WebhookEvent, type WebhookRequest } from '../mapping/webhook.js';
 import { lowerCaseKeys } from '../mapping/send.js';
 
@@ -19,6 +21,7 @@ export interface WebhookDeps {
   metrics: Metrics;
   logger: Logger;
   media: MediaLinks;
+  tracer?: Tracer;
 }
 
 export interface WebhookOutcome {
@@ -112,21 +115,56 @@ function quarantineEntry(tenant: string, mapping: Mapping, u: Unmapped): NewQuar
 async function ingestEvents(deps: WebhookDeps, tenant: TenantConfig, mapping: Mapping, events: readonly WebhookEvent[], now: number) {
   const callbacks: NewCallback[] = [];
   const pending: NewPending[] = [];
+  const tracing = deps.tracer?.enabled === true;
+  const traces: TraceEvent[] = [];
   for (const ev of events) {
     deps.metrics.events.inc({ tenant: tenant.id, event: ev.event === 'status' ? ev.status : 'incoming' });
     if (ev.event === 'status') {
       const msgId = ev.msgId ?? (ev.providerMessageId ? await deps.store.findMsgId(tenant.id, ev.providerMessageId) : undefined);
       if (msgId) callbacks.push(statusCallbackFor(tenant.id, msgId, ev, mapping.version));
       else if (ev.providerMessageId) pending.push({ tenant: tenant.id, providerMessageId: ev.providerMessageId, event: ev, dedupeKey: statusDedupeKey(tenant.id, ev, ev.providerMessageId), mappingVersion: mapping.version });
+      if (tracing && (msgId || ev.providerMessageId)) {
+        const data: Record<string, unknown> = { status: ev.status, mappingVersion: mapping.version };
+        if (!msgId) data.held = true;
+        if (ev.timestamp !== undefined) data.timestamp = ev.timestamp;
+        if (ev.error) data.error = ev.error;
+        const t: TraceEvent = { at: now, tenant: tenant.id, type: 'status', data };
+        if (msgId) t.msgId = msgId;
+        if (ev.providerMessageId) t.providerMessageId = ev.providerMessageId;
+        traces.push(t);
+      }
     } else {
       const contextMsgId = ev.replyTo ? await deps.store.findMsgId(tenant.id, ev.replyTo) : undefined;
       callbacks.push(incomingCallbackFor(tenant, withMediaLinks(tenant.id, ev, deps.media), contextMsgId, mapping.version));
+      if (tracing && (contextMsgId || ev.providerMessageId)) {
+        const data: Record<string, unknown> = { messageType: ev.message.type, from: maskPhone(ev.message.from), mappingVersion: mapping.version };
+        if (ev.replyTo) data.replyTo = ev.replyTo;
+        const t: TraceEvent = { at: now, tenant: tenant.id, type: 'incoming', data };
+        if (contextMsgId) t.msgId = contextMsgId;
+        if (ev.providerMessageId) t.providerMessageId = ev.providerMessageId;
+        traces.push(t);
+      }
     }
   }
   // A higher status that came first releases the lower ones it implies (BSPs do not keep order).
-  callbacks.push(...impliedCallbacks(callbacks));
+  const impliedOnes = impliedCallbacks(callbacks);
+  callbacks.push(...impliedOnes);
   const result = await deps.store.ingest({ callbacks, pending }, now);
   if (result.implied > 0) deps.metrics.implied.inc({ tenant: tenant.id }, result.implied);
+  if (tracing) {
+    // Offered with the status that implied them; the store adds only ranks its msgId did not have yet,
+    // and the callback attempts in the timeline show which went.
+    for (const c of impliedOnes) {
+      // The highest chain status of its msgId in this webhook is the one that implies it.
+      let t: TraceEvent | undefined;
+      for (const x of traces) if (x.type === 'status' && x.msgId === c.msgId && statusRank(x.data.status as string) <= CHAIN_TOP && statusRank(x.data.status as string) > statusRank((t?.data.status as string | undefined) ?? '')) t = x;
+      if (t) ((t.data.implies ??= []) as string[]).push((c.payload as StatusEntry).status);
+    }
+    for (const t of traces) {
+      t.data.webhook = { events: events.length, accepted: result.accepted, duplicates: result.duplicates };
+      deps.tracer!.record(t);
+    }
+  }
   return { ...result, held: pending.length };
 }
 

@@ -103,10 +103,10 @@ export interface TraceEvent {
   providerMessageId?: string;
   /**
    * send: the CleverTap request, the BSP call and the answer; status / incoming: a webhook event and
-   * what it was mapped to; resolved: a held status found its msgId; callback: one delivery attempt;
-   * dead: moved to the dead-letter list.
+   * what it was mapped to; late: the BSP accepted after CleverTap was answered 2004; resolved: a held
+   * status found its msgId; callback: one delivery attempt; dead: moved to the dead-letter list.
    */
-  type: 'send' | 'status' | 'incoming' | 'resolved' | 'callback' | 'dead';
+  type: 'send' | 'status' | 'incoming' | 'late' | 'resolved' | 'callback' | 'dead';
   data: Record<string, unknown>;
 }
 

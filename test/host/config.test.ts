@@ -49,3 +49,12 @@ t.test('clickTracking and the /c/ settings', async (t) => {
   t.same([server('  clickRate: 30\n  trustProxy: "10.0.0.0/8, 127.0.0.1"\n').clickRate, server('  trustProxy: true\n').trustProxy], [30, true]);
   t.throws(() => server('  clickRate: 0\n'), { code: 'WAB_INPUT_INVALID', message: /server\.clickRate/ });
 });
+
+t.test('trace: keep and the size cap', async (t) => {
+  t.same(loadConfig(config('')).trace, { keepMs: 7 * 24 * 60 * 60 * 1000, maxEvents: 5_000_000 }, 'defaults: 7 days, 5 million events');
+  t.same(loadConfig(config('trace: { keep: 36h, maxEvents: 20000 }\n')).trace, { keepMs: 36 * 60 * 60 * 1000, maxEvents: 20_000 });
+  t.equal(loadConfig(config('trace: { keep: 0s }\n')).trace.keepMs, 0, '0s: off');
+  t.throws(() => loadConfig(config('trace: { keep: a week }\n')), { code: 'WAB_INPUT_INVALID', message: /trace\.keep/ });
+  t.throws(() => loadConfig(config('trace: { maxEvents: 10 }\n')), { code: 'WAB_INPUT_INVALID', message: /trace\.maxEvents/ });
+  t.throws(() => loadConfig(config('trace: { kept: 1d }\n')), { code: 'WAB_INPUT_INVALID', message: /trace/ });
+});

@@ -1,0 +1,135 @@
+// "What happened to this message?": a message sent through the whole stack, its statuses flowing back
+// from the simulated BSP to the CleverTap sink, then its timeline over the admin API and the CLI.
+import t from 'tap';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { request } from 'undici';
+import { trace } from '../../engine/cli/trace.js';
+import { sign } from '../../engine/mapping/webhook.js';
+import type { TraceEvent } from '../../engine/stores/store.js';
+import { ROOT, SETTINGS, eventually, startStack, type Stack } from '../support/stack.js';
+
+const example = JSON.parse(readFileSync(join(ROOT, 'examples', 'clevertap', 'template-body-footer.json'), 'utf8')) as Record<string, unknown>;
+const ADMIN = 'Bearer e2e-admin-token-0123456789';
+
+async function getTrace(s: Stack, id: string, auth: string | null = ADMIN, query = '') {
+  const res = await request(`${s.host.url}/v1/admin/trace/${encodeURIComponent(id)}${query}`, { headers: auth === null ? {} : { authorization: auth } });
+  return { status: res.statusCode, body: (await res.body.json()) as { events?: TraceEvent[]; message?: string; code?: string } };
+}
+
+async function eventsOf(s: Stack, id: string): Promise<TraceEvent[]> {
+  const r = await getTrace(s, id);
+  return r.status === 200 ? (r.body.events ?? []) : [];
+}
+
+async function postStatus(s: Stack, id: string, status: string) {
+  const raw = JSON.stringify({
+    object: 'whatsapp_business_account',
+    entry: [{ id: '102290129340398', changes: [{ field: 'messages', value: { messaging_product: 'whatsapp', metadata: { display_phone_number: '15550783881', phone_number_id: SETTINGS.phoneNumberId }, statuses: [{ id, status, timestamp: '1700000000', recipient_id: '919999999999' }] } }] }],
+  });
+  const mapping = s.host.registry.get('meta-cloud')!;
+  const res = await request(`${s.host.url}/v1/tenants/demo/webhook`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-hub-signature-256': sign(mapping, raw, SETTINGS.appSecret) }, body: raw });
+  t.equal(res.statusCode, 200, `webhook ${status} acknowledged`);
+  await res.body.dump();
+}
+
+const label = (e: TraceEvent) => {
+  const d = e.data as { status?: string; outcome?: string; implied?: boolean };
+  if (e.type === 'status') return `status:${d.status}`;
+  if (e.type === 'callback') return `callback:${d.status}${d.implied ? '*' : ''}:${d.outcome}`;
+  if (e.type === 'dead') return `dead:${d.status}`;
+  return e.type;
+};
+
+t.test('message trace', async (t) => {
+  const s = await startStack();
+  t.teardown(() => s.close());
+
+  t.test('a sent message: request, BSP call, answer, each status and each callback, in order, by msgId and by BSP id', async (t) => {
+    const msgId = 'e2e|trace|1|1';
+    t.same((await s.send({ ...example, msgId })).body, { status: 'success' });
+    await eventually(() => s.sink.statuses('demo').filter((x) => x.msgId === msgId).length === 3, 'sent, delivered, read at the sink');
+    await eventually(async () => (await eventsOf(s, msgId)).filter((e) => e.type === 'callback').length >= 3, 'the three callback attempts in the trace');
+    const events = await eventsOf(s, msgId);
+    const wamid = s.sim.sent().find((x) => x.msgId === msgId)!.providerMessageId!;
+
+    const send = events[0]!;
+    t.equal(send.type, 'send', 'the request comes first');
+    t.match(send, { tenant: 'demo', msgId, providerMessageId: wamid, data: { to: '9199******99', messageType: 'template', mapping: 'meta-cloud', answer: { status: 'success' }, bsp: { method: 'POST', status: 200, providerMessageId: wamid } } });
+    t.equal(typeof (send.data.mappingVersion as string), 'string');
+    const headers = Object.entries((send.data.bsp as { headers: Record<string, string> }).headers);
+    t.same(headers.filter(([k]) => k.toLowerCase() === 'authorization').map(([, v]) => v), ['[redacted]'], 'the BSP credential is not kept');
+    t.ok(typeof (send.data.bsp as { ms: number }).ms === 'number', 'BSP latency');
+    const whole = JSON.stringify(events);
+    t.notOk(whole.includes(SETTINGS.accessToken), 'no secret anywhere in the trace');
+    t.notOk(whole.includes('919999999999'), 'no unmasked phone number');
+
+    // The simulator's statuses may arrive in any order relative to each other's callbacks; each status
+    // comes before its own callback, and every one is there exactly once.
+    const labels = events.map(label);
+    for (const st of ['sent', 'delivered', 'read']) {
+      t.equal(labels.filter((l) => l === `status:${st}`).length, 1, `one ${st} webhook event`);
+      t.ok(labels.indexOf(`status:${st}`) < labels.findIndex((l) => l.startsWith(`callback:${st}`)), `${st}: webhook before callback`);
+    }
+    t.same(labels.filter((l) => l.startsWith('callback')).sort(), ['callback:delivered:delivered', 'callback:read:delivered', 'callback:sent:delivered']);
+    const times = events.map((e) => e.at);
+    t.same(times, [...times].sort((a, b) => a - b), 'oldest first');
+    t.match(events.find((e) => e.type === 'callback'), { data: { httpStatus: 200, attempt: 1, kind: 'status' } });
+
+    t.same(await eventsOf(s, wamid), events, 'the BSP id finds the same timeline');
+  });
+
+  t.test('a status that implies lower ones, a callback CleverTap refuses, the dead-letter move', async (t) => {
+    const msgId = 'e2e|trace|2|1';
+    await s.host.store.saveCorrelation('demo', 'wamid.TRACE2', msgId, 60_000);
+    s.sink.setDown({ status: 400 });
+    t.teardown(() => s.sink.setDown(false));
+    await postStatus(s, 'wamid.TRACE2', 'read');
+    await eventually(async () => (await eventsOf(s, msgId)).filter((e) => e.type === 'dead').length === 3, 'three dead callbacks in the trace');
+    const events = await eventsOf(s, 'wamid.TRACE2');
+    t.match(events[0], { type: 'status', msgId, providerMessageId: 'wamid.TRACE2', data: { status: 'read', implies: ['delivered', 'sent'] } });
+    const refused = events.filter((e) => e.type === 'callback');
+    t.ok(refused.length >= 1, 'the refused POST is there');
+    t.match(refused[0], { data: { httpStatus: 400, outcome: 'refused' } });
+    t.same(events.filter((e) => e.type === 'dead').map(label).sort(), ['dead:delivered', 'dead:read', 'dead:sent']);
+    t.equal(events.filter((e) => e.type !== 'status' && (e.data as { implied?: boolean }).implied).length >= 2, true, 'the implied ones are marked');
+  });
+
+  t.test('a status held before its send was correlated is linked once it is', async (t) => {
+    await postStatus(s, 'wamid.TRACE3', 'delivered');
+    await s.host.store.saveCorrelation('demo', 'wamid.TRACE3', 'e2e|trace|3|1', 60_000);
+    await eventually(async () => (await eventsOf(s, 'e2e|trace|3|1')).some((e) => e.type === 'callback'), 'the resolved status delivered');
+    const labels = (await eventsOf(s, 'e2e|trace|3|1')).map((e) => (e.type === 'status' ? `status:${(e.data as { held?: boolean }).held ? 'held' : ''}` : label(e)));
+    t.same(labels.slice(0, 2), ['status:held', 'resolved']);
+    t.ok(labels.includes('callback:delivered:delivered'));
+  });
+
+  t.test('the admin route: token, unknown id, bad limit', async (t) => {
+    t.equal((await getTrace(s, 'e2e|trace|1|1', null)).status, 401);
+    t.equal((await getTrace(s, 'e2e|trace|1|1', 'Bearer wrong-token-0123456789')).status, 401);
+    const missing = await getTrace(s, 'no-such-message');
+    t.equal(missing.status, 404);
+    t.match(missing.body, { code: 'WAB_NOT_FOUND', message: /no trace for 'no-such-message'/ });
+    const bad = await getTrace(s, 'e2e|trace|1|1', ADMIN, '?limit=abc');
+    t.equal(bad.status, 400);
+    t.match(bad.body, { code: 'WAB_INPUT_INVALID', message: /limit/ });
+    const two = await getTrace(s, 'e2e|trace|1|1', ADMIN, '?limit=2');
+    t.equal(two.body.events?.length, 2);
+  });
+
+  t.test('wabridge trace prints the same timeline from the store', async (t) => {
+    let text = '';
+    t.equal(await trace('e2e|trace|1|1', s.configFile, false, (x) => (text += x)), 0);
+    t.match(text, /received +from CleverTap: to 9199\*{6}99, template/);
+    t.match(text, /bsp +POST http:\/\/127\.0\.0\.1:\d+\/.* → HTTP 200, BSP id /);
+    t.match(text, /answered +success/);
+    t.match(text, /webhook +status read → CleverTap read/);
+    t.match(text, /callback +read attempt 1 → HTTP 200/);
+    let json = '';
+    t.equal(await trace('e2e|trace|1|1', s.configFile, true, (x) => (json += x)), 0);
+    t.same((JSON.parse(json) as { events: TraceEvent[] }).events, await eventsOf(s, 'e2e|trace|1|1'));
+    let none = '';
+    t.equal(await trace('no-such-message', s.configFile, false, (x) => (none += x)), 1);
+    t.match(none, /no trace for 'no-such-message'/);
+  });
+});
