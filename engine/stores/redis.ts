@@ -55,6 +55,8 @@
 //   tr:idx                   zset    every tr:m:/tr:b: list (member without tr:), score = its latest event
 //   tr:n                     string  events in those lists, for the size cap; sweepTrace removes whole
 //                                    lists, least recently touched first (no PX: the count stays exact)
+//   tr:c:<campaign>          zset    the tr:m: lists of a campaign's msgIds, score = their latest event
+//   tr:cs                    zset    "<campaign>|<tenant>" by latest event (campaign ids have no '|')
 //
 // Time: `now`, nextAttemptAt and leases are the callers' clocks (the interface passes them), so the
 // instances' clocks must agree to well within leaseMs (NTP). Correlations, dedupe keys and per-msgId
@@ -521,16 +523,24 @@ end
 return clicks
 `);
 
-// ARGV: P, keepMs, then per event: list ('m:<msgId>' or 'b:<id>'), BSP id to alias or '', msgId, JSON, at.
+// ARGV: P, keepMs, then per event: list ('m:<msgId>' or 'b:<id>'), BSP id to alias or '', msgId, JSON,
+// at, campaign or '', tenant.
 const TRACE = script(`
 local keep = tonumber(ARGV[2])
-for i = 3, #ARGV, 5 do
+local function latest(key, at, member)
+  local cur = redis.call('ZSCORE', key, member)
+  if not cur or tonumber(cur) < at then redis.call('ZADD', key, at, member) end
+end
+for i = 3, #ARGV, 7 do
   local list, at = ARGV[i], tonumber(ARGV[i + 4])
   redis.call('RPUSH', P .. 'tr:' .. list, ARGV[i + 3])
-  local cur = redis.call('ZSCORE', P .. 'tr:idx', list)
-  if not cur or tonumber(cur) < at then redis.call('ZADD', P .. 'tr:idx', at, list) end
+  latest(P .. 'tr:idx', at, list)
   redis.call('INCR', P .. 'tr:n')
   if ARGV[i + 1] ~= '' then redis.call('SET', P .. 'tr:a:' .. ARGV[i + 1], ARGV[i + 2], 'PX', keep) end
+  if ARGV[i + 5] ~= '' then
+    latest(P .. 'tr:c:' .. ARGV[i + 5], at, list)
+    latest(P .. 'tr:cs', at, ARGV[i + 5] .. '|' .. ARGV[i + 6])
+  end
 end
 return 0
 `);
@@ -549,6 +559,13 @@ local function drop(member)
   lists = lists + 1
 end
 for _, m in ipairs(redis.call('ZRANGEBYSCORE', P .. 'tr:idx', '-inf', '(' .. cutoff, 'LIMIT', 0, batch)) do drop(m) end
+-- Campaigns idle past the cutoff; an active campaign's index loses its old lists (a capped list's
+-- entry stays until then, and reads as empty).
+for _, c in ipairs(redis.call('ZRANGEBYSCORE', P .. 'tr:cs', '-inf', '(' .. cutoff, 'LIMIT', 0, batch)) do
+  redis.call('ZREM', P .. 'tr:cs', c)
+  local key = P .. 'tr:c:' .. string.match(c, '^(.*)|[^|]*$')
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. cutoff)
+end
 while lists < batch and num(redis.call('GET', P .. 'tr:n'), 0) > max do
   local m = redis.call('ZRANGE', P .. 'tr:idx', 0, 0)[1]
   if not m then break end
@@ -900,7 +917,7 @@ class RedisStore implements Store {
       const list = e.msgId !== undefined ? `m:${e.msgId}` : e.providerMessageId !== undefined ? `b:${e.providerMessageId}` : undefined;
       if (list === undefined) continue; // nothing could ever find it
       const alias = e.msgId !== undefined && e.providerMessageId !== undefined ? e.providerMessageId : '';
-      args.push(list, alias, e.msgId ?? '', JSON.stringify(e), e.at);
+      args.push(list, alias, e.msgId ?? '', JSON.stringify(e), e.at, e.msgId !== undefined ? (e.campaignId ?? '') : '', e.tenant);
     }
     if (args.length > 1) await this.run('wabTrace', ...args);
   }
@@ -938,6 +955,34 @@ class RedisStore implements Store {
       removed += events;
       if (lists < this.batchSize) return removed;
     }
+  }
+
+  async campaignTrace(campaignId: string, limit: number): Promise<TraceEvent[]> {
+    const lists = await this.redis.zrange(`${this.prefix}tr:c:${campaignId}`, '0', '-1');
+    const events: TraceEvent[] = [];
+    for (let i = 0; i < lists.length; i += 500) {
+      const tx = this.redis.pipeline();
+      for (const l of lists.slice(i, i + 500)) tx.lrange(`${this.prefix}tr:${l}`, 0, -1);
+      for (const [err, items] of (await tx.exec()) ?? []) {
+        if (err) throw err;
+        for (const text of items as string[]) {
+          const e = JSON.parse(text) as TraceEvent;
+          if (e.campaignId === campaignId) events.push(e);
+        }
+      }
+    }
+    return events.sort((a, b) => a.at - b.at).slice(0, limit);
+  }
+
+  async listCampaigns(limit: number): Promise<{ campaignId: string; tenant: string; lastActivity: number }[]> {
+    const flat = await this.redis.zrevrange(`${this.prefix}tr:cs`, 0, limit - 1, 'WITHSCORES');
+    const out: { campaignId: string; tenant: string; lastActivity: number }[] = [];
+    for (let i = 0; i + 1 < flat.length; i += 2) {
+      const member = flat[i]!;
+      const bar = member.lastIndexOf('|');
+      out.push({ campaignId: member.slice(0, bar), tenant: member.slice(bar + 1), lastActivity: Number(flat[i + 1]) });
+    }
+    return out;
   }
 
   async stats(): Promise<StoreStats> {

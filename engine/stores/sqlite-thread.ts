@@ -169,6 +169,8 @@ class ThreadStore implements Store {
   appendTrace: Store['appendTrace'] = (...a) => this.call('appendTrace', a);
   readTrace: Store['readTrace'] = (...a) => this.call('readTrace', a);
   sweepTrace: Store['sweepTrace'] = (...a) => this.call('sweepTrace', a);
+  campaignTrace: Store['campaignTrace'] = (...a) => this.call('campaignTrace', a);
+  listCampaigns: Store['listCampaigns'] = (...a) => this.call('listCampaigns', a);
   stats: Store['stats'] = () => this.call('stats', []);
   ping: Store['ping'] = () => this.call('ping', []);
 

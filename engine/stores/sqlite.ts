@@ -141,11 +141,17 @@ export const MIGRATIONS = [
   -- so the live ids are one range and the size cap is a comparison with max(id), not a count.
   CREATE TABLE trace (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
-    at INTEGER NOT NULL, tenant TEXT NOT NULL, msg_id TEXT, provider_message_id TEXT,
+    at INTEGER NOT NULL, tenant TEXT NOT NULL, msg_id TEXT, provider_message_id TEXT, campaign TEXT,
     type TEXT NOT NULL, data TEXT NOT NULL);
   CREATE INDEX trace_msg ON trace (msg_id) WHERE msg_id IS NOT NULL;
   CREATE INDEX trace_provider ON trace (provider_message_id) WHERE provider_message_id IS NOT NULL;
+  CREATE INDEX trace_campaign ON trace (campaign, at) WHERE campaign IS NOT NULL;
   CREATE INDEX trace_at ON trace (at);
+  -- Campaigns by latest activity, for the list (grouping the trace table would read all of it).
+  CREATE TABLE trace_campaigns (
+    campaign TEXT NOT NULL, tenant TEXT NOT NULL, last_at INTEGER NOT NULL,
+    PRIMARY KEY (campaign, tenant)) WITHOUT ROWID;
+  CREATE INDEX trace_campaigns_recent ON trace_campaigns (last_at);
   `,
 ];
 
@@ -203,6 +209,7 @@ interface TraceRow {
   tenant: string;
   msg_id: string | null;
   provider_message_id: string | null;
+  campaign: string | null;
   type: TraceEvent['type'];
   data: string;
 }
@@ -211,6 +218,7 @@ function toTraceEvent(r: TraceRow): TraceEvent {
   const e: TraceEvent = { at: r.at, tenant: r.tenant, type: r.type, data: JSON.parse(r.data) as Record<string, unknown> };
   if (r.msg_id !== null) e.msgId = r.msg_id;
   if (r.provider_message_id !== null) e.providerMessageId = r.provider_message_id;
+  if (r.campaign !== null) e.campaignId = r.campaign;
   return e;
 }
 
@@ -344,7 +352,12 @@ function prepare(db: Database.Database) {
       WHERE state = 'pending' AND rank > 0 AND tenant = @tenant AND msg_id = @msgId AND id <> @id AND next_attempt_at < @next`),
     dead: p(`UPDATE outbox SET state = 'dead', last_error = ?, lease_until = 0 WHERE id = ? AND state = 'pending'`),
     listDead: p(`SELECT * FROM outbox WHERE state = 'dead' ORDER BY id LIMIT ?`),
-    insertTrace: p(`INSERT INTO trace (at, tenant, msg_id, provider_message_id, type, data) VALUES (@at, @tenant, @msgId, @providerMessageId, @type, @data)`),
+    insertTrace: p(`INSERT INTO trace (at, tenant, msg_id, provider_message_id, campaign, type, data) VALUES (@at, @tenant, @msgId, @providerMessageId, @campaign, @type, @data)`),
+    touchCampaign: p(`INSERT INTO trace_campaigns (campaign, tenant, last_at) VALUES (?, ?, ?)
+      ON CONFLICT (campaign, tenant) DO UPDATE SET last_at = max(last_at, excluded.last_at)`),
+    campaignTrace: p(`SELECT * FROM trace WHERE campaign = ? ORDER BY at, id LIMIT ?`),
+    listCampaigns: p(`SELECT campaign AS campaignId, tenant, last_at AS lastActivity FROM trace_campaigns ORDER BY last_at DESC LIMIT ?`),
+    sweepCampaigns: p(`DELETE FROM trace_campaigns WHERE last_at < ?`),
     traceOf: p(`SELECT * FROM trace WHERE msg_id IN (SELECT value FROM json_each(@msgIds)) OR provider_message_id IN (SELECT value FROM json_each(@ids))
       ORDER BY at, id LIMIT @limit`),
     // In batches, so one sweep after a long pause does not hold the write lock for seconds.
@@ -745,10 +758,17 @@ class SqliteStore implements Store {
   async appendTrace(events: readonly TraceEvent[], _keepMs: number): Promise<void> {
     if (events.length === 0) return;
     // With the turn's other writes: a trace costs no commit or sync of its own.
+    const campaigns = new Map<string, [string, string, number]>();
+    for (const e of events) {
+      if (e.campaignId === undefined) continue;
+      const key = `${e.campaignId}|${e.tenant}`;
+      if ((campaigns.get(key)?.[2] ?? -Infinity) < e.at) campaigns.set(key, [e.campaignId, e.tenant, e.at]);
+    }
     await this.commit(() => {
       for (const e of events) {
-        this.s.insertTrace.run({ at: e.at, tenant: e.tenant, msgId: e.msgId ?? null, providerMessageId: e.providerMessageId ?? null, type: e.type, data: JSON.stringify(e.data) });
+        this.s.insertTrace.run({ at: e.at, tenant: e.tenant, msgId: e.msgId ?? null, providerMessageId: e.providerMessageId ?? null, campaign: e.campaignId ?? null, type: e.type, data: JSON.stringify(e.data) });
       }
+      for (const c of campaigns.values()) this.s.touchCampaign.run(...c);
     });
   }
 
@@ -770,6 +790,7 @@ class SqliteStore implements Store {
   async sweepTrace(now: number, keepMs: number, maxEvents: number): Promise<number> {
     if (this.syncFailure) throw this.syncFailure;
     let removed = 0;
+    this.immediate(() => this.s.sweepCampaigns.run(now - keepMs));
     for (;;) {
       const n = this.immediate(() => this.s.sweepTraceOld.run(now - keepMs).changes);
       removed += n;
@@ -780,6 +801,14 @@ class SqliteStore implements Store {
       removed += n;
       if (n < 10_000) return removed;
     }
+  }
+
+  async campaignTrace(campaignId: string, limit: number): Promise<TraceEvent[]> {
+    return (this.s.campaignTrace.all(campaignId, limit) as TraceRow[]).map(toTraceEvent);
+  }
+
+  async listCampaigns(limit: number): Promise<{ campaignId: string; tenant: string; lastActivity: number }[]> {
+    return this.s.listCampaigns.all(limit) as { campaignId: string; tenant: string; lastActivity: number }[];
   }
 
   async saveClickLinks(links: readonly ClickLink[], _now: number): Promise<void> {

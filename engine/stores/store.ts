@@ -101,6 +101,8 @@ export interface TraceEvent {
   msgId?: string;
   /** BSP message id, when known. */
   providerMessageId?: string;
+  /** The campaign of msgId (its second `|` part), when it has one: campaign reports read by it. */
+  campaignId?: string;
   /**
    * send: the CleverTap request, the BSP call and the answer; status / incoming: a webhook event and
    * what it was mapped to; late: the BSP accepted after CleverTap was answered 2004; resolved: a held
@@ -219,6 +221,10 @@ export interface Store {
   readTrace(id: string, limit: number): Promise<TraceEvent[]>;
   /** Removes trace events older than `now - keepMs`, then the oldest until at most `maxEvents` remain. Returns how many went. */
   sweepTrace(now: number, keepMs: number, maxEvents: number): Promise<number>;
+  /** The trace events of one campaign (every tenant), oldest first, at most `limit`. */
+  campaignTrace(campaignId: string, limit: number): Promise<TraceEvent[]>;
+  /** Campaigns with trace events, most recently active first, per tenant. */
+  listCampaigns(limit: number): Promise<{ campaignId: string; tenant: string; lastActivity: number }[]>;
 
   /** Removes expired correlations, dedupe keys and click links, and delivered callbacks older than `keepMs`. */
   sweep(now: number, keepMs: number): Promise<void>;
