@@ -24,6 +24,9 @@ Usage:
   wabridge trace <msgId|bspMessageId> [--config wabridge.yaml] [--json]
       What happened to one message: the CleverTap request, the BSP call, the answer, each webhook
       event, each callback attempt. Exit 1 when nothing is known of it.
+  wabridge campaign [campaignID] [--batch id] [--config wabridge.yaml] [--json]
+      Per tenant, what CleverTap was answered and sent back for one campaign (messages, answers by
+      code, statuses, failures, replies, callbacks pending and dead); without an id, recent campaigns.
   wabridge new <bsp> [--mappings dir]
       Start a BSP folder (default mappings/<bsp>/): mapping.yaml, simulator.yaml, fixtures/settings.yaml
       and one fixture per kind, for a made-up API that lints and tests green; replace it part by part.
@@ -215,6 +218,7 @@ export async function main(argv: string[]): Promise<number> {
         config: { type: 'string' },
         workers: { type: 'string' },
         url: { type: 'string' },
+        batch: { type: 'string' },
         'show-secrets': { type: 'boolean' },
       },
     });
@@ -254,6 +258,8 @@ export async function main(argv: string[]): Promise<number> {
         return await (await import('./quarantine.js')).quarantine(rest[0], rest.slice(1), { config: v.config, url: v.url, mappings: v.mappings, json: Boolean(v.json) });
       case 'trace':
         return await (await import('./trace.js')).trace(rest[0], v.config, Boolean(v.json));
+      case 'campaign':
+        return await (await import('./trace.js')).campaign(rest[0], v.batch, v.config, Boolean(v.json));
       default:
         throw new UsageError(`unknown command '${cmd}'`);
     }

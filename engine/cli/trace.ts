@@ -1,6 +1,7 @@
-// `wabridge trace <msgId|bspMessageId>`: one message's timeline, read straight from the configured
-// store (like `wabridge dlq`), so it works with the service down too.
+// `wabridge trace <msgId|bspMessageId>` (one message's timeline) and `wabridge campaign` (a campaign's
+// counts), read straight from the configured store (like `wabridge dlq`): they work with the service down.
 import { loadConfig } from '../host/config.js';
+import { CAMPAIGN_EVENTS, campaignReport, formatCampaign } from '../host/campaigns.js';
 import { formatTrace } from '../host/trace.js';
 import { WabError } from '../mapping/errors.js';
 import { openRedisStore } from '../stores/redis.js';
@@ -17,6 +18,26 @@ export async function trace(id: string | undefined, config: string | undefined, 
     else if (events.length > 0) write(`${formatTrace(events)}\n`);
     else write(`no trace for '${id}'${cfg.trace.keepMs === 0 ? ' (tracing is off: trace.keep is 0s)' : ''}\n`);
     return events.length > 0 ? 0 : 1;
+  } finally {
+    await store.close();
+  }
+}
+
+/** `wabridge campaign [campaignId] [--batch id] [--json]`: one campaign's reconciliation, or the recent campaigns. */
+export async function campaign(id: string | undefined, batch: string | undefined, config: string | undefined, json: boolean, write: (text: string) => void = (t) => process.stdout.write(t)): Promise<number> {
+  const cfg = loadConfig(configPath(config));
+  const store = cfg.store.redis ? await openRedisStore(cfg.store.redis, { prefix: cfg.store.redisPrefix }) : openSqliteStore(cfg.store.sqlite);
+  try {
+    if (id === undefined) {
+      const list = (await store.listCampaigns(100)).map((c) => ({ ...c, lastActivity: new Date(c.lastActivity).toISOString() }));
+      if (json) write(`${JSON.stringify({ campaigns: list })}\n`);
+      else write(`${list.map((c) => `${c.lastActivity}  ${c.tenant}  ${c.campaignId}`).join('\n')}${list.length > 0 ? '\n' : ''}${list.length} campaign(s)\n`);
+      return 0;
+    }
+    const events = await store.campaignTrace(id, CAMPAIGN_EVENTS);
+    const report = campaignReport(id, events, batch, events.length >= CAMPAIGN_EVENTS);
+    write(json ? `${JSON.stringify(report)}\n` : `${formatCampaign(report)}\n`);
+    return Object.keys(report.tenants).length > 0 ? 0 : 1;
   } finally {
     await store.close();
   }

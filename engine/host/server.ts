@@ -19,6 +19,7 @@ import { handshake } from '../mapping/webhook.js';
 import { handleWebhook, replayQuarantined } from './webhook-flow.js';
 import { TokenCache } from '../mapping/token-cache.js';
 import { Tracer } from './trace.js';
+import { CAMPAIGN_EVENTS, campaignReport } from './campaigns.js';
 import { interceptors, request as undiciRequest } from 'undici';
 
 export interface HostDeps {
@@ -146,6 +147,14 @@ export function buildServer(deps: HostDeps) {
   const mediaDispatcher = deps.client.agent.compose(interceptors.redirect({ maxRedirections: 3 }));
   const tokens = new TokenCache((req) => deps.client.send(req, 10_000));
   const tracer = deps.tracer ?? new Tracer(store, { keepMs: config.trace.keepMs });
+  // A 429 for the tenant's concurrency comes after the body was read: its msgId (found without parsing
+  // the whole payload, as this is the busy path) puts it on the message's timeline and in its
+  // campaign's answers. Admission's 429 comes before the body and cannot be attributed.
+  const traceTooMany = (tenant: TenantConfig, mapping: { name: string; version: string }, body: string) => {
+    const msgId = /"msgId"\s*:\s*"((?:[^"\\]|\\.)*)"/.exec(body)?.[1];
+    if (msgId === undefined) return;
+    tracer.record({ at: Date.now(), tenant: tenant.id, msgId, type: 'send', data: { mapping: mapping.name, mappingVersion: mapping.version, answer: { status: 'failure', error: { code: 429, message: 'Too many requests to process' } }, ms: 0 } });
+  };
   const sendDeps = { store, tokens, client: deps.client, metrics, logger: deps.logger, correlationTtlMs: config.store.correlationTtlMs, lateWindowMs: 30_000, rate: deps.rate ?? new LocalRateLimiter(), tracer };
   const webhookDeps = { store, metrics, logger: deps.logger, media: deps.media, tracer };
 
@@ -182,6 +191,7 @@ export function buildServer(deps: HostDeps) {
     if (!mapping) return reply;
     if (!(await limiter.acquire(tenant.id, tenant.concurrency))) {
       metrics.requests.inc({ tenant: tenant.id, answer: '429' });
+      if (tracer.enabled) traceTooMany(tenant, mapping, typeof req.body === 'string' ? req.body : '');
       return reply.code(429).send({ message: 'Too many requests to process' });
     }
     try {
@@ -320,6 +330,21 @@ export function buildServer(deps: HostDeps) {
       return reply.code(404).send({ message: `no trace for '${req.params.id}': ${why}`, code: 'WAB_NOT_FOUND' });
     }
     return { id: req.params.id, events };
+  });
+  const limitOf = (given: string | undefined, fallback: number, max: number): number | string => {
+    const n = given === undefined ? fallback : Number(given);
+    return Number.isInteger(n) && n >= 1 && n <= max ? n : `limit must be an integer from 1 to ${max}, got '${given}'`;
+  };
+  app.get<{ Querystring: { limit?: string } }>('/v1/admin/campaigns', { preHandler: admin }, async (req, reply) => {
+    const limit = limitOf(req.query.limit, 100, 10_000);
+    if (typeof limit === 'string') return reply.code(400).send({ message: limit, code: 'WAB_INPUT_INVALID' });
+    return { campaigns: (await store.listCampaigns(limit)).map((c) => ({ ...c, lastActivity: new Date(c.lastActivity).toISOString() })) };
+  });
+  app.get<{ Params: { id: string }; Querystring: { batch?: string } }>('/v1/admin/campaigns/:id', { preHandler: admin }, async (req, reply) => {
+    const events = await store.campaignTrace(req.params.id, CAMPAIGN_EVENTS);
+    const report = campaignReport(req.params.id, events, req.query.batch, events.length >= CAMPAIGN_EVENTS);
+    if (Object.keys(report.tenants).length === 0) return reply.code(404).send({ message: `no trace of campaign '${req.params.id}'${req.query.batch !== undefined ? ` batch '${req.query.batch}'` : ''} in the last ${config.trace.keepMs / 86_400_000} days`, code: 'WAB_NOT_FOUND' });
+    return report;
   });
   return app;
 }

@@ -3,6 +3,7 @@
 // the Tracer and go on, and the Tracer writes everything one turn of the event loop produced in one
 // store call (on SQLite it joins that turn's group commit; on Redis it is one script). A trace write
 // that fails is counted and logged, never retried, and never fails a message.
+import { parseMsgId } from '../clevertap/normalize.js';
 import type { CallbackRecord, Store, TraceEvent } from '../stores/store.js';
 
 export interface TracerOptions {
@@ -35,6 +36,11 @@ export class Tracer {
     if (this.buffer.length >= (this.o.maxBuffered ?? 50_000)) {
       this.dropped++;
       return;
+    }
+    // Campaign reports read by it (engine/host/campaigns.ts).
+    if (e.msgId !== undefined && e.campaignId === undefined && e.msgId.includes('|')) {
+      const c = parseMsgId(e.msgId).campaignId;
+      if (c) e.campaignId = c;
     }
     this.buffer.push(e);
     if (!this.scheduled) {
@@ -85,10 +91,11 @@ export class Tracer {
 export function callbackEvents(records: readonly CallbackRecord[], type: 'callback' | 'dead', at: number, data: Record<string, unknown>): TraceEvent[] {
   const out: TraceEvent[] = [];
   for (const r of records) {
-    const payload = r.payload as { status?: string; context?: { id?: string } };
+    const payload = r.payload as { status?: string; context?: { id?: string }; error?: { code?: number } };
     const msgId = r.msgId ?? payload.context?.id;
     const e: TraceEvent = { at, tenant: r.tenant, type, data: { ...data, callbackId: r.id, kind: r.kind, attempt: r.attempts + 1 } };
     if (r.kind === 'status') e.data.status = payload.status;
+    if (payload.error?.code !== undefined) e.data.errorCode = payload.error.code;
     if (r.implied) e.data.implied = true;
     if (msgId !== undefined) e.msgId = msgId;
     else {
