@@ -1,7 +1,7 @@
 // `wabridge trace <msgId|bspMessageId>` (one message's timeline) and `wabridge campaign` (a campaign's
 // counts), read straight from the configured store (like `wabridge dlq`): they work with the service down.
 import { loadConfig } from '../host/config.js';
-import { CAMPAIGN_EVENTS, campaignReport, formatCampaign } from '../host/campaigns.js';
+import { campaignReport, formatCampaign } from '../host/campaigns.js';
 import { formatTrace } from '../host/trace.js';
 import { WabError } from '../mapping/errors.js';
 import { openRedisStore } from '../stores/redis.js';
@@ -34,8 +34,7 @@ export async function campaign(id: string | undefined, batch: string | undefined
       else write(`${list.map((c) => `${c.lastActivity}  ${c.tenant}  ${c.campaignId}`).join('\n')}${list.length > 0 ? '\n' : ''}${list.length} campaign(s)\n`);
       return 0;
     }
-    const events = await store.campaignTrace(id, CAMPAIGN_EVENTS);
-    const report = campaignReport(id, events, batch, events.length >= CAMPAIGN_EVENTS);
+    const report = await campaignReport(store, id, batch);
     write(json ? `${JSON.stringify(report)}\n` : `${formatCampaign(report)}\n`);
     return Object.keys(report.tenants).length > 0 ? 0 : 1;
   } finally {

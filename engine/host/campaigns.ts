@@ -1,10 +1,7 @@
 // Campaign reconciliation: what wabridge answered CleverTap and what it delivered back, per tenant,
 // counted from the campaign's message traces (engine/host/trace.ts). The counts are of what CleverTap
 // was told, so they are the numbers to hold against CleverTap's campaign report.
-import type { TraceEvent } from '../stores/store.js';
-
-/** Events one campaign report reads at most (a few hundred bytes each in memory). */
-export const CAMPAIGN_EVENTS = 2_000_000;
+import type { Store, TraceEvent } from '../stores/store.js';
 
 const STATUSES = ['sent', 'delivered', 'read', 'failed', 'clicked'] as const;
 
@@ -31,44 +28,55 @@ export interface CampaignReport {
   campaignId: string;
   batchId?: string;
   tenants: Record<string, TenantCampaign>;
-  /** The store gave `limit` events: the counts may miss the newest. */
-  truncated?: boolean;
 }
 
-function empty(): TenantCampaign & { at: number; msgIds: Set<string>; delivered: Set<string>; last: Map<string, string>; replyIds: Set<string> } {
-  return {
-    messages: 0,
-    answers: {},
-    statuses: { sent: 0, delivered: 0, read: 0, failed: 0, clicked: 0 },
-    failures: {},
-    replies: 0,
-    callbacksPending: 0,
-    callbacksDead: 0,
-    lastActivity: '',
-    at: 0,
-    msgIds: new Set(),
-    delivered: new Set(),
-    last: new Map(),
-    replyIds: new Set(),
-  };
+interface Tally {
+  answers: Record<string, number>;
+  statuses: TenantCampaign['statuses'];
+  failures: Record<string, number>;
+  at: number;
+  msgIds: Set<string>;
+  delivered: Set<string>;
+  /** callbackId → its latest attempt's outcome (or dead) and when. */
+  last: Map<string, [number, string]>;
+  replyIds: Set<string>;
 }
 
-/** Counts `events` (one campaign's, oldest first) per tenant; only `batchId`'s messages when given. */
-export function campaignReport(campaignId: string, events: readonly TraceEvent[], batchId?: string, truncated = false): CampaignReport {
-  const byTenant = new Map<string, ReturnType<typeof empty>>();
-  for (const e of events) {
-    if (e.msgId === undefined) continue;
-    if (batchId !== undefined && e.msgId.split('|')[2] !== batchId) continue;
-    let c = byTenant.get(e.tenant);
-    if (!c) byTenant.set(e.tenant, (c = empty()));
-    c.at = Math.max(c.at, e.at);
-    const d = e.data as { answer?: { status: string; error?: { code: number } }; kind?: string; status?: string; outcome?: string; callbackId?: string; errorCode?: number };
-    if (e.type === 'send') {
-      c.msgIds.add(e.msgId);
-      const code = d.answer?.status === 'success' ? 'success' : String(d.answer?.error?.code ?? d.answer?.status);
-      c.answers[code] = (c.answers[code] ?? 0) + 1;
-    } else if (e.type === 'callback' || e.type === 'dead') {
-      if (d.callbackId !== undefined) c.last.set(d.callbackId, e.type === 'dead' ? 'dead' : (d.outcome ?? ''));
+/**
+ * Counts one campaign's trace events per tenant, page by page, in any order (only `batchId`'s
+ * messages when given). What it keeps is a few sets of ids, not the events.
+ */
+export class CampaignCounter {
+  private readonly byTenant = new Map<string, Tally>();
+
+  constructor(
+    readonly campaignId: string,
+    readonly batchId?: string,
+  ) {}
+
+  add(events: readonly TraceEvent[]): void {
+    for (const e of events) {
+      if (e.msgId === undefined) continue;
+      if (this.batchId !== undefined && e.msgId.split('|')[2] !== this.batchId) continue;
+      let c = this.byTenant.get(e.tenant);
+      if (!c) {
+        c = { answers: {}, statuses: { sent: 0, delivered: 0, read: 0, failed: 0, clicked: 0 }, failures: {}, at: 0, msgIds: new Set(), delivered: new Set(), last: new Map(), replyIds: new Set() };
+        this.byTenant.set(e.tenant, c);
+      }
+      c.at = Math.max(c.at, e.at);
+      const d = e.data as { answer?: { status: string; error?: { code: number } }; kind?: string; status?: string; outcome?: string; callbackId?: string; errorCode?: number };
+      if (e.type === 'send') {
+        c.msgIds.add(e.msgId);
+        const code = d.answer?.status === 'success' ? 'success' : String(d.answer?.error?.code ?? d.answer?.status);
+        c.answers[code] = (c.answers[code] ?? 0) + 1;
+        continue;
+      }
+      if (e.type !== 'callback' && e.type !== 'dead') continue;
+      if (d.callbackId !== undefined) {
+        const seen = c.last.get(d.callbackId);
+        // A dead-letter move and the refused attempt before it share a millisecond at most: dead wins.
+        if (!seen || seen[0] < e.at || (seen[0] === e.at && e.type === 'dead')) c.last.set(d.callbackId, [e.at, e.type === 'dead' ? 'dead' : (d.outcome ?? '')]);
+      }
       if (e.type !== 'callback' || d.outcome !== 'delivered') continue;
       if (d.kind === 'incoming') {
         if (d.callbackId !== undefined) c.replyIds.add(d.callbackId);
@@ -82,27 +90,51 @@ export function campaignReport(campaignId: string, events: readonly TraceEvent[]
       if (status === 'failed' && d.errorCode !== undefined) c.failures[String(d.errorCode)] = (c.failures[String(d.errorCode)] ?? 0) + 1;
     }
   }
-  const tenants: Record<string, TenantCampaign> = {};
-  for (const [tenant, c] of [...byTenant].sort(([a], [b]) => (a < b ? -1 : 1))) {
-    const { at, msgIds, delivered: _d, last, replyIds, ...counts } = c;
-    counts.messages = msgIds.size;
-    counts.replies = replyIds.size;
-    for (const state of last.values()) {
-      if (state === 'retry') counts.callbacksPending++;
-      else if (state === 'dead') counts.callbacksDead++;
+
+  report(): CampaignReport {
+    const tenants: Record<string, TenantCampaign> = {};
+    for (const [tenant, c] of [...this.byTenant].sort(([a], [b]) => (a < b ? -1 : 1))) {
+      let pending = 0;
+      let dead = 0;
+      for (const [, state] of c.last.values()) {
+        if (state === 'retry') pending++;
+        else if (state === 'dead') dead++;
+      }
+      tenants[tenant] = {
+        messages: c.msgIds.size,
+        answers: { ...c.answers },
+        statuses: { ...c.statuses },
+        failures: { ...c.failures },
+        replies: c.replyIds.size,
+        callbacksPending: pending,
+        callbacksDead: dead,
+        lastActivity: new Date(c.at).toISOString(),
+      };
     }
-    counts.lastActivity = new Date(at).toISOString();
-    tenants[tenant] = counts;
+    const report: CampaignReport = { campaignId: this.campaignId, tenants };
+    if (this.batchId !== undefined) report.batchId = this.batchId;
+    return report;
   }
-  const report: CampaignReport = { campaignId, tenants };
-  if (batchId !== undefined) report.batchId = batchId;
-  if (truncated) report.truncated = true;
-  return report;
+}
+
+/** Events per store call: short enough that a big campaign's report never holds up sends on the store. */
+const PAGE = 5000;
+
+/** Reads one campaign's traces from the store page by page and counts them. */
+export async function campaignReport(store: Pick<Store, 'campaignTrace'>, campaignId: string, batchId?: string): Promise<CampaignReport> {
+  const counter = new CampaignCounter(campaignId, batchId);
+  let cursor: string | undefined;
+  do {
+    const page = await store.campaignTrace(campaignId, PAGE, cursor);
+    counter.add(page.events);
+    cursor = page.next;
+  } while (cursor !== undefined);
+  return counter.report();
 }
 
 /** The report as `wabridge campaign` prints it. */
 export function formatCampaign(r: CampaignReport): string {
-  const lines = [`campaign ${r.campaignId}${r.batchId !== undefined ? ` batch ${r.batchId}` : ''}${r.truncated ? ' (truncated: the newest events are not counted)' : ''}`];
+  const lines = [`campaign ${r.campaignId}${r.batchId !== undefined ? ` batch ${r.batchId}` : ''}`];
   const counts = (o: Record<string, number>) => Object.entries(o).map(([k, v]) => `${k} ${v}`).join(', ') || 'none';
   for (const [tenant, c] of Object.entries(r.tenants)) {
     lines.push(`  tenant ${tenant}: ${c.messages} message(s), last activity ${c.lastActivity}`);

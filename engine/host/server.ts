@@ -19,7 +19,7 @@ import { handshake } from '../mapping/webhook.js';
 import { handleWebhook, replayQuarantined } from './webhook-flow.js';
 import { TokenCache } from '../mapping/token-cache.js';
 import { Tracer } from './trace.js';
-import { CAMPAIGN_EVENTS, campaignReport } from './campaigns.js';
+import { campaignReport } from './campaigns.js';
 import { interceptors, request as undiciRequest } from 'undici';
 
 export interface HostDeps {
@@ -341,8 +341,7 @@ export function buildServer(deps: HostDeps) {
     return { campaigns: (await store.listCampaigns(limit)).map((c) => ({ ...c, lastActivity: new Date(c.lastActivity).toISOString() })) };
   });
   app.get<{ Params: { id: string }; Querystring: { batch?: string } }>('/v1/admin/campaigns/:id', { preHandler: admin }, async (req, reply) => {
-    const events = await store.campaignTrace(req.params.id, CAMPAIGN_EVENTS);
-    const report = campaignReport(req.params.id, events, req.query.batch, events.length >= CAMPAIGN_EVENTS);
+    const report = await campaignReport(store, req.params.id, req.query.batch);
     if (Object.keys(report.tenants).length === 0) return reply.code(404).send({ message: `no trace of campaign '${req.params.id}'${req.query.batch !== undefined ? ` batch '${req.query.batch}'` : ''} in the last ${config.trace.keepMs / 86_400_000} days`, code: 'WAB_NOT_FOUND' });
     return report;
   });

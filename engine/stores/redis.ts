@@ -55,8 +55,10 @@
 //   tr:idx                   zset    every tr:m:/tr:b: list (member without tr:), score = its latest event
 //   tr:n                     string  events in those lists, for the size cap; sweepTrace removes whole
 //                                    lists, least recently touched first (no PX: the count stays exact)
-//   tr:c:<campaign>          zset    the tr:m: lists of a campaign's msgIds, score = their latest event
+//   tr:c:<campaign>          zset    the tr:m: lists of a campaign's msgIds, all score 0: paged by name
+//                                    (ZRANGEBYLEX), a cursor that appends do not shift
 //   tr:cs                    zset    "<campaign>|<tenant>" by latest event (campaign ids have no '|')
+//   tr:cl                    zset    the same members, score 0, to find a campaign's tenants by prefix
 //
 // Time: `now`, nextAttemptAt and leases are the callers' clocks (the interface passes them), so the
 // instances' clocks must agree to well within leaseMs (NTP). Correlations, dedupe keys and per-msgId
@@ -538,8 +540,9 @@ for i = 3, #ARGV, 7 do
   redis.call('INCR', P .. 'tr:n')
   if ARGV[i + 1] ~= '' then redis.call('SET', P .. 'tr:a:' .. ARGV[i + 1], ARGV[i + 2], 'PX', keep) end
   if ARGV[i + 5] ~= '' then
-    latest(P .. 'tr:c:' .. ARGV[i + 5], at, list)
+    redis.call('ZADD', P .. 'tr:c:' .. ARGV[i + 5], 'NX', 0, list)
     latest(P .. 'tr:cs', at, ARGV[i + 5] .. '|' .. ARGV[i + 6])
+    redis.call('ZADD', P .. 'tr:cl', 'NX', 0, ARGV[i + 5] .. '|' .. ARGV[i + 6])
   end
 end
 return 0
@@ -559,12 +562,15 @@ local function drop(member)
   lists = lists + 1
 end
 for _, m in ipairs(redis.call('ZRANGEBYSCORE', P .. 'tr:idx', '-inf', '(' .. cutoff, 'LIMIT', 0, batch)) do drop(m) end
--- Campaigns idle past the cutoff; an active campaign's index loses its old lists (a capped list's
--- entry stays until then, and reads as empty).
+-- Campaigns idle past the cutoff (in every tenant) lose their index; an active campaign's index keeps
+-- the names of lists already removed, which read as empty.
 for _, c in ipairs(redis.call('ZRANGEBYSCORE', P .. 'tr:cs', '-inf', '(' .. cutoff, 'LIMIT', 0, batch)) do
   redis.call('ZREM', P .. 'tr:cs', c)
-  local key = P .. 'tr:c:' .. string.match(c, '^(.*)|[^|]*$')
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. cutoff)
+  redis.call('ZREM', P .. 'tr:cl', c)
+  local campaign = string.match(c, '^(.*)|[^|]*$')
+  if #redis.call('ZRANGEBYLEX', P .. 'tr:cl', '[' .. campaign .. '|', '(' .. campaign .. '}', 'LIMIT', 0, 1) == 0 then
+    redis.call('UNLINK', P .. 'tr:c:' .. campaign)
+  end
 end
 while lists < batch and num(redis.call('GET', P .. 'tr:n'), 0) > max do
   local m = redis.call('ZRANGE', P .. 'tr:idx', 0, 0)[1]
@@ -957,12 +963,17 @@ class RedisStore implements Store {
     }
   }
 
-  async campaignTrace(campaignId: string, limit: number): Promise<TraceEvent[]> {
-    const lists = await this.redis.zrange(`${this.prefix}tr:c:${campaignId}`, '0', '-1');
+  async campaignTrace(campaignId: string, limit: number, cursor?: string): Promise<{ events: TraceEvent[]; next?: string }> {
+    // Whole timelines, a pipeline of them at a time, until about `limit` events; the cursor is the
+    // name of the last list read.
     const events: TraceEvent[] = [];
-    for (let i = 0; i < lists.length; i += 500) {
+    let after = cursor === undefined ? '-' : `(${cursor}`;
+    const step = Math.max(1, Math.min(500, limit));
+    for (;;) {
+      const lists = await this.redis.zrangebylex(`${this.prefix}tr:c:${campaignId}`, after, '+', 'LIMIT', 0, step);
+      if (lists.length === 0) return { events };
       const tx = this.redis.pipeline();
-      for (const l of lists.slice(i, i + 500)) tx.lrange(`${this.prefix}tr:${l}`, 0, -1);
+      for (const l of lists) tx.lrange(`${this.prefix}tr:${l}`, 0, -1);
       for (const [err, items] of (await tx.exec()) ?? []) {
         if (err) throw err;
         for (const text of items as string[]) {
@@ -970,8 +981,10 @@ class RedisStore implements Store {
           if (e.campaignId === campaignId) events.push(e);
         }
       }
+      after = `(${lists[lists.length - 1]}`;
+      if (lists.length < step) return { events };
+      if (events.length >= limit) return { events, next: lists[lists.length - 1]! };
     }
-    return events.sort((a, b) => a.at - b.at).slice(0, limit);
   }
 
   async listCampaigns(limit: number): Promise<{ campaignId: string; tenant: string; lastActivity: number }[]> {

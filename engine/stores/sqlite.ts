@@ -355,7 +355,7 @@ function prepare(db: Database.Database) {
     insertTrace: p(`INSERT INTO trace (at, tenant, msg_id, provider_message_id, campaign, type, data) VALUES (@at, @tenant, @msgId, @providerMessageId, @campaign, @type, @data)`),
     touchCampaign: p(`INSERT INTO trace_campaigns (campaign, tenant, last_at) VALUES (?, ?, ?)
       ON CONFLICT (campaign, tenant) DO UPDATE SET last_at = max(last_at, excluded.last_at)`),
-    campaignTrace: p(`SELECT * FROM trace WHERE campaign = ? ORDER BY at, id LIMIT ?`),
+    campaignTrace: p(`SELECT * FROM trace WHERE campaign = @campaign AND (at, id) > (@at, @id) ORDER BY at, id LIMIT @limit`),
     listCampaigns: p(`SELECT campaign AS campaignId, tenant, last_at AS lastActivity FROM trace_campaigns ORDER BY last_at DESC LIMIT ?`),
     sweepCampaigns: p(`DELETE FROM trace_campaigns WHERE last_at < ?`),
     traceOf: p(`SELECT * FROM trace WHERE msg_id IN (SELECT value FROM json_each(@msgIds)) OR provider_message_id IN (SELECT value FROM json_each(@ids))
@@ -803,8 +803,13 @@ class SqliteStore implements Store {
     }
   }
 
-  async campaignTrace(campaignId: string, limit: number): Promise<TraceEvent[]> {
-    return (this.s.campaignTrace.all(campaignId, limit) as TraceRow[]).map(toTraceEvent);
+  async campaignTrace(campaignId: string, limit: number, cursor?: string): Promise<{ events: TraceEvent[]; next?: string }> {
+    const [at, id] = (cursor ?? '-1:0').split(':').map(Number) as [number, number];
+    const rows = this.s.campaignTrace.all({ campaign: campaignId, at, id, limit }) as TraceRow[];
+    const last = rows[rows.length - 1];
+    const page: { events: TraceEvent[]; next?: string } = { events: rows.map(toTraceEvent) };
+    if (last && rows.length === limit) page.next = `${last.at}:${last.id}`;
+    return page;
   }
 
   async listCampaigns(limit: number): Promise<{ campaignId: string; tenant: string; lastActivity: number }[]> {

@@ -221,8 +221,13 @@ export interface Store {
   readTrace(id: string, limit: number): Promise<TraceEvent[]>;
   /** Removes trace events older than `now - keepMs`, then the oldest until at most `maxEvents` remain. Returns how many went. */
   sweepTrace(now: number, keepMs: number, maxEvents: number): Promise<number>;
-  /** The trace events of one campaign (every tenant), oldest first, at most `limit`. */
-  campaignTrace(campaignId: string, limit: number): Promise<TraceEvent[]>;
+  /**
+   * One page of a campaign's trace events (every tenant): about `limit` events (SQLite: at most; Redis:
+   * whole timelines, so a page may go over), and `next` to pass as `cursor` for the following page,
+   * absent after the last. Pages keep a large campaign from holding the store up. Each event comes
+   * once; events added while paging may be left out; order across pages is not promised.
+   */
+  campaignTrace(campaignId: string, limit: number, cursor?: string): Promise<{ events: TraceEvent[]; next?: string }>;
   /** Campaigns with trace events, most recently active first, per tenant. */
   listCampaigns(limit: number): Promise<{ campaignId: string; tenant: string; lastActivity: number }[]>;
 

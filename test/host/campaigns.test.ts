@@ -1,6 +1,6 @@
 // Campaign counts from trace events: what counts once, what counts each time, what the last attempt says.
 import t from 'tap';
-import { campaignReport, formatCampaign } from '../../engine/host/campaigns.js';
+import { CampaignCounter, campaignReport, formatCampaign } from '../../engine/host/campaigns.js';
 import type { TraceEvent } from '../../engine/stores/store.js';
 
 const T0 = Date.UTC(2026, 11, 3, 12);
@@ -29,7 +29,12 @@ t.test('counts per tenant', async (t) => {
     e('acme', '1|c1|b1|1|0', 'dead', { callbackId: '16', status: 'sent', reason: 'HTTP 400' }),
     e('acme', '2|c1|b1|1|0', 'status', { status: 'read' }),
   ];
-  const r = campaignReport('c1', events);
+  const count = (list: TraceEvent[], batch?: string) => {
+    const c = new CampaignCounter('c1', batch);
+    c.add(list);
+    return c.report();
+  };
+  const r = count(events);
   t.same(Object.keys(r.tenants), ['acme', 'other']);
   t.same(r.tenants.acme, {
     messages: 3,
@@ -42,9 +47,24 @@ t.test('counts per tenant', async (t) => {
     lastActivity: new Date(at - 1).toISOString(),
   });
   t.equal(r.tenants.other!.messages, 1);
-  const b2 = campaignReport('c1', events, 'b2');
+  t.same(count([...events].reverse()), r, 'pages come in any order: the same counts');
+  const b2 = count(events, 'b2');
   t.same([b2.batchId, Object.keys(b2.tenants), b2.tenants.acme!.answers], ['b2', ['acme'], { 429: 1 }]);
-  t.same(campaignReport('c1', []).tenants, {});
-  t.match(formatCampaign(campaignReport('c1', [])), /nothing known of it/);
-  t.match(formatCampaign(campaignReport('c1', events, undefined, true)), /truncated/);
+  t.same(count([]).tenants, {});
+  t.match(formatCampaign(count([])), /nothing known of it/);
+
+  // Through the store, page by page until there is no next cursor.
+  const cursors: (string | undefined)[] = [];
+  const store = {
+    campaignTrace: async (_c: string, limit: number, cursor?: string) => {
+      cursors.push(cursor);
+      const from = cursor === undefined ? 0 : Number(cursor);
+      const page: { events: TraceEvent[]; next?: string } = { events: events.slice(from, from + 7) };
+      if (from + 7 < events.length) page.next = String(from + 7);
+      t.equal(limit, 5000);
+      return page;
+    },
+  };
+  t.same(await campaignReport(store, 'c1'), r);
+  t.same(cursors, [undefined, '7', '14']);
 });
