@@ -9,14 +9,13 @@ import { WabError } from '../mapping/errors.js';
 import type { Mapping } from '../mapping/loader.js';
 import type { Metrics } from './metrics.js';
 import { toCanonical } from '../mapping/pipeline.js';
-import { failure, mapResponse, mapTransportError, planSend, type Answer, type BspResponse } from '../mapping/send.js';
+import { failure, mapResponse, mapTransportError, planSend, type Answer, type BspResponse, type HttpRequest } from '../mapping/send.js';
 import type { Store, TraceEvent } from '../stores/store.js';
 import type { TokenCache } from '../mapping/token-cache.js';
 import type { CanonicalMessage } from '../clevertap/model.js';
 import { trackLinks } from './click-tracking.js';
 import { maskPhone } from './logger.js';
 import { safeHeaders, safeUrl, type Tracer } from './trace.js';
-import type { HttpRequest } from '../mapping/send.js';
 
 export interface SendDeps {
   store: Store;
