@@ -264,3 +264,22 @@ test('stop() is bounded by drainMs when CleverTap hangs', async (t, { sink, stor
   const [rec] = await store.claimDue(Date.now() + 60_000, 10, 1000);
   t.match(rec, { msgId: 'm1', attempts: 1, lastError: /drain time/ }, 'the aborted callback stays in the outbox for the next process');
 });
+
+test('onAttempt hears every POST: its HTTP status, or the error when none came, and the outcome', async (t, { sink, worker, ingest, clock }) => {
+  const attempts: string[] = [];
+  const w = worker({
+    requestTimeoutMs: 300,
+    onAttempt: (records, a) => attempts.push([records.map((r) => r.msgId).join(','), a.httpStatus ?? '-', a.outcome, a.error, a.at === clock.now && a.ms >= 0 ? 'timed' : 'untimed'].filter((x) => x !== undefined).join(' ')),
+  });
+  await ingest(status('acme', 'm1', 'sent'));
+  sink.reply({ status: 503 }, 'hang', { status: 400, body: 'bad' });
+  await w.runOnce();
+  clock.now += 1000; // past the back-off
+  await w.runOnce();
+  clock.now += 1000;
+  await w.runOnce();
+  t.same(attempts, ['m1 503 retry HTTP 503 timed', 'm1 - retry timeout after 300 ms timed', 'm1 400 refused HTTP 400: bad timed']);
+  await ingest(status('acme', 'm2', 'sent'));
+  await w.runOnce();
+  t.equal(attempts[3], 'm2 200 delivered timed');
+});
