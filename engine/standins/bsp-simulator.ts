@@ -8,7 +8,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { basename, join, relative, resolve } from 'node:path';
-import { request as httpRequest } from 'undici';
+import { Agent, request as httpRequest } from 'undici';
 import { WabError } from '../mapping/errors.js';
 import { checkSyntax, compile, type Compiled, type FunctionSource, type SourceRef } from '../mapping/expression.js';
 import { loadMapping, type Mapping, type Method } from '../mapping/loader.js';
@@ -252,6 +252,13 @@ export interface BspSimulatorOptions {
   retryDelayMs?: number;
   /** Per-attempt timeout for a webhook POST (default 5000 ms). */
   webhookTimeoutMs?: number;
+  /**
+   * Connections the webhooks share (default 64), kept alive; more webhooks due at once wait for one,
+   * as a real BSP's webhook sender holds a bounded pool. Unbounded, a burst of statuses opened a
+   * connection each: at -c 1500 thousands at a time, then TIME_WAIT used up the loopback's ports and
+   * new clients of the host could not connect at all.
+   */
+  webhookConnections?: number;
   /** [0, 1) source for scenario 'shuffled' (default Math.random); tests pin it to replay an order. */
   random?: () => number;
   logger?: SimLogger;
@@ -405,6 +412,7 @@ export async function startBspSimulator(opts: BspSimulatorOptions): Promise<BspS
   const slowMs = opts.slowMs ?? 1500;
   const retryDelayMs = opts.retryDelayMs ?? 200;
   const webhookTimeoutMs = opts.webhookTimeoutMs ?? 5000;
+  const webhookAgent = new Agent({ connections: opts.webhookConnections ?? 64, keepAliveTimeout: 30_000, keepAliveMaxTimeout: 600_000 });
   const webhookUrl = new URL(opts.webhookUrl);
 
   let closed = false;
@@ -481,7 +489,7 @@ export async function startBspSimulator(opts: BspSimulatorOptions): Promise<BspS
       aborts.add(ac);
       const timer = setTimeout(() => ac.abort(), webhookTimeoutMs);
       try {
-        const res = await httpRequest(webhookUrl, { method: 'POST', headers: entry.headers, body: entry.rawBody, signal: ac.signal });
+        const res = await httpRequest(webhookUrl, { method: 'POST', headers: entry.headers, body: entry.rawBody, signal: ac.signal, dispatcher: webhookAgent });
         await res.body.dump();
         entry.outcome = res.statusCode;
         if (res.statusCode >= 200 && res.statusCode < 300) {
@@ -808,6 +816,7 @@ export async function startBspSimulator(opts: BspSimulatorOptions): Promise<BspS
         server.close(() => resolveClose());
         server.closeAllConnections();
       });
+      await webhookAgent.destroy();
       const w = idleWaiters;
       idleWaiters = [];
       for (const f of w) f();
