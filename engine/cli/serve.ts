@@ -70,6 +70,8 @@ export async function demo(config: string | undefined): Promise<number> {
     settings: tenant.settings,
     webhookUrl: `${cfg.server.publicUrl}/v1/tenants/${tenant.id}/webhook`,
     port: Number(bspUrl.port) || 3200,
+    // wabridge may open up to a tenant's concurrency of connections to its BSP at once (1500 by default).
+    backlog: 4096,
   });
   try {
     host = await startHost({ configFile: file });

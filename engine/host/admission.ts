@@ -24,7 +24,7 @@ export interface AdmissionOptions {
 }
 
 export const ADMISSION_DEFAULTS: AdmissionOptions = {
-  targetLagMs: 50,
+  targetLagMs: 150,
   maxWaitMs: 500,
   minLimit: 16,
   maxLimit: 10_000,

@@ -89,7 +89,7 @@ t.test('close answers every waiter and later request false', async (t) => {
 });
 
 t.test('the probe measures a blocked loop', async (t) => {
-  const a = new Admission({ sampleMs: 1000 });
+  const a = new Admission({ sampleMs: 1000, targetLagMs: 50 });
   a.start();
   t.teardown(() => a.close());
   await sleep(30);
