@@ -66,6 +66,8 @@ function traceSend(deps: SendDeps, tenant: TenantConfig, mapping: Mapping, messa
   if (message.isValidation) data.validation = true;
   if (bsp) data.bsp = bsp;
   const e: TraceEvent = { at: Date.now() - Math.round(ms), tenant: tenant.id, msgId: message.msgId, type: 'send', data };
+  // Known already: the tracer need not parse the msgId again.
+  if (message.msgIdParts.campaignId) e.campaignId = message.msgIdParts.campaignId;
   if (bsp?.providerMessageId) e.providerMessageId = bsp.providerMessageId;
   tracer.record(e);
 }

@@ -108,20 +108,24 @@ export function callbackEvents(records: readonly CallbackRecord[], type: 'callba
   return out;
 }
 
+/** Header names whose values are credentials: never kept in a trace or the quarantine, as the logger never writes them. */
 const SECRET_HEADER = /auth|token|key|secret|signature|cookie|password|credential/i;
+export const REDACTED = '[redacted]';
 
-/** Headers as a trace keeps them: credentials replaced, every value a string. */
+/** Headers as a trace (and the quarantine) keeps them: credentials replaced, every value a string. */
 export function safeHeaders(headers: Record<string, string | string[] | undefined>): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(headers)) {
     if (v === undefined) continue;
-    out[k] = SECRET_HEADER.test(k) ? '[redacted]' : Array.isArray(v) ? v.join(', ') : v;
+    out[k] = SECRET_HEADER.test(k) ? REDACTED : Array.isArray(v) ? v.join(', ') : v;
   }
   return out;
 }
 
 /** A URL without its query values (some BSPs take an API key there) and without user info. */
 export function safeUrl(url: string): string {
+  // Every send is traced: the usual BSP URL has neither, and is kept without parsing it again.
+  if (/^https?:\/\/[^?@]*$/.test(url)) return url;
   try {
     const u = new URL(url);
     u.username = '';

@@ -12,7 +12,7 @@ import type { MediaLinks } from './media-links.js';
 import type { Metrics } from './metrics.js';
 import { CHAIN_TOP, statusRank, type NewCallback, type NewPending, type NewQuarantined, type QuarantineRecord, type StatusEntry, type Store, type TraceEvent } from '../stores/store.js';
 import { maskPhone } from './logger.js';
-import type { Tracer } from './trace.js';
+import { REDACTED, safeHeaders, type Tracer } from './trace.js';
 import { mapWebhook, splitWebhook, verifySignature, type IncomingEvent, type WebhookEvent, type WebhookRequest } from '../mapping/webhook.js';
 import { lowerCaseKeys } from '../mapping/send.js';
 
@@ -44,15 +44,11 @@ function withMediaLinks(tenant: string, event: IncomingEvent, media: MediaLinks)
   return { ...event, message: msg };
 }
 
-/** Headers whose values are credentials: never stored, as the logger never writes them (logger.ts). */
-const SECRET_HEADER = /authorization|token|key|secret|password|signature|cookie/i;
-export const REDACTED = '[redacted]';
-
-/** The headers with the mapping's signature header and every credential-bearing one redacted. */
+/** The headers with the mapping's signature header and every credential-bearing one redacted (as a trace keeps them). */
 export function headersWithoutSecrets(mapping: Mapping, headers: Record<string, string>): Record<string, string> {
+  const out = safeHeaders(lowerCaseKeys(headers));
   const sig = mapping.webhook?.signature?.header.toLowerCase();
-  const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(lowerCaseKeys(headers))) out[k] = k === sig || SECRET_HEADER.test(k) ? REDACTED : v;
+  if (sig !== undefined && sig in out) out[sig] = REDACTED;
   return out;
 }
 
