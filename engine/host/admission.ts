@@ -86,6 +86,11 @@ export class Admission {
     return this.waiters.length - this.head;
   }
 
+  /** The state the admin status shows. */
+  snapshot(): { limit: number; inFlight: number; queued: number; eventLoopLagMs: number } {
+    return { limit: this.limit, inFlight: this.inFlight, queued: this.queued, eventLoopLagMs: Math.round(this.lagMs) };
+  }
+
   /** True while sends wait for the loop: background work should hold back. */
   get pressed(): boolean {
     return this.queued > 0 || this.lagMs > this.options.targetLagMs;

@@ -37,6 +37,12 @@ export function statusCallbackFor(tenant: string, msgId: string, event: StatusEv
 
 const CHAIN: readonly StatusEntry['status'][] = ['sent', 'delivered', 'read'];
 
+/** The chain statuses below `status` (read → sent, delivered; failed, clicked and sent → none): what it implies. */
+export function impliedBy(status: string): StatusEntry['status'][] {
+  const rank = statusRank(status);
+  return rank > 1 && rank <= CHAIN_TOP ? CHAIN.slice(0, rank - 1) : [];
+}
+
 /**
  * What real status callbacks imply: per msgId, each chain rank below its highest that none of them
  * has (read ⇒ delivered ⇒ sent), marked implied and stamped with the nearest higher one's timestamp.

@@ -20,6 +20,7 @@ import { checkSettings } from '../mapping/settings.js';
 import { openRedisStore, redactRedisUrl } from '../stores/redis.js';
 import { openSqliteStoreThread } from '../stores/sqlite-thread.js';
 import type { Store } from '../stores/store.js';
+import { impliedBy } from './callbacks.js';
 import { callbackEvents, Tracer } from './trace.js';
 
 export interface Host {
@@ -140,7 +141,6 @@ export async function startHost(opts: HostOptions): Promise<Host> {
       logger.warn({ err: err.message, dropped }, 'message trace not written');
     },
   });
-  const CHAIN = ['sent', 'delivered', 'read'];
   const delivery = new CallbackDelivery({
     store,
     target: (id) => {
@@ -176,15 +176,15 @@ export async function startHost(opts: HostOptions): Promise<Host> {
     logger,
     gate: gate('lookups'),
     onResolved: (p, msgId) => {
-      const rank = CHAIN.indexOf(p.event.status);
-      tracer.record({ at: Date.now(), tenant: p.tenant, msgId, providerMessageId: p.providerMessageId, type: 'resolved', data: { status: p.event.status, ...(rank > 0 ? { implies: CHAIN.slice(0, rank) } : {}) } });
+      const implies = impliedBy(p.event.status);
+      tracer.record({ at: Date.now(), tenant: p.tenant, msgId, providerMessageId: p.providerMessageId, type: 'resolved', data: { status: p.event.status, ...(implies.length > 0 ? { implies } : {}) } });
     },
   });
 
   const localStatus = () => ({
     pid: process.pid,
     tenants: [...config.tenants.values()].map((t) => ({ id: t.id, inFlight: limiter.local(t.id), concurrency: t.concurrency })),
-    admission: { limit: admission.limit, inFlight: admission.inFlight, queued: admission.queued, eventLoopLagMs: Math.round(admission.lagMs) },
+    admission: admission.snapshot(),
   });
   const app = buildServer({ config, registry, store, client, metrics, logger, media, limiter, rate, admission, tracer, ...(opts.cluster ? { cluster: opts.cluster } : {}) });
   const gauges = setInterval(() => {

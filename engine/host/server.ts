@@ -18,7 +18,7 @@ import type { Store } from '../stores/store.js';
 import { handshake } from '../mapping/webhook.js';
 import { handleWebhook, replayQuarantined } from './webhook-flow.js';
 import { TokenCache } from '../mapping/token-cache.js';
-import { Tracer } from './trace.js';
+import type { Tracer } from './trace.js';
 import { campaignReport } from './campaigns.js';
 import { interceptors, request as undiciRequest } from 'undici';
 
@@ -40,8 +40,8 @@ export interface HostDeps {
   admission: Admission;
   /** Under --workers: /metrics and the admin status cover every worker. */
   cluster?: ClusterView;
-  /** Message timelines (started and flushed by the host); default: one writing to `store` per config.trace. */
-  tracer?: Tracer;
+  /** Message timelines (started and flushed by the host). */
+  tracer: Tracer;
 }
 
 declare module 'fastify' {
@@ -146,7 +146,7 @@ export function buildServer(deps: HostDeps) {
   };
   const mediaDispatcher = deps.client.agent.compose(interceptors.redirect({ maxRedirections: 3 }));
   const tokens = new TokenCache((req) => deps.client.send(req, 10_000));
-  const tracer = deps.tracer ?? new Tracer(store, { keepMs: config.trace.keepMs });
+  const tracer = deps.tracer;
   // A 429 for the tenant's concurrency comes after the body was read: its msgId (found without parsing
   // the whole payload, as this is the busy path) puts it on the message's timeline and in its
   // campaign's answers. Admission's 429 comes before the body and cannot be attributed.
@@ -280,7 +280,7 @@ export function buildServer(deps: HostDeps) {
   app.get('/v1/admin/status', { preHandler: admin }, async () => ({
     mappings: registry.list(),
     tenants: [...config.tenants.values()].map((t) => ({ id: t.id, provider: t.provider, inFlight: limiter.local(t.id), concurrency: t.concurrency })),
-    admission: { limit: admission.limit, inFlight: admission.inFlight, queued: admission.queued, eventLoopLagMs: Math.round(admission.lagMs) },
+    admission: admission.snapshot(),
     ...(deps.cluster ? { workers: await deps.cluster.workers() } : {}),
     store: { kind: store.kind, ...(await store.stats()) },
     queues: deps.queueStats ? await deps.queueStats() : undefined,
