@@ -2,7 +2,8 @@
 import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { loadConfig } from '../host/config.js';
+import { loadConfig, type Config } from '../host/config.js';
+import type { Store } from '../stores/store.js';
 import { WabError } from '../mapping/errors.js';
 import { startHost, type Host } from '../host/host.js';
 import { openRedisStore } from '../stores/redis.js';
@@ -99,9 +100,18 @@ export async function demo(config: string | undefined): Promise<number> {
   });
 }
 
-export async function dlq(action: string | undefined, config: string | undefined, ids: string[], json: boolean): Promise<number> {
+/**
+ * The store a configuration names, opened straight from this process for the commands that inspect it
+ * with the service up or down (dlq, trace, campaign): Redis with the configured key prefix, SQLite on
+ * the same file (which a running service shares).
+ */
+export async function openConfiguredStore(config: string | undefined): Promise<{ cfg: Config; store: Store }> {
   const cfg = loadConfig(configPath(config));
-  const store = cfg.store.redis ? await openRedisStore(cfg.store.redis) : openSqliteStore(cfg.store.sqlite);
+  return { cfg, store: cfg.store.redis ? await openRedisStore(cfg.store.redis, { prefix: cfg.store.redisPrefix }) : openSqliteStore(cfg.store.sqlite) };
+}
+
+export async function dlq(action: string | undefined, config: string | undefined, ids: string[], json: boolean): Promise<number> {
+  const { store } = await openConfiguredStore(config);
   try {
     if (action === 'list') {
       const dead = await store.listDead(1000);

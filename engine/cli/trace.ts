@@ -1,17 +1,13 @@
 // `wabridge trace <msgId|bspMessageId>` (one message's timeline) and `wabridge campaign` (a campaign's
 // counts), read straight from the configured store (like `wabridge dlq`): they work with the service down.
-import { loadConfig } from '../host/config.js';
 import { campaignReport, formatCampaign } from '../host/campaigns.js';
 import { formatTrace } from '../host/trace.js';
 import { WabError } from '../mapping/errors.js';
-import { openRedisStore } from '../stores/redis.js';
-import { openSqliteStore } from '../stores/sqlite.js';
-import { configPath } from './serve.js';
+import { openConfiguredStore } from './serve.js';
 
 export async function trace(id: string | undefined, config: string | undefined, json: boolean, write: (text: string) => void = (t) => process.stdout.write(t)): Promise<number> {
   if (!id) throw new WabError('WAB_INPUT_INVALID', 'trace needs a CleverTap msgId or a BSP message id');
-  const cfg = loadConfig(configPath(config));
-  const store = cfg.store.redis ? await openRedisStore(cfg.store.redis, { prefix: cfg.store.redisPrefix }) : openSqliteStore(cfg.store.sqlite);
+  const { cfg, store } = await openConfiguredStore(config);
   try {
     const events = await store.readTrace(id, 10_000);
     if (json) write(`${JSON.stringify({ id, events })}\n`);
@@ -25,8 +21,7 @@ export async function trace(id: string | undefined, config: string | undefined, 
 
 /** `wabridge campaign [campaignId] [--batch id] [--json]`: one campaign's reconciliation, or the recent campaigns. */
 export async function campaign(id: string | undefined, batch: string | undefined, config: string | undefined, json: boolean, write: (text: string) => void = (t) => process.stdout.write(t)): Promise<number> {
-  const cfg = loadConfig(configPath(config));
-  const store = cfg.store.redis ? await openRedisStore(cfg.store.redis, { prefix: cfg.store.redisPrefix }) : openSqliteStore(cfg.store.sqlite);
+  const { store } = await openConfiguredStore(config);
   try {
     if (id === undefined) {
       const list = (await store.listCampaigns(100)).map((c) => ({ ...c, lastActivity: new Date(c.lastActivity).toISOString() }));

@@ -175,9 +175,11 @@ export async function startHost(opts: HostOptions): Promise<Host> {
     windowMs: config.callbacks.lookupWindowMs,
     logger,
     gate: gate('lookups'),
-    onResolved: (p, msgId) => {
+    // Stamped with the resolution's time, not the (later) moment this runs: the callback's first
+    // attempt can come in between, and the timeline must still read held → resolved → callback.
+    onResolved: (p, msgId, at) => {
       const implies = impliedBy(p.event.status);
-      tracer.record({ at: Date.now(), tenant: p.tenant, msgId, providerMessageId: p.providerMessageId, type: 'resolved', data: { status: p.event.status, ...(implies.length > 0 ? { implies } : {}) } });
+      tracer.record({ at, tenant: p.tenant, msgId, providerMessageId: p.providerMessageId, type: 'resolved', data: { status: p.event.status, ...(implies.length > 0 ? { implies } : {}) } });
     },
   });
 

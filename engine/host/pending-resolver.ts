@@ -16,7 +16,8 @@ export interface PendingResolverOptions {
   batchSize?: number;
   pollMs?: number;
   logger?: WorkerLogger;
-  onResolved?: (pending: PendingRecord, msgId: string) => void;
+  /** `at`: the time the callback entered the outbox (before any attempt to deliver it). */
+  onResolved?: (pending: PendingRecord, msgId: string, at: number) => void;
   onUnmatched?: (pending: PendingRecord) => void;
   now?: () => number;
   /** Puts rounds off while CleverTap's sends need the event loop; default: never. */
@@ -80,7 +81,7 @@ export class PendingResolver {
       if (msgId !== undefined) {
         const callback = statusCallbackFor(p.tenant, msgId, p.event, p.mappingVersion);
         await this.o.store.resolvePending(p.id, [callback, ...impliedCallbacks([callback])], now);
-        this.o.onResolved?.(p, msgId);
+        this.o.onResolved?.(p, msgId, now);
         this.o.logger.debug({ tenant: p.tenant, providerMessageId: p.providerMessageId, msgId, waitedMs: now - p.firstSeenAt }, 'late correlation resolved');
         continue;
       }

@@ -557,13 +557,16 @@ local function drop(member)
   local len = redis.call('LLEN', key)
   redis.call('UNLINK', key)
   redis.call('ZREM', P .. 'tr:idx', member)
+  -- a msgId's list leaves its campaign's index too (the campaign is the msgId's second part), so
+  -- an active campaign's index does not keep every list the sweep has removed
+  local campaign = string.match(member, '^m:[^|]*|([^|]*)')
+  if campaign and campaign ~= '' then redis.call('ZREM', P .. 'tr:c:' .. campaign, member) end
   redis.call('DECRBY', P .. 'tr:n', len)
   events = events + len
   lists = lists + 1
 end
 for _, m in ipairs(redis.call('ZRANGEBYSCORE', P .. 'tr:idx', '-inf', '(' .. cutoff, 'LIMIT', 0, batch)) do drop(m) end
--- Campaigns idle past the cutoff (in every tenant) lose their index; an active campaign's index keeps
--- the names of lists already removed, which read as empty.
+-- Campaigns idle past the cutoff (in every tenant) lose their index.
 for _, c in ipairs(redis.call('ZRANGEBYSCORE', P .. 'tr:cs', '-inf', '(' .. cutoff, 'LIMIT', 0, batch)) do
   redis.call('ZREM', P .. 'tr:cs', c)
   redis.call('ZREM', P .. 'tr:cl', c)
