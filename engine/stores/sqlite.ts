@@ -764,10 +764,11 @@ class SqliteStore implements Store {
       const key = `${e.campaignId}|${e.tenant}`;
       if ((campaigns.get(key)?.[2] ?? -Infinity) < e.at) campaigns.set(key, [e.campaignId, e.tenant, e.at]);
     }
+    // Serialized before the commit: data that cannot be (a BigInt, a cycle) fails this call alone
+    // instead of rolling back the turn's whole batch of ingests and correlations.
+    const rows = events.map((e) => ({ at: e.at, tenant: e.tenant, msgId: e.msgId ?? null, providerMessageId: e.providerMessageId ?? null, campaign: e.campaignId ?? null, type: e.type, data: JSON.stringify(e.data) }));
     await this.commit(() => {
-      for (const e of events) {
-        this.s.insertTrace.run({ at: e.at, tenant: e.tenant, msgId: e.msgId ?? null, providerMessageId: e.providerMessageId ?? null, campaign: e.campaignId ?? null, type: e.type, data: JSON.stringify(e.data) });
-      }
+      for (const r of rows) this.s.insertTrace.run(r);
       for (const c of campaigns.values()) this.s.touchCampaign.run(...c);
     });
   }
