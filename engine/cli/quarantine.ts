@@ -1,12 +1,12 @@
 // `wabridge quarantine`: the webhooks a mapping could not map, through the admin API of the running
 // host. Replay must re-map with the mapping that host has loaded now (after a fixed one was
 // hot-reloaded) and deliver through its webhook path, so nothing here opens the store itself.
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { parse as parseYaml, stringify as toYaml } from 'yaml';
+import { stringify as toYaml } from 'yaml';
 import { loadConfig } from '../host/config.js';
 import { WabError } from '../mapping/errors.js';
-import { loadBaseSettings, runFixture, runMappingFixtures, stableJson, type Fixture } from '../mapping/golden.js';
+import { loadBaseSettings, runFixture, stableJson, type Fixture } from '../mapping/golden.js';
 import { loadMapping } from '../mapping/loader.js';
 import { redactWebhook } from '../mapping/redact-fixture.js';
 import type { QuarantineRecord } from '../stores/store.js';
@@ -137,14 +137,11 @@ async function toFixture(t: ReturnType<typeof target>, args: string[]): Promise<
     out(`${bsp} does not load now: ${loaded.errors.map((e) => e.message).join('; ')}`);
     return 1;
   }
-  // Red first: with the mapping on disk the case must fail (no expected.json yet) and, until the
-  // mapping is fixed, map to an error; `--update` then would record that error as expected.
-  const [result] = await runMappingFixtures(loaded.mapping, { filter: `${bsp}/${name}` });
-  const fixtureYaml = parseYaml(readFileSync(join(dir, 'fixture.yaml'), 'utf8')) as Fixture;
-  const input = { text: readFileSync(join(dir, inputFile), 'utf8'), contentType: inputFile === 'input.json' ? 'application/json' : 'application/x-www-form-urlencoded' };
-  const { actual } = await runFixture(loaded.mapping, shown, fixtureYaml, { input }, loadBaseSettings(mappingDir));
+  // Red first: the case has no expected.json yet, so `wabridge test` fails it; what matters is whether
+  // the mapping on disk still maps it to an error (`--update` now would record that error as expected).
+  const input = { text: 'json' in red.body ? stableJson(red.body.json) : red.body.text, contentType: inputFile === 'input.json' ? 'application/json' : 'application/x-www-form-urlencoded' };
+  const { actual } = await runFixture(loaded.mapping, shown, fixture, { input }, loadBaseSettings(mappingDir));
   const error = (actual as { error?: { code: string; message: string } } | undefined)?.error;
-  out(`wabridge test: ${result?.outcome ?? 'not found'}${result?.detail ? ` (${result.detail})` : ''}`);
   if (error) out(`red: ${bsp} still fails on it: ${error.code}: ${error.message}\nnext: fix ${bsp}/mapping.yaml (not --update before: it would record this error as expected), then \`wabridge test --update --filter ${bsp}/${name}\`, review expected.json, reload, and \`wabridge quarantine replay ${rec.id}\``);
   else out(`note: ${bsp}'s mapping on disk maps this input already (fixed already, or the redaction removed what made it fail: compare with \`wabridge quarantine show ${rec.id}\`); \`wabridge test --update --filter ${bsp}/${name}\` writes expected.json`);
   return 0;
