@@ -3,7 +3,7 @@
 // so `wabridge serve` starts without compiling TypeScript. Dependencies stay in node_modules; the
 // bundle sits two folders deep like the sources (engine/<folder>/), so the paths the engine resolves
 // from its own location (schemas/, examples/, package.json) hold for both. The SQLite worker thread
-// is its own entry: it is started from a file.
+// and the demo stand-ins threads are entries of their own: each is started from a file.
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { build } from 'esbuild';
@@ -12,7 +12,7 @@ import { BUNDLE_DIR, ROOT, sourcesDigest } from './sources.js';
 const digest = sourcesDigest();
 rmSync(BUNDLE_DIR, { recursive: true, force: true });
 await build({
-  entryPoints: { cli: join(ROOT, 'engine/cli/main.ts'), 'sqlite-worker': join(ROOT, 'engine/stores/sqlite-worker.ts') },
+  entryPoints: { cli: join(ROOT, 'engine/cli/main.ts'), 'sqlite-worker': join(ROOT, 'engine/stores/sqlite-worker.ts'), 'standins-worker': join(ROOT, 'engine/standins/standins-worker.ts') },
   outdir: BUNDLE_DIR,
   bundle: true,
   platform: 'node',

@@ -8,8 +8,7 @@ import { WabError } from '../mapping/errors.js';
 import { startHost, type Host } from '../host/host.js';
 import { openRedisStore } from '../stores/redis.js';
 import { openSqliteStore } from '../stores/sqlite.js';
-import { startBspSimulator } from '../standins/bsp-simulator.js';
-import { startCleverTapSink } from '../standins/clevertap-sink.js';
+import { startStandinsThread } from '../standins/thread.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -63,40 +62,40 @@ export async function demo(config: string | undefined): Promise<number> {
   const cfg = loadConfig(file);
   const tenant = cfg.tenants.get('demo') ?? [...cfg.tenants.values()][0]!;
   const statusUrl = new URL(tenant.callbacks.status);
-  const sink = await startCleverTapSink({ port: Number(statusUrl.port) || 3100, print: (line) => process.stdout.write(`${line}\n`) });
   const bspUrl = new URL(String(tenant.settings.baseUrl ?? 'http://127.0.0.1:3200'));
-  let host: Host | undefined;
-  const sim = await startBspSimulator({
-    mappingDir: join(cfg.server.mappingsDir, tenant.provider),
-    settings: tenant.settings,
-    webhookUrl: `${cfg.server.publicUrl}/v1/tenants/${tenant.id}/webhook`,
-    port: Number(bspUrl.port) || 3200,
-    // wabridge may open up to a tenant's concurrency of connections to its BSP at once (1500 by default).
-    backlog: 4096,
+  const standins = await startStandinsThread({
+    sink: { port: Number(statusUrl.port) || 3100 },
+    sim: {
+      mappingDir: join(cfg.server.mappingsDir, tenant.provider),
+      settings: tenant.settings,
+      webhookUrl: `${cfg.server.publicUrl}/v1/tenants/${tenant.id}/webhook`,
+      port: Number(bspUrl.port) || 3200,
+      // wabridge may open up to a tenant's concurrency of connections to its BSP at once (1500 by default).
+      backlog: 4096,
+    },
   });
+  let host: Host | undefined;
   try {
     host = await startHost({ configFile: file });
   } catch (e) {
-    await sim.close();
-    await sink.close();
+    await standins.close();
     throw e;
   }
   const auth = 'basic' in tenant.auth ? `-u ${tenant.auth.basic.username}:${tenant.auth.basic.password}` : `-H '${tenant.auth.header.name}: …'`;
   process.stdout.write(
     [
       '',
-      `wabridge demo: wabridge ${host.url}, simulated ${tenant.provider} BSP ${sim.url}, CleverTap sink ${sink.url}`,
+      `wabridge demo: wabridge ${host.url}, simulated ${tenant.provider} BSP ${standins.simUrl}, CleverTap sink ${standins.sinkUrl}`,
       'Send a CleverTap template message and watch sent → delivered → read arrive at the sink:',
       `  curl -s ${auth} -H 'content-type: application/json' --data @examples/clevertap/template-body-footer.json ${host.url}/v1/tenants/${tenant.id}/messages`,
-      `Simulate a user reply: curl -s -X POST ${sim.url}/_sim/inbound -H 'content-type: application/json' -d '{"from":"919999999999","text":"hi"}'`,
+      `Simulate a user reply: curl -s -X POST ${standins.simUrl}/_sim/inbound -H 'content-type: application/json' -d '{"from":"919999999999","text":"hi"}'`,
       'Ctrl-C stops everything.',
       '',
     ].join('\n'),
   );
   return untilSignal(async () => {
     await host!.close();
-    await sim.close();
-    await sink.close();
+    await standins.close();
   });
 }
 

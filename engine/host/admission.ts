@@ -106,8 +106,16 @@ export class Admission {
       this.inFlight++;
       return true;
     }
+    // The loop's lateness is time the request already waited unseen (its bytes sat on the socket until
+    // wabridge read them) and will wait again before its answer is written: both come out of its wait,
+    // so that wait plus the lateness still fits CleverTap's second. Past that, 429 at once.
+    const until = arrivedAt + this.options.maxWaitMs - 2 * this.lagMs;
+    if (until <= performance.now()) {
+      this.onShed('queue_timeout');
+      return false;
+    }
     return new Promise<boolean>((resolve) => {
-      this.waiters.push({ until: arrivedAt + this.options.maxWaitMs, resolve });
+      this.waiters.push({ until, resolve });
       if (!this.expiry) this.armExpiry();
     });
   }

@@ -99,6 +99,39 @@ function validate(kind: CallbackKind, body: unknown, audioType: 'audio' | 'voice
 
 type StatusEntry = { msgId: string; status: string; timestamp?: string; error?: { code: number; title: string } };
 
+/**
+ * A demo under load receives thousands of callbacks a second: nobody reads that many lines, and
+ * writing them costs the process more than receiving them. Up to `perSecond` lines are printed in
+ * each second; the rest are counted and told in one line when the second is over.
+ */
+export function throttledPrint(print: (line: string) => void, perSecond: number): ((line: string) => void) & { flush(): void } {
+  let printed = 0;
+  let held = 0;
+  let timer: NodeJS.Timeout | undefined;
+  const flush = () => {
+    timer = undefined;
+    if (held > 0) print(`clevertap-sink: … and ${held} more callback${held === 1 ? '' : 's'} in the last second, not printed`);
+    printed = 0;
+    held = 0;
+  };
+  const out = (line: string) => {
+    if (!timer) {
+      timer = setTimeout(flush, 1000);
+      timer.unref();
+    }
+    if (printed < perSecond) {
+      printed++;
+      print(line);
+    } else held++;
+  };
+  return Object.assign(out, {
+    flush() {
+      clearTimeout(timer);
+      flush();
+    },
+  });
+}
+
 export async function startCleverTapSink(opts: CleverTapSinkOptions = {}): Promise<CleverTapSink> {
   const print = opts.print ?? ((line: string) => console.log(line));
   const log = opts.logger;

@@ -42,6 +42,20 @@ t.test('a waiter whose wait is over is answered false (429) without a slot freei
   t.equal(a.inFlight, 1, 'shed requests never held a slot');
 });
 
+t.test("the loop's lateness comes out of the wait: late enough, a request over the limit is answered 429 at once", async (t) => {
+  const { a, shed } = make({ initialLimit: 1, maxWaitMs: 400, targetLagMs: 150 });
+  t.equal(a.enter(performance.now()), true);
+  a.adjust(100);
+  const started = performance.now();
+  t.equal(await a.enter(started), false, 'waits 400 - 2 × 100 ms');
+  const waited = performance.now() - started;
+  t.ok(waited >= 190 && waited < 390, `shed after ${waited.toFixed(0)} ms`);
+  a.adjust(250);
+  t.equal(a.enter(performance.now()), false, 'lateness 250 ms: no time left to wait, 429 without a promise');
+  t.strictSame(shed, ['queue_timeout', 'queue_timeout']);
+  t.equal(a.inFlight, 1);
+});
+
 t.test('a slot freed after a waiter ran out of time goes to the next one still in time', async (t) => {
   const { a, shed } = make({ initialLimit: 1, maxWaitMs: 1000 });
   t.equal(a.enter(performance.now()), true);

@@ -5,7 +5,7 @@ import t, { type Test } from 'tap';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
-import { redactPhone, startCleverTapSink, type CleverTapSink } from '../../engine/standins/clevertap-sink.js';
+import { redactPhone, startCleverTapSink, throttledPrint, type CleverTapSink } from '../../engine/standins/clevertap-sink.js';
 
 const example = (name: string) => JSON.parse(readFileSync(fileURLToPath(new URL(`../../examples/clevertap/callbacks/canonical/${name}`, import.meta.url)), 'utf8')) as Record<string, unknown>;
 
@@ -131,4 +131,17 @@ t.test('incomingAudioType plays an account that knows one spelling of audio', as
   t.teardown(() => audioOnly.close());
   t.equal((await post(audioOnly.inboundUrl('demo'), voice)).status, 400, 'voice refused by an audio account');
   t.equal((await post(audioOnly.inboundUrl('demo'), { ...audio, type: 'text', audio: undefined, text: { body: 'hi' } })).status, 200, 'other types untouched');
+});
+
+t.test('the demo prints at most N sink lines a second and counts the rest in one line', async (t) => {
+  const lines: string[] = [];
+  const print = throttledPrint((l) => lines.push(l), 3);
+  for (let i = 0; i < 10; i++) print(`line ${i}`);
+  t.strictSame(lines, ['line 0', 'line 1', 'line 2']);
+  print.flush();
+  t.strictSame(lines.slice(3), ['clevertap-sink: … and 7 more callbacks in the last second, not printed']);
+  print('after');
+  t.equal(lines.at(-1), 'after', 'a new second prints again');
+  print.flush();
+  t.equal(lines.length, 5, 'nothing held: no summary line');
 });
