@@ -6,7 +6,8 @@
 //   4. service and webhook bench (bench/service.ts): autocannon in its own process against wabridge,
 //      a bare Fastify pass-through and wabridge on plain jsonata, each in its own process.
 //   5. the message lifecycle (bench/lifecycle.ts): send + sent/delivered/read + callbacks, wabridge on
-//      SQLite and on Redis against a bare pass-through of the same HTTP legs;
+//      SQLite and on Redis against a bare pass-through of the same HTTP legs, and `wabridge serve
+//      --workers 1` against `--workers 2` (workers_scaling);
 //   6. `npm start` past capacity (bench/overload.ts): -c 100, 1500 and 3000 against the demo.
 //   npm run bench [-- --quick] [-- --soak [--soak-seconds N]] [-- --skip-service]
 // --quick keeps the whole run under two minutes; --soak adds the 5-minute memory soak at -c 500.
@@ -55,7 +56,7 @@ let lifecycle: Awaited<ReturnType<typeof runLifecycleBench>> | undefined;
 let overload: Awaited<ReturnType<typeof runOverloadBench>> | undefined;
 if (!argv.includes('--skip-service')) {
   log(`== message lifecycle (${quick ? 'quick' : 'full'}) ==`);
-  lifecycle = await runLifecycleBench({ quick, log });
+  lifecycle = await runLifecycleBench({ quick, log, only: ['passthrough', 'sqlite', 'redis', 'workers1', 'workers2'] });
   log(`== npm start past capacity (${quick ? 'quick' : 'full'}) ==`);
   overload = await runOverloadBench({ quick, log });
 }
@@ -75,8 +76,6 @@ const summary = {
   ...serviceRest,
   ...(lifecycle ?? {}),
   ...(overload ?? {}),
-  // --workers is not built yet (issue 19): no figure rather than a made-up one.
-  workers_scaling: null,
   runs,
   bench_wall_s: Math.round((performance.now() - started) / 100) / 10,
 };

@@ -4,8 +4,9 @@
 // serve` runs) to the simulated BSP, which posts the three statuses of each to the host's webhook; the
 // run ends when the CleverTap sink holds all of them. The same legs through a bare Fastify (serve.ts
 // passlife: no mapping, store, outbox or log) are the baseline, in the same run.
-//   node --import tsx bench/lifecycle.ts [--quick] [--messages N] [--only sqlite,redis,passthrough]
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+//   node --import tsx bench/lifecycle.ts [--quick] [--messages N] [--only sqlite,redis,passthrough,workers1,workers2]
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,7 +14,68 @@ import type { LoadResult, LoadSpec } from './load.js';
 import { Child, LOAD, SERVE, TARGET_NODE_ARGS, cpuTicks, killAll, metaRequest } from './service.js';
 import { ROOT, freePort, writeConfig } from '../test/support/stack.js';
 
-export type LifecycleTarget = 'sqlite' | 'redis' | 'passthrough';
+/** The target as the lifecycle run needs it: where it listens, its processes (for CPU), how to stop it. */
+interface Target {
+  info: { url: string };
+  pids(): number[];
+  stop(): Promise<void>;
+}
+
+/** Every descendant of a process (a cluster primary's workers, their threads are counted with them). */
+function descendants(pid: number): number[] {
+  const out: number[] = [];
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid === pid) out.push(Number(d), ...descendants(Number(d)));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
+
+/** `wabridge serve --config file --workers n`, started the way a user starts it, ready when /readyz says so. */
+async function startCli(configFile: string, workers: number, url: string): Promise<Target> {
+  const proc = spawn(process.execPath, [...TARGET_NODE_ARGS, join(ROOT, 'bin', 'wabridge.js'), 'serve', '--config', configFile, '--workers', String(workers)], {
+    cwd: ROOT,
+    env: Object.fromEntries(Object.entries({ ...process.env, LOG_LEVEL: 'warn', PORT: '' }).filter(([k]) => k !== 'NODE_OPTIONS')),
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  proc.stderr!.on('data', (b: Buffer) => (stderr = (stderr + b.toString()).slice(-4000)));
+  const exited = new Promise<void>((r) => proc.once('exit', () => r()));
+  const until = Date.now() + 40_000;
+  for (;;) {
+    if (proc.exitCode !== null) throw new Error(`wabridge serve --workers ${workers} exited (${proc.exitCode}):\n${stderr}`);
+    try {
+      const res = await fetch(`${url}/readyz`);
+      if (res.status === 200) break;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > until) {
+      proc.kill('SIGKILL');
+      throw new Error(`wabridge serve --workers ${workers} not ready within 40 s:\n${stderr}`);
+    }
+    await sleep(100);
+  }
+  return {
+    info: { url },
+    pids: () => [proc.pid!, ...descendants(proc.pid!)],
+    async stop() {
+      proc.kill('SIGTERM');
+      const t = setTimeout(() => proc.kill('SIGKILL'), 15_000);
+      await exited;
+      clearTimeout(t);
+    },
+  };
+}
+
+/** workers1/workers2: `wabridge serve --workers 1|2` as a user starts it (the CLI, SQLite store). */
+export type LifecycleTarget = 'sqlite' | 'redis' | 'passthrough' | 'workers1' | 'workers2';
 
 export interface LifecycleRow {
   target: LifecycleTarget;
@@ -35,6 +97,11 @@ export interface LifecycleFigures {
   lifecycle_redis_msgs_per_s: number | null;
   lifecycle_redis_vs_passthrough: number | null;
   lifecycle_cpu_ms_per_msg: number;
+  /**
+   * Lifecycle messages/s of `wabridge serve --workers 2` ÷ `--workers 1` (SQLite), in the same run;
+   * null when not asked for. On a 2-core machine the load generator, simulator and sink share the cores.
+   */
+  workers_scaling: number | null;
   lifecycle_runs: LifecycleRow[];
 }
 
@@ -77,20 +144,26 @@ async function dropPrefix(url: string, prefix: string): Promise<void> {
 async function runOne(target: LifecycleTarget, messages: number, connections: number, sink: Child, load: Child, dir: string, redisUrl: string, log: (l: string) => void): Promise<LifecycleRow> {
   const [targetPort, simPort] = [await freePort(), await freePort()];
   const sinkUrl = sink.info.url;
-  const started: Child[] = [];
+  const started: Target[] = [];
   const prefix = `wabbench:life:${Date.now()}:`;
   try {
     const sim = await Child.start('sim', SERVE, ['sim', JSON.stringify({ port: simPort, webhookUrl: `http://127.0.0.1:${targetPort}/v1/tenants/demo/webhook`, statusWebhooks: true, statusDelaysMs: STATUS_DELAYS_MS })]);
-    started.push(sim);
-    let child: Child;
+    started.push({ info: sim.info, pids: () => [sim.pid], stop: () => sim.stop() });
+    let child: Target;
     if (target === 'passthrough') {
       const meta = await metaRequest(simPort, '@@MSGID@@');
-      child = await Child.start('passlife', SERVE, ['passlife', JSON.stringify({ port: targetPort, bspUrl: meta.url, headers: meta.headers, bodyTemplate: meta.body, sinkUrl })], { nodeArgs: [...TARGET_NODE_ARGS] });
+      const c = await Child.start('passlife', SERVE, ['passlife', JSON.stringify({ port: targetPort, bspUrl: meta.url, headers: meta.headers, bodyTemplate: meta.body, sinkUrl })], { nodeArgs: [...TARGET_NODE_ARGS] });
+      child = { info: c.info, pids: () => [c.pid], stop: () => c.stop() };
     } else {
       const configFile = join(dir, `${target}.yaml`);
       writeConfig(configFile, { port: targetPort, bspPort: simPort, sinkUrl, mappings: join(ROOT, 'mappings'), sqlite: join(dir, `${target}-${Date.now()}.db`), deadline: '900ms', concurrency: 1500 });
       if (target === 'redis') writeFileSync(configFile, readFileSync(configFile, 'utf8').replace(/^store:\n {2}sqlite: .*$/m, `store:\n  redis: ${redisUrl}\n  redisPrefix: "${prefix}"`));
-      child = await Child.start('wabridge', SERVE, ['wabridge', JSON.stringify({ configFile, logFile: join(dir, `${target}.log`) })], { env: { ...process.env, LOG_LEVEL: '', PORT: '' }, nodeArgs: [...TARGET_NODE_ARGS] });
+      if (target === 'workers1' || target === 'workers2') {
+        child = await startCli(configFile, target === 'workers1' ? 1 : 2, `http://127.0.0.1:${targetPort}`);
+      } else {
+        const c = await Child.start('wabridge', SERVE, ['wabridge', JSON.stringify({ configFile, logFile: join(dir, `${target}.log`) })], { env: { ...process.env, LOG_LEVEL: '', PORT: '' }, nodeArgs: [...TARGET_NODE_ARGS] });
+        child = { info: c.info, pids: () => [c.pid], stop: () => c.stop() };
+      }
     }
     started.push(child);
     await sink.call('reset');
@@ -105,8 +178,9 @@ async function runOne(target: LifecycleTarget, messages: number, connections: nu
       expect: 'clevertap',
       timeoutS: 10,
     };
-    const pids = [child.pid, sim.pid, sink.pid, load.pid];
-    const ticks = () => pids.map((p) => cpuTicks(p));
+    // The target's processes (a cluster's workers too) are summed into the first entry.
+    const others = [sim.pid, sink.pid, load.pid];
+    const ticks = () => [child.pids().reduce((n, p) => n + cpuTicks(p), 0), ...others.map((p) => cpuTicks(p))];
     const c0 = ticks();
     const t0 = Date.now();
     const sent = (await load.call('run', { spec }, 300_000)).result as LoadResult;
@@ -123,7 +197,7 @@ async function runOne(target: LifecycleTarget, messages: number, connections: nu
     const c1 = ticks();
     const msOf = (i: number) => ((c1[i]! - c0[i]!) / TICKS_PER_S) * 1000;
     const cpuMs = msOf(0);
-    const allMs = pids.reduce((n, _p, i) => n + msOf(i), 0);
+    const allMs = c0.reduce((n, _p, i) => n + msOf(i), 0);
     const row: LifecycleRow = {
       target,
       messages,
@@ -168,6 +242,7 @@ export async function runLifecycleBench(o: { quick?: boolean; messages?: number;
       lifecycle_redis_msgs_per_s: redis?.msgsPerS ?? null,
       lifecycle_redis_vs_passthrough: redis && pass ? r2(redis.msgsPerS / pass) : null,
       lifecycle_cpu_ms_per_msg: sqlite?.cpuMsPerMsg ?? 0,
+      workers_scaling: by('workers1') && by('workers2') ? r2(by('workers2')!.msgsPerS / by('workers1')!.msgsPerS) : null,
       lifecycle_runs: rows,
     };
   } finally {
