@@ -990,6 +990,26 @@ class RedisStore implements Store {
     }
   }
 
+  async campaignMessages(campaignId: string, limit: number, cursor?: string): Promise<{ messages: { msgId: string; events: TraceEvent[] }[]; next?: string }> {
+    // The campaign's index names its msgIds' lists ("m:<msgId>"), in msgId order: the cursor is the last msgId.
+    const lists = await this.redis.zrangebylex(`${this.prefix}tr:c:${campaignId}`, cursor === undefined ? '-' : `(m:${cursor}`, '+', 'LIMIT', 0, limit);
+    const messages: { msgId: string; events: TraceEvent[] }[] = [];
+    if (lists.length > 0) {
+      const tx = this.redis.pipeline();
+      for (const l of lists) tx.lrange(`${this.prefix}tr:${l}`, 0, -1);
+      const got = (await tx.exec()) ?? [];
+      got.forEach(([err, items], i) => {
+        if (err) throw err;
+        const events = (items as string[]).map((text) => JSON.parse(text) as TraceEvent).filter((e) => e.campaignId === campaignId);
+        // A list the sweep emptied may linger in the index until its campaign goes quiet.
+        if (events.length > 0) messages.push({ msgId: lists[i]!.slice(2), events: events.sort((a, b) => a.at - b.at) });
+      });
+    }
+    const page: { messages: { msgId: string; events: TraceEvent[] }[]; next?: string } = { messages };
+    if (lists.length === limit) page.next = lists[lists.length - 1]!.slice(2);
+    return page;
+  }
+
   async listCampaigns(limit: number): Promise<{ campaignId: string; tenant: string; lastActivity: number }[]> {
     const flat = await this.redis.zrevrange(`${this.prefix}tr:cs`, 0, limit - 1, 'WITHSCORES');
     const out: { campaignId: string; tenant: string; lastActivity: number }[] = [];

@@ -171,6 +171,7 @@ class ThreadStore implements Store {
   sweepTrace: Store['sweepTrace'] = (...a) => this.call('sweepTrace', a);
   campaignTrace: Store['campaignTrace'] = (...a) => this.call('campaignTrace', a);
   listCampaigns: Store['listCampaigns'] = (...a) => this.call('listCampaigns', a);
+  campaignMessages: Store['campaignMessages'] = (...a) => this.call('campaignMessages', a);
   stats: Store['stats'] = () => this.call('stats', []);
   ping: Store['ping'] = () => this.call('ping', []);
 

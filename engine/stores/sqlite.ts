@@ -356,6 +356,9 @@ function prepare(db: Database.Database) {
     touchCampaign: p(`INSERT INTO trace_campaigns (campaign, tenant, last_at) VALUES (?, ?, ?)
       ON CONFLICT (campaign, tenant) DO UPDATE SET last_at = max(last_at, excluded.last_at)`),
     campaignTrace: p(`SELECT * FROM trace WHERE campaign = @campaign AND (at, id) > (@at, @id) ORDER BY at, id LIMIT @limit`),
+    // No index on (campaign, msg_id): it would cost every trace write; the drill-down is an operator's look.
+    campaignMsgIds: p(`SELECT DISTINCT msg_id FROM trace WHERE campaign = @campaign AND msg_id > @after ORDER BY msg_id LIMIT @limit`).pluck(),
+    campaignMsgEvents: p(`SELECT * FROM trace WHERE msg_id IN (SELECT value FROM json_each(@ids)) AND campaign = @campaign ORDER BY at, id`),
     listCampaigns: p(`SELECT campaign AS campaignId, tenant, last_at AS lastActivity FROM trace_campaigns ORDER BY last_at DESC LIMIT ?`),
     sweepCampaigns: p(`DELETE FROM trace_campaigns WHERE last_at < ?`),
     traceOf: p(`SELECT * FROM trace WHERE msg_id IN (SELECT value FROM json_each(@msgIds)) OR provider_message_id IN (SELECT value FROM json_each(@ids))
@@ -810,6 +813,15 @@ class SqliteStore implements Store {
     const last = rows[rows.length - 1];
     const page: { events: TraceEvent[]; next?: string } = { events: rows.map(toTraceEvent) };
     if (last && rows.length === limit) page.next = `${last.at}:${last.id}`;
+    return page;
+  }
+
+  async campaignMessages(campaignId: string, limit: number, cursor?: string): Promise<{ messages: { msgId: string; events: TraceEvent[] }[]; next?: string }> {
+    const ids = this.s.campaignMsgIds.all({ campaign: campaignId, after: cursor ?? '', limit }) as string[];
+    const byId = new Map(ids.map((id) => [id, [] as TraceEvent[]]));
+    if (ids.length > 0) for (const r of this.s.campaignMsgEvents.all({ campaign: campaignId, ids: JSON.stringify(ids) }) as TraceRow[]) byId.get(r.msg_id!)?.push(toTraceEvent(r));
+    const page: { messages: { msgId: string; events: TraceEvent[] }[]; next?: string } = { messages: [...byId].map(([msgId, events]) => ({ msgId, events })) };
+    if (ids.length === limit) page.next = ids[ids.length - 1]!;
     return page;
   }
 

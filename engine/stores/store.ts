@@ -228,6 +228,13 @@ export interface Store {
    * once; events added while paging may be left out; order across pages is not promised.
    */
   campaignTrace(campaignId: string, limit: number, cursor?: string): Promise<{ events: TraceEvent[]; next?: string }>;
+  /**
+   * One page of a campaign's messages (every tenant), in msgId order: up to `limit` msgIds, each with
+   * every trace event of it that belongs to the campaign, oldest first, and `next` to pass as `cursor`
+   * for the following page, absent after the last. The console's drill-down behind each count: a
+   * message's whole timeline is in one page, so what it contributes to each count can be told.
+   */
+  campaignMessages(campaignId: string, limit: number, cursor?: string): Promise<{ messages: { msgId: string; events: TraceEvent[] }[]; next?: string }>;
   /** Campaigns with trace events, most recently active first, per tenant. */
   listCampaigns(limit: number): Promise<{ campaignId: string; tenant: string; lastActivity: number }[]>;
 

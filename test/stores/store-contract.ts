@@ -465,6 +465,23 @@ export function storeContract(t: Test, name: string, open: () => Promise<Store>)
     t.ok((await s.campaignTrace('c1', 100)).events.some((e) => e.type === 'callback'), 'the live timeline stays');
   });
 
+  withStore('trace: a campaign\'s messages, each with its whole timeline, page by page in msgId order', async (t, s) => {
+    const c = (type: TraceEvent['type'], at: number, msgId: string, campaignId: string, tenant = 'acme'): TraceEvent => ({ at, tenant, type, msgId, campaignId, data: { n: at - T0 } });
+    await s.appendTrace([c('send', T0, '2|c1|b1|1|0', 'c1'), c('send', T0 + 1, '1|c1|b1|1|0', 'c1', 'other'), c('send', T0 + 2, '1|c2|b1|1|0', 'c2'), c('send', T0 + 3, '3|c1|b2|1|0', 'c1')], 60_000);
+    await s.appendTrace([c('callback', T0 + 9, '2|c1|b1|1|0', 'c1'), c('status', T0 + 5, '2|c1|b1|1|0', 'c1'), ev('status', T0 + 6, { providerMessageId: 'w9' })], 60_000);
+    const label = (m: { msgId: string; events: TraceEvent[] }) => `${m.msgId}: ${m.events.map((e) => `${e.tenant} ${e.type}@${e.at - T0}`).join(', ')}`;
+    const all = await s.campaignMessages('c1', 100);
+    t.same(all.messages.map(label), ['1|c1|b1|1|0: other send@1', '2|c1|b1|1|0: acme send@0, acme status@5, acme callback@9', '3|c1|b2|1|0: acme send@3'], 'msgId order, each timeline whole and oldest first');
+    t.equal(all.next, undefined, 'one page');
+    const first = await s.campaignMessages('c1', 2);
+    t.same(first.messages.map((m) => m.msgId), ['1|c1|b1|1|0', '2|c1|b1|1|0']);
+    t.equal(first.next, '2|c1|b1|1|0', 'the cursor is the last msgId');
+    const second = await s.campaignMessages('c1', 2, first.next);
+    t.same(second.messages.map(label), ['3|c1|b2|1|0: acme send@3']);
+    t.equal(second.next, undefined, 'the last page');
+    t.same(await s.campaignMessages('c9', 10), { messages: [] });
+  });
+
   withStore('ping and close', async (t, s) => {
     await t.resolves(s.ping());
     t.ok(s.kind === 'sqlite' || s.kind === 'redis');
