@@ -22,6 +22,14 @@ export default tseslint.config(
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
     },
   },
+  // The console's browser modules (engine/host/console/, served as they are, no build step).
+  {
+    files: ['engine/host/console/**/*.js'],
+    languageOptions: {
+      sourceType: 'module',
+      globals: Object.fromEntries(['window', 'document', 'location', 'sessionStorage', 'fetch', 'URLSearchParams', 'Node', 'Blob', 'setTimeout', 'clearTimeout', 'console', 'URL'].map((g) => [g, 'readonly'])),
+    },
+  },
   layer(['engine/clevertap/**'], folder('mapping'), folder('host'), folder('stores'), folder('cli'), folder('standins')),
   layer(['engine/mapping/**'], folder('host'), folder('stores'), folder('cli'), folder('standins')),
   layer(['engine/stores/**'], typesOnly('mapping'), folder('clevertap'), folder('host'), folder('cli'), folder('standins')),

@@ -3,12 +3,11 @@
 // hot-reloaded) and deliver through its webhook path, so nothing here opens the store itself.
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { stringify as toYaml } from 'yaml';
 import { loadConfig } from '../host/config.js';
 import { WabError } from '../mapping/errors.js';
-import { loadBaseSettings, runFixture, stableJson, type Fixture } from '../mapping/golden.js';
+import { loadBaseSettings } from '../mapping/golden.js';
 import { loadMapping } from '../mapping/loader.js';
-import { redactWebhook } from '../mapping/redact-fixture.js';
+import { fixtureError, quarantineFixture } from '../mapping/quarantine-fixture.js';
 import type { QuarantineRecord } from '../stores/store.js';
 import { configPath } from './serve.js';
 
@@ -119,18 +118,10 @@ async function toFixture(t: ReturnType<typeof target>, args: string[]): Promise<
   if (existsSync(dir)) throw new WabError('WAB_INPUT_INVALID', `${dir} exists already: choose another case name`);
   const rec = (await api(t, `/v1/admin/quarantine/${encodeURIComponent(id)}`)) as QuarantineRecord;
   const loaded = loadMapping(mappingDir);
-  const signatureHeader = loaded.ok ? loaded.mapping.webhook?.signature?.header : undefined;
-  const red = redactWebhook(rec.request, signatureHeader);
-  const fixture: Fixture = {
-    description: `Quarantined webhook ${rec.id} (${rec.mapping}@${rec.mappingVersion ?? '?'}, ${iso(rec.receivedAt)}${rec.part ? `, item ${rec.part.index + 1} of ${rec.part.of} of a batch` : ''}), redacted: ${rec.error.code}${rec.error.where ? ` at ${rec.error.where}` : ''}`,
-    kind: 'webhook',
-    headers: red.headers,
-    ...(Object.keys(red.query).length > 0 ? { query: red.query } : {}),
-  };
+  const made = quarantineFixture(rec, loaded.ok ? loaded.mapping.webhook?.signature?.header : undefined);
   mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'fixture.yaml'), `# yaml-language-server: $schema=../../../../schemas/fixture.schema.json\n${toYaml(fixture, { lineWidth: 0 })}`);
-  const inputFile = 'json' in red.body ? 'input.json' : 'input.txt';
-  writeFileSync(join(dir, inputFile), 'json' in red.body ? stableJson(red.body.json) : red.body.text);
+  for (const [file, text] of Object.entries(made.files)) writeFileSync(join(dir, file), text);
+  const inputFile = made.input.file;
   const shown = relative(process.cwd(), dir) || dir;
   out(`wrote ${shown}/fixture.yaml and ${inputFile} (${rec.mapping} webhook ${rec.id}, phone numbers, names, texts, ids and secrets replaced: review before committing)`);
   if (!loaded.ok) {
@@ -139,9 +130,7 @@ async function toFixture(t: ReturnType<typeof target>, args: string[]): Promise<
   }
   // Red first: the case has no expected.json yet, so `wabridge test` fails it; what matters is whether
   // the mapping on disk still maps it to an error (`--update` now would record that error as expected).
-  const input = { text: 'json' in red.body ? stableJson(red.body.json) : red.body.text, contentType: inputFile === 'input.json' ? 'application/json' : 'application/x-www-form-urlencoded' };
-  const { actual } = await runFixture(loaded.mapping, shown, fixture, { input }, loadBaseSettings(mappingDir));
-  const error = (actual as { error?: { code: string; message: string } } | undefined)?.error;
+  const error = await fixtureError(loaded.mapping, shown, made, loadBaseSettings(mappingDir));
   if (error) out(`red: ${bsp} still fails on it: ${error.code}: ${error.message}\nnext: fix ${bsp}/mapping.yaml (not --update before: it would record this error as expected), then \`wabridge test --update --filter ${bsp}/${name}\`, review expected.json, reload, and \`wabridge quarantine replay ${rec.id}\``);
   else out(`note: ${bsp}'s mapping on disk maps this input already (fixed already, or the redaction removed what made it fail: compare with \`wabridge quarantine show ${rec.id}\`); \`wabridge test --update --filter ${bsp}/${name}\` writes expected.json`);
   return 0;

@@ -147,3 +147,66 @@ export function formatCampaign(r: CampaignReport): string {
   if (Object.keys(r.tenants).length === 0) lines.push('  nothing known of it');
   return lines.join('\n');
 }
+
+/** A count of the report, as the drill-down names it: `messages`, `answers.2001`, `statuses.read`, `failures.1007`, `replies`, `callbacksPending`, `callbacksDead`. */
+export const COUNT_PATH = /^(messages|replies|callbacksPending|callbacksDead|answers\.(success|\d{3,4})|statuses\.(sent|delivered|read|failed|clicked)|failures\.\d{1,5})$/;
+
+/** One message of a campaign and what it adds to each count of the report (so the rows behind a count sum to it). */
+export interface CampaignMessage {
+  tenant: string;
+  msgId: string;
+  /** The last answer CleverTap got for it: success, 2000-2004 or 429. */
+  answer?: string;
+  counts: Omit<TenantCampaign, 'lastActivity'>;
+  lastActivity: string;
+}
+
+function countAt(c: Omit<TenantCampaign, 'lastActivity'>, path: string): number {
+  const [head, key] = path.split('.') as [keyof typeof c, string | undefined];
+  const v = c[head];
+  return typeof v === 'number' ? v : ((v as Record<string, number>)[key ?? ''] ?? 0);
+}
+
+/** Store calls per drill-down request, so one request never reads a whole large campaign. */
+const SCAN_PAGE = 500;
+
+/**
+ * The messages behind one count of a campaign's report (all its messages without `count`), from the
+ * store's per-message timelines: each message is counted alone by the same CampaignCounter as the
+ * report, so the rows behind `statuses.delivered` are exactly the ones the report counts there. Reads
+ * at most `scan` messages per call; `next` continues where it stopped.
+ */
+export async function campaignMessages(
+  store: Pick<Store, 'campaignMessages'>,
+  campaignId: string,
+  o: { tenant?: string; batchId?: string; count?: string; limit: number; scan?: number; cursor?: string },
+): Promise<{ campaignId: string; messages: CampaignMessage[]; scanned: number; next?: string }> {
+  const out: CampaignMessage[] = [];
+  let cursor = o.cursor;
+  let scanned = 0;
+  const scan = o.scan ?? 5000;
+  do {
+    const page = await store.campaignMessages(campaignId, Math.min(SCAN_PAGE, scan - scanned), cursor);
+    for (const m of page.messages) {
+      scanned++;
+      cursor = m.msgId;
+      const counter = new CampaignCounter(campaignId, o.batchId);
+      counter.add(m.events);
+      for (const [tenant, report] of Object.entries(counter.report().tenants)) {
+        if (o.tenant !== undefined && tenant !== o.tenant) continue;
+        const { lastActivity, ...counts } = report;
+        if (counts.messages === 0 && counts.replies === 0 && counts.callbacksPending === 0 && counts.callbacksDead === 0 && Object.values(counts.statuses).every((n) => n === 0)) continue;
+        if (o.count !== undefined && countAt(counts, o.count) === 0) continue;
+        const sends = m.events.filter((e) => e.type === 'send' && e.tenant === tenant);
+        const last = sends[sends.length - 1]?.data as { answer?: { status: string; error?: { code: number } } } | undefined;
+        const row: CampaignMessage = { tenant, msgId: m.msgId, counts, lastActivity };
+        if (last?.answer) row.answer = last.answer.status === 'success' ? 'success' : String(last.answer.error?.code ?? last.answer.status);
+        out.push(row);
+      }
+      if (out.length >= o.limit) return { campaignId, messages: out, scanned, next: m.msgId };
+    }
+    if (page.next === undefined) return { campaignId, messages: out, scanned };
+    cursor = page.next;
+  } while (scanned < scan);
+  return { campaignId, messages: out, scanned, ...(cursor !== undefined ? { next: cursor } : {}) };
+}

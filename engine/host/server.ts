@@ -20,6 +20,8 @@ import { handleWebhook, replayQuarantined } from './webhook-flow.js';
 import { TokenCache } from '../mapping/token-cache.js';
 import type { Tracer } from './trace.js';
 import { campaignReport } from './campaigns.js';
+import { audit, registerOpsRoutes, replayIds } from './admin-ops.js';
+import { registerConsole } from './console-route.js';
 import { interceptors, request as undiciRequest } from 'undici';
 
 export interface HostDeps {
@@ -286,12 +288,18 @@ export function buildServer(deps: HostDeps) {
     queues: deps.queueStats ? await deps.queueStats() : undefined,
     unmatched: await store.listUnmatched(20),
   }));
-  app.post('/v1/admin/reload', { preHandler: admin }, async () => ({ results: await registry.reload() }));
+  app.post('/v1/admin/reload', { preHandler: admin }, async (req) => {
+    const results = await registry.reload();
+    audit(deps.logger, req, 'reload', 'all', { results: results.map((r) => ({ name: r.name, ok: r.ok })) });
+    return { results };
+  });
   app.get<{ Querystring: { limit?: string; tenant?: string } }>('/v1/admin/dlq', { preHandler: admin }, async (req) => ({ dead: await store.listDead(Number(req.query.limit ?? 100), req.query.tenant) }));
-  app.post<{ Body: string }>('/v1/admin/dlq/replay', { preHandler: admin }, async (req) => {
-    let ids: string[] | undefined;
-    if (typeof req.body === 'string' && req.body.trim()) ids = (JSON.parse(req.body) as { ids?: string[] }).ids;
-    return { replayed: await store.replayDead(Date.now(), ids) };
+  app.post<{ Body: string }>('/v1/admin/dlq/replay', { preHandler: admin }, async (req, reply) => {
+    const asked = replayIds(req.body, 'dead-letter');
+    if ('error' in asked) return reply.code(400).send({ message: asked.error, code: 'WAB_INPUT_INVALID' });
+    const replayed = await store.replayDead(Date.now(), asked.ids);
+    audit(deps.logger, req, 'dlq replay', asked.ids ?? 'all', { replayed });
+    return { replayed };
   });
   app.get<{ Querystring: { limit?: string; tenant?: string } }>('/v1/admin/quarantine', { preHandler: admin }, async (req) => ({
     size: await store.quarantineSize(),
@@ -303,23 +311,13 @@ export function buildServer(deps: HostDeps) {
   });
   // Re-maps with the mapping loaded in this process now (after a fixed one was hot-reloaded).
   app.post<{ Body: string }>('/v1/admin/quarantine/replay', { preHandler: admin }, async (req, reply) => {
-    let ids: string[] | undefined;
-    if (typeof req.body === 'string' && /\S/.test(req.body)) {
-      let parsed: unknown;
-      try {
-        parsed = JSON.parse(req.body);
-      } catch (e) {
-        return reply.code(400).send({ message: `body is not valid JSON: ${(e as Error).message}`, code: 'WAB_INPUT_INVALID' });
-      }
-      const given = (parsed as { ids?: unknown } | null)?.ids;
-      if (given !== undefined && !(Array.isArray(given) && given.every((id) => typeof id === 'string'))) {
-        return reply.code(400).send({ message: 'ids must be an array of quarantine ids (strings); leave it out to replay every entry', code: 'WAB_INPUT_INVALID' });
-      }
-      ids = given as string[] | undefined;
-    }
-    const results = await replayQuarantined(webhookDeps, config.tenants, (t) => registry.get(t.provider), ids);
+    const asked = replayIds(req.body, 'quarantine');
+    if ('error' in asked) return reply.code(400).send({ message: asked.error, code: 'WAB_INPUT_INVALID' });
+    const results = await replayQuarantined(webhookDeps, config.tenants, (t) => registry.get(t.provider), asked.ids);
     const count = (o: string) => results.filter((r) => r.outcome === o).length;
-    return { replayed: count('replayed') + count('split'), failed: count('failed'), missing: count('missing'), skipped: count('skipped'), results, size: await store.quarantineSize() };
+    const answer = { replayed: count('replayed') + count('split'), failed: count('failed'), missing: count('missing'), skipped: count('skipped'), results, size: await store.quarantineSize() };
+    audit(deps.logger, req, 'quarantine replay', asked.ids ?? 'all', { replayed: answer.replayed, failed: answer.failed, missing: answer.missing, skipped: answer.skipped, outcomes: results.map((r) => `${r.id} ${r.outcome}`) });
+    return answer;
   });
   app.get<{ Params: { id: string }; Querystring: { limit?: string } }>('/v1/admin/trace/:id', { preHandler: admin }, async (req, reply) => {
     const limit = req.query.limit === undefined ? 1000 : Number(req.query.limit);
@@ -345,5 +343,7 @@ export function buildServer(deps: HostDeps) {
     if (Object.keys(report.tenants).length === 0) return reply.code(404).send({ message: `no trace of campaign '${req.params.id}'${req.query.batch !== undefined ? ` batch '${req.query.batch}'` : ''} in the last ${config.trace.keepMs / 86_400_000} days`, code: 'WAB_NOT_FOUND' });
     return report;
   });
+  registerOpsRoutes(app, { config, registry, store, metrics, logger: deps.logger, ...(deps.cluster ? { cluster: deps.cluster } : {}) }, admin);
+  registerConsole(app);
   return app;
 }
