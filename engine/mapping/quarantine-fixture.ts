@@ -47,10 +47,13 @@ export function quarantineFixture(rec: QuarantinedWebhook, signatureHeader: stri
 }
 
 /**
- * The error `mapping` gives on the case now, or undefined when it maps it. Red (an error) is what a
- * fresh case should be before the fix; green before the fix means the redaction removed the cause.
+ * Why the case fails with `mapping` now (the mapping's error, or WAB_FIXTURE_INPUT when the input
+ * breaks the BSP's declared webhook contract, as the golden runner reports it), or undefined when it
+ * maps. Red is what a fresh case should be before the fix; green before the fix means the redaction
+ * removed the cause.
  */
 export async function fixtureError(mapping: Mapping, name: string, f: FixtureFiles, baseSettings: Record<string, unknown>): Promise<{ code: string; message: string } | undefined> {
-  const { actual } = await runFixture(mapping, name, f.fixture, { input: { text: f.files[f.input.file]!, contentType: f.input.contentType } }, baseSettings);
+  const { actual, problem } = await runFixture(mapping, name, f.fixture, { input: { text: f.files[f.input.file]!, contentType: f.input.contentType } }, baseSettings);
+  if (problem !== undefined) return { code: 'WAB_FIXTURE_INPUT', message: problem };
   return (actual as { error?: { code: string; message: string } } | undefined)?.error;
 }

@@ -23,7 +23,8 @@ const token = () => sessionStorage.getItem(TOKEN_KEY);
 // Phone numbers: runs of 8 to 15 digits (with an optional +) standing alone, as in a body or a header.
 // Digits inside ids (wamid.…, msgId parts around |) and values under time keys are not numbers.
 const PHONE = /(?<![\w.|+-])\+?\d{8,15}(?![\w|])/g;
-const TIME_KEY = /(time|date|_at|^ts|expir)[^"]*"\s*:\s*"?$/i;
+const KEY_BEFORE = /"([^"]{1,60})"\s*:\s*"?$/;
+const isTimeKey = (k) => k === 'at' || k === 'ts' || /_at$|[a-z]At$/.test(k) || /time|date|expir/i.test(k);
 
 /** The first 4 and last 2 digits, as the logs write them. */
 export function maskNumber(n) {
@@ -34,7 +35,10 @@ export function maskNumber(n) {
 export function mask(text) {
   const s = String(text ?? '');
   if (unmask.checked) return s;
-  return s.replace(PHONE, (m, offset) => (TIME_KEY.test(s.slice(Math.max(0, offset - 40), offset)) ? m : maskNumber(m)));
+  return s.replace(PHONE, (m, offset) => {
+    const key = KEY_BEFORE.exec(s.slice(Math.max(0, offset - 70), offset))?.[1];
+    return key !== undefined && isTimeKey(key) ? m : maskNumber(m);
+  });
 }
 
 class Unauthorized extends Error {}

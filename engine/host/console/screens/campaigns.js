@@ -69,8 +69,7 @@ async function report(ctx, out, id) {
       h('button', { type: 'submit' }, 'Show'),
       h('a', { href: `#/trace?campaign=${encodeURIComponent(id)}`, class: 'aside' }, 'its messages in Trace →'),
     ),
-    table(['', ...tenants.map(([t]) => t)], rows.map(([label, cell]) => [label, ...tenants.map(([t, c]) => cell(t, c))]), { class: 'reconciliation' }),
-    drill,
+    h('div', { class: 'campaign-body' }, table(['', ...tenants.map(([t]) => t)], rows.map(([label, cell]) => [label, ...tenants.map(([t, c]) => cell(t, c))]), { class: 'reconciliation' }), drill),
   );
   const count = ctx.params.get('count');
   if (count) await messages(ctx, drill, id, ctx.params.get('tenant') ?? undefined, count, batch);
@@ -85,7 +84,7 @@ async function messages(ctx, el, id, tenant, count, batch, cursor, shown = []) {
   const all = [...shown, ...r.messages];
   const more = r.next ? h('button', { type: 'button', class: 'quiet', onclick: () => messages(ctx, el, id, tenant, count, batch, r.next, all).catch((e) => el.append(errorBox(e))) }, 'more') : '';
   el.replaceChildren(
-    h('h2', {}, `${count}${tenant ? ` · ${tenant}` : ''}: ${all.length}${r.next ? '+' : ''} message(s)`),
+    h('h2', {}, `${count.replace('.', ' ')}${tenant ? ` · ${tenant}` : ''}: ${all.length}${r.next ? '+' : ''} message(s)`),
     table(
       ['msgId', 'answer', 'statuses at CleverTap', 'failure', 'replies', 'callbacks pending / dead', 'last activity'],
       all.map((m) => [

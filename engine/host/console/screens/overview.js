@@ -30,6 +30,7 @@ const ms = (s) => (s === undefined ? '–' : `${Math.round(s * 1000)} ms`);
 const rate = (n) => (n >= 10 ? n.toFixed(0) : n >= 1 ? n.toFixed(1) : n > 0 ? n.toFixed(2) : '0');
 
 function sparkline(values) {
+  if (values.length < 2 || values.every((v) => v === 0)) return h('span', { class: 'spark' });
   const ns = 'http://www.w3.org/2000/svg';
   const svg = document.createElementNS(ns, 'svg');
   svg.setAttribute('viewBox', `0 0 ${HISTORY} 20`);

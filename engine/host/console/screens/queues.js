@@ -66,7 +66,7 @@ export function mount(el, ctx) {
         files.replaceChildren(
           h('p', { class: r.red ? 'bad' : r.red === false ? 'warn' : 'muted' }, r.red ? `Red: the loaded ${q.mapping} still fails on it (${r.error.code}: ${r.error.message}). Commit it, fix the mapping, then \`wabridge test --update --filter ${q.mapping}/${name.value.trim()}\`.` : r.red === false ? 'The loaded mapping maps it already (fixed, or the redaction removed the cause: compare with the body above).' : r.note ?? ''),
           h('p', { class: 'muted' }, 'Save these files as ', h('code', {}, r.path), ' (phone numbers, names, texts, ids and secrets replaced; review them before committing). The console writes nothing under mappings/; ', h('code', {}, `wabridge quarantine to-fixture ${q.id} ${q.mapping}/${name.value.trim()}`), ' writes them for you.'),
-          Object.entries(r.files).map(([file, text]) =>
+          ...Object.entries(r.files).map(([file, text]) =>
             h(
               'figure',
               { class: 'file' },
