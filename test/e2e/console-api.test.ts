@@ -125,13 +125,15 @@ t.test('console API, audit lines and static files', async (t) => {
     const r2 = await call(s, 'POST', '/v1/admin/quarantine/replay', JSON.stringify({ ids: [id] }));
     t.match(r2.body, { failed: 1 });
     await call(s, 'POST', '/v1/admin/dlq/replay', '{}');
-    await eventually(() => s.logs.some((l) => l.includes('"action":"dlq replay"')), 'the audit lines');
+    t.equal((await call(s, 'POST', '/v1/admin/reload')).status, 200);
+    await eventually(() => s.logs.some((l) => l.includes('"action":"reload"')), 'the audit lines');
     const audits = s.logs.slice(before).filter((l) => l.includes('"audit"')).map((l) => (JSON.parse(l) as { audit: { who: string; action: string; ids: unknown; result: Record<string, unknown> } }).audit);
     t.match(audits, [
       { who: /^sha256:[0-9a-f]{12}$/, action: 'quarantine to-fixture export', ids: [id], result: { case: 'meta-cloud/webhook-console-export', red: x.red } },
       { action: 'quarantine to-fixture export' },
       { action: 'quarantine replay', ids: [id], result: { replayed: 0, failed: 1 } },
       { action: 'dlq replay', ids: 'all', result: { replayed: 0 } },
+      { action: 'reload', ids: 'all', result: { results: [{ ok: true }] } },
     ]);
     t.notOk(s.logs.some((l) => l.includes(TOKEN)), 'the token itself is never logged');
   });

@@ -51,6 +51,10 @@ t.test('two workers share one tenant limit, and /metrics and the admin status co
   const text = await (await request(`${s.url}/metrics`)).body.text();
   t.equal(sample(text, 'wabridge_messages_total', 'answer="success"'), 4, '/metrics sums both workers: 4 successes');
   t.equal(sample(text, 'wabridge_messages_total', 'answer="429"'), 8, 'and 8 refusals');
+  // The console's overview reads the same sums.
+  const overview = (await (await request(`${s.url}/v1/admin/overview`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).body.json()) as { tenants: { id: string; answers: Record<string, number>; bsp: { count: number } }[] };
+  const demo = overview.tenants.find((x) => x.id === 'demo')!;
+  t.same([demo.answers.success, demo.answers['429']], [4, 8], 'the overview covers both workers too');
 
   s.sim.setScenario('success');
   const later = await Promise.all(Array.from({ length: 4 }, (_, i) => sendTo(s.url, payload(`workers|1|2|${i}`))));
