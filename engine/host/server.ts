@@ -22,6 +22,7 @@ import type { Tracer } from './trace.js';
 import { campaignReport } from './campaigns.js';
 import { audit, registerOpsRoutes, replayIds } from './admin-ops.js';
 import { registerConsole } from './console-route.js';
+import { registerPlayground } from './playground.js';
 import { interceptors, request as undiciRequest } from 'undici';
 
 export interface HostDeps {
@@ -288,6 +289,7 @@ export function buildServer(deps: HostDeps) {
     queues: deps.queueStats ? await deps.queueStats() : undefined,
     unmatched: await store.listUnmatched(20),
   }));
+  registerPlayground(app, registry, admin);
   app.post('/v1/admin/reload', { preHandler: admin }, async (req) => {
     const results = await registry.reload();
     audit(deps.logger, req, 'reload', 'all', { results: results.map((r) => ({ name: r.name, ok: r.ok })) });

@@ -43,6 +43,9 @@ export interface Compiled {
   readonly declined?: string;
   /** What was compiled: the text with the mapping functions it uses declared in front (bench/compiler-ab.ts compiles it again). */
   readonly source?: string;
+  /** file:line:col where the expression starts, and the mapping functions compiled into it: the console playground's explain shows them. */
+  readonly where?: string;
+  readonly uses?: readonly { name: string; where: string }[];
   evaluate(input: unknown, bindings?: Record<string, unknown>): Promise<unknown>;
   /**
    * The same evaluation without a promise when it can be had: the value itself when the fast path
@@ -210,8 +213,24 @@ export function compile(text: string, ref: SourceRef, allFunctions: readonly Fun
     }
   };
 
+  // Positions are asked for by tooling only, never per message: computed when read.
+  const startsAt = () => ref.locate(0);
+  const usedFunctions = () => functions.map((fn) => ({ name: fn.name, where: fn.ref.locate(0) }));
   if (!fast.ok) {
-    return { name: ref.name, text, source: wrapped, fastPath: false, declined: fast.reason, evaluate: viaJsonata };
+    return {
+      name: ref.name,
+      text,
+      source: wrapped,
+      fastPath: false,
+      declined: fast.reason,
+      get where() {
+        return startsAt();
+      },
+      get uses() {
+        return usedFunctions();
+      },
+      evaluate: viaJsonata,
+    };
   }
   let run: typeof fast.run | undefined = fast.run;
   let declined: string | undefined;
@@ -247,6 +266,12 @@ export function compile(text: string, ref: SourceRef, allFunctions: readonly Fun
     },
     get declined() {
       return declined;
+    },
+    get where() {
+      return startsAt();
+    },
+    get uses() {
+      return usedFunctions();
     },
     now,
     evaluate: async (input, bindings) => now(input, bindings),

@@ -60,7 +60,7 @@ const DEFAULT_MESSAGE = {
 export const DEFAULT_WEBHOOK_URL = 'http://127.0.0.1:3000/v1/tenants/test/webhook';
 
 /** input.json, or input.txt: form-encoded for a webhook, plain text otherwise (e.g. an HTML error page). */
-function readInput(dir: string, kind: Fixture['kind']): { text: string; contentType: string } | undefined {
+export function readInput(dir: string, kind: Fixture['kind']): { text: string; contentType: string } | undefined {
   const json = join(dir, 'input.json');
   if (existsSync(json)) return { text: readFileSync(json, 'utf8'), contentType: 'application/json' };
   const txt = join(dir, 'input.txt');
@@ -68,7 +68,7 @@ function readInput(dir: string, kind: Fixture['kind']): { text: string; contentT
   return undefined;
 }
 
-function readFixture(dir: string): Fixture {
+export function readFixture(dir: string): Fixture {
   const file = join(dir, 'fixture.yaml');
   if (!existsSync(file)) throw new WabError('WAB_FIXTURE_INVALID', 'missing fixture.yaml', dir);
   const value = parseYaml(readFileSync(file, 'utf8')) as unknown;

@@ -83,19 +83,19 @@ interface Layer {
 
 const HEADER = /^# yaml-language-server: \$schema=\S*mapping\.schema\.json/;
 
-/** The mapping and every mapping it extends, the mapping itself first. */
-function readLayers(absDir: string, errors: WabError[]): Layer[] | undefined {
+/** The mapping and every mapping it extends, the mapping itself first; `ownText` replaces the first file's text. */
+function readLayers(absDir: string, errors: WabError[], ownText?: string): Layer[] | undefined {
   const layers: Layer[] = [];
   let dir = absDir;
   for (;;) {
     const file = join(dir, MAPPING_FILE);
     const shown = relative(process.cwd(), file) || file;
-    if (!existsSync(file)) {
+    if (!(ownText !== undefined && layers.length === 0) && !existsSync(file)) {
       const from = layers.at(-1);
       errors.push(new WabError('WAB_MAPPING_NOT_FOUND', `no ${MAPPING_FILE} in ${relative(process.cwd(), dir) || dir}`, from ? locate(from.src, ['extends']) : shown));
       return undefined;
     }
-    const text = readFileSync(file, 'utf8');
+    const text = ownText !== undefined && layers.length === 0 ? ownText : readFileSync(file, 'utf8');
     let src: YamlSource;
     try {
       src = parseYamlSource(shown, text);
@@ -130,10 +130,14 @@ function overlay(base: Raw, top: Raw): Raw {
   return out;
 }
 
-export function loadMapping(dir: string, limits: Limits = DEFAULT_LIMITS): LoadResult {
+/**
+ * `text`, when given, stands for the folder's mapping.yaml (the console playground's unsaved edit):
+ * positions still name that file, and what it extends and its contracts are read beside it.
+ */
+export function loadMapping(dir: string, limits: Limits = DEFAULT_LIMITS, text?: string): LoadResult {
   const absDir = resolve(dir);
   const errors: WabError[] = [];
-  const layers = readLayers(absDir, errors);
+  const layers = readLayers(absDir, errors, text);
   if (!layers) return { ok: false, errors };
   const own = layers[0]!;
   const shown = own.src.file;
