@@ -319,7 +319,12 @@ export async function runPlayground(live: Mapping, req: RunRequest): Promise<Run
     if (fixture.message) inputs.messageText = readMessage(dir, fixture.message);
     label = `fixtures/${req.fixture}`;
   }
-  if (req.input !== undefined) inputs.input = { text: req.input, contentType: req.contentType ?? 'application/json' };
+  if (req.input !== undefined) {
+    const sig = mapping.webhook?.signature?.header.toLowerCase();
+    // A case's signature header signs the case's body: for an edited body the runner signs anew.
+    if (sig && fixture.headers && req.input !== inputs.input?.text) fixture = { ...fixture, headers: Object.fromEntries(Object.entries(fixture.headers).filter(([k]) => k.toLowerCase() !== sig)) };
+    inputs.input = { text: req.input, contentType: req.contentType ?? inputs.input?.contentType ?? 'application/json' };
+  }
   if (req.message !== undefined) inputs.messageText = req.message;
   if (req.status !== undefined) fixture = { ...fixture, status: req.status };
   if (req.headers !== undefined) fixture = { ...fixture, headers: req.headers };

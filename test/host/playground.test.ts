@@ -76,6 +76,13 @@ t.test('a fixture runs to its golden output; a pasted copy of its input runs the
     t.equal(r.status, 200, `${kind} ${c}`);
     t.same((r.body as unknown as RunResult).output, expected(c), `${kind} ${c} equals expected.json`);
   }
+  // The page sends the case with its (possibly edited) body: an edited body is signed anew, as the BSP would.
+  const w = mine.fixtures.find((f) => f.kind === 'webhook' && ((expected(f.name) as { events?: unknown[] }).events?.length ?? 0) > 0)!.name;
+  const body = (await call(`/v1/admin/playground/mappings/${name}/fixtures/${w}`)).body.input as string;
+  const reformatted = await run({ mapping: name, kind: 'webhook', fixture: w, input: JSON.stringify(JSON.parse(body)) });
+  t.not(JSON.stringify(JSON.parse(body)), body, 'a different text');
+  t.same(reformatted.body.output, expected(w), 'the same events');
+
   const c = firstOf('send');
   const fixture = await run({ mapping: name, kind: 'send', fixture: c });
   const input = (await call(`/v1/admin/playground/mappings/${name}/fixtures/${c}`)).body.input as string;
@@ -164,6 +171,13 @@ t.test('an edit runs without saving; its errors carry the line to highlight', as
   const l = await run({ mapping: name, kind: 'response', fixture: c, yaml: loop.toString() });
   t.equal(l.status, 200);
   t.match((l.body as unknown as RunResult).error?.code, /WAB_MAPPING_(DEPTH|TIMEOUT)/, 'a runaway edit ends on its limits');
+});
+
+t.test('the screen module loads as an ES module with mount()', async (t) => {
+  // (a browser module without type declarations: imported by a path the compiler does not follow)
+  const path = '../../engine/host/console/screens/playground.js';
+  const screen = (await import(path)) as { mount?: unknown };
+  t.type(screen.mount, 'function');
 });
 
 t.test('bad requests: 413 above the limits, 400 on a malformed body, 422 on bad settings', async (t) => {
