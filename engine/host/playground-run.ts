@@ -364,6 +364,8 @@ export async function runPlayground(live: Mapping, req: RunRequest): Promise<Run
   };
   if (ran.problem !== undefined) result.problem = redact(ran.problem);
   const failed = (ran.actual as { error?: { code: ErrorCode; message: string } } | undefined)?.error;
+  // An input that cannot be read is the request's fault, whichever mapping runs it.
+  if (failed?.code === 'WAB_INPUT_INVALID') throw new WabError('WAB_INPUT_INVALID', failed.message);
   if (failed) {
     // The golden runner keeps the message without its place; the slot that failed knows it.
     const at = explain.find((e) => e.error?.code === failed.code) ?? slotNamed(failed.message, explain);
@@ -374,7 +376,7 @@ export async function runPlayground(live: Mapping, req: RunRequest): Promise<Run
 }
 
 /** response fixtures: the CleverTap payload that was sent, a file of the case's own folder. */
-function readMessage(dir: string, file: string): string {
+export function readMessage(dir: string, file: string): string {
   const path = join(dir, file);
   if (!CASE_NAME.test(file) || !existsSync(path)) throw new WabError('WAB_FIXTURE_INVALID', `message: '${file}' is not a file of the case's folder`, dir);
   return readFileSync(path, 'utf8');

@@ -1,7 +1,7 @@
 // The console playground's admin routes: the loaded mappings and their fixture cases to pick from,
 // a mapping's YAML to edit in the page, and runs of one stage. GETs only read; a run is a POST and
 // changes nothing either (an edited mapping is compiled for the run and dropped, never written).
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest, RawServerDefault } from 'fastify';
@@ -10,7 +10,7 @@ import { WabError } from '../mapping/errors.js';
 import { readFixture, readInput } from '../mapping/golden.js';
 import { MAPPING_FILE, type Mapping } from '../mapping/loader.js';
 import type { MappingRegistry } from './registry.js';
-import { fixtureDir, listFixtures, LoadFailure, position, runPlayground, STAGES, type RunRequest, type Stage } from './playground-run.js';
+import { fixtureDir, listFixtures, LoadFailure, position, readMessage, runPlayground, STAGES, type RunRequest, type Stage } from './playground-run.js';
 import { safeHeaders } from './trace.js';
 
 /** Largest input (payload, response or webhook) and largest edited YAML a run takes, in bytes. */
@@ -70,7 +70,7 @@ export function registerPlayground(app: FastifyInstance<RawServerDefault, Incomi
     return {
       ...summary(m),
       // What is on disk: the text to edit (the loaded version may be older when an edit failed to reload).
-      yaml: readFileSync(join(m.dir, MAPPING_FILE), 'utf8'),
+      yaml: existsSync(join(m.dir, MAPPING_FILE)) ? readFileSync(join(m.dir, MAPPING_FILE), 'utf8') : '',
       settings: Object.entries(m.settings).map(([name, d]) => ({ name, type: d.type, secret: d.secret === true, required: d.default === undefined })),
       expressions: m.expressions.map((e) => ({ slot: e.name, where: e.where, path: e.fastPath ? 'fast' : 'jsonata', ...(e.declined ? { declined: e.declined } : {}) })),
     };
@@ -81,26 +81,25 @@ export function registerPlayground(app: FastifyInstance<RawServerDefault, Incomi
     if (!m) return reply;
     const dir = fixtureDir(m, req.params.case);
     if (!dir) return reply.code(404).send({ message: `no fixture case '${req.params.case}' in ${m.name}`, code: 'WAB_NOT_FOUND' });
-    let f;
     try {
-      f = readFixture(dir);
+      const f = readFixture(dir);
+      const input = readInput(dir, f.kind);
+      return {
+        name: req.params.case,
+        kind: f.kind,
+        description: f.description,
+        ...(input ? { input: input.text, contentType: input.contentType } : {}),
+        ...(f.status === undefined ? {} : { status: f.status }),
+        ...(f.headers === undefined ? {} : { headers: safeHeaders(f.headers) }),
+        ...(f.query === undefined ? {} : { query: f.query }),
+        // Names only: a run with this fixture uses the values on the server.
+        ...(f.settings === undefined ? {} : { settings: Object.keys(f.settings) }),
+        ...(f.message === undefined ? {} : { message: readMessage(dir, f.message) }),
+      };
     } catch (e) {
       if (e instanceof WabError) return reply.code(e.status).send({ message: e.message, code: e.code });
       throw e;
     }
-    const input = readInput(dir, f.kind);
-    return {
-      name: req.params.case,
-      kind: f.kind,
-      description: f.description,
-      ...(input ? { input: input.text, contentType: input.contentType } : {}),
-      ...(f.status === undefined ? {} : { status: f.status }),
-      ...(f.headers === undefined ? {} : { headers: safeHeaders(f.headers) }),
-      ...(f.query === undefined ? {} : { query: f.query }),
-      // Names only: a run with this fixture uses the values on the server.
-      ...(f.settings === undefined ? {} : { settings: Object.keys(f.settings) }),
-      ...(f.message === undefined ? {} : { message: readFileSync(join(dir, f.message), 'utf8') }),
-    };
   });
 
   app.post<{ Body: string }>('/v1/admin/playground/run', pre, async (req, reply) => {
