@@ -6,11 +6,12 @@
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { WabError, type ErrorCode } from '../mapping/errors.js';
-import { evaluateNow, isPromise, Rejection, type Compiled, type Limits } from '../mapping/expression.js';
+import { DEFAULT_LIMITS, type Limits } from '../mapping/expression.js';
 import { loadBaseSettings, readFixture, readInput, runFixture, type Fixture, type FixtureInputs } from '../mapping/golden.js';
 import { loadMapping, type Mapping } from '../mapping/loader.js';
 import type { SettingDecl } from '../mapping/settings.js';
-import { REDACTED } from './trace.js';
+import { functionTracer, instrument, tracedFunction, type ExplainEntry, type FunctionCalls } from './playground-explain.js';
+import { redactDeep, redactor, type Redact } from './playground-redact.js';
 
 export const STAGES = ['send', 'response', 'webhook'] as const;
 export type Stage = (typeof STAGES)[number];
@@ -19,30 +20,12 @@ export type Stage = (typeof STAGES)[number];
 export const PLAYGROUND_LIMITS: Limits = { maxSteps: 100_000, maxDepth: 300, timeoutMs: 1_000 };
 /** The whole run, jsonata's asynchronous evaluations included. */
 export const RUN_DEADLINE_MS = 3_000;
-/** Longest value text an explain row carries. */
-const VALUE_CHARS = 2_000;
 
 export interface Position {
   where: string;
   file: string;
   line: number;
   col: number;
-}
-
-export interface ExplainEntry {
-  /** The mapping slot, e.g. send.request.body. */
-  slot: string;
-  where?: string;
-  /** fast: the compiled JavaScript; jsonata: the jsonata library (declined, or fell back on this input). */
-  path: 'fast' | 'jsonata';
-  declined?: string;
-  /** Wall time of this evaluation in µs (jsonata slots of one request run concurrently and overlap). */
-  us: number;
-  /** The value as JSON text, redacted and cut to VALUE_CHARS. */
-  value?: string;
-  error?: { code?: string; message: string; where?: string };
-  /** The mapping functions compiled into this slot: their time and path are the slot's. */
-  functions: { name: string; where: string }[];
 }
 
 export interface FixtureSummary {
@@ -77,6 +60,10 @@ export interface RunResult {
   /** The mapping's error, when the output is one, with the place to highlight. */
   error?: { code: string; message: string } & Partial<Position>;
   explain: ExplainEntry[];
+  /** Each mapping function called, from a second, traced run of the same input. */
+  functions: FunctionCalls[];
+  /** Why `functions` is empty or partial, when it is. */
+  functionsNote?: string;
   /** Settings given placeholder values (no fixture value, no default). */
   placeholders: string[];
   ms: number;
@@ -121,154 +108,6 @@ export function listFixtures(mapping: Mapping): FixtureSummary[] {
   return out;
 }
 
-/** Looks like a credential wherever it is a header or query name (as trace.ts judges headers). */
-const CREDENTIAL_NAME = /auth|token|key|secret|signature|cookie|password|credential/i;
-const JWT = /\beyJ[\w-]{4,}\.[\w-]{4,}\.[\w-]{4,}/g;
-
-type Redact = (text: string) => string;
-
-function redactor(secrets: [string, string][]): Redact {
-  // Longest first: a secret that contains another is replaced whole.
-  const sorted = secrets.filter(([, v]) => v.length >= 4).sort((a, b) => b[1].length - a[1].length);
-  return (text) => {
-    let out = text;
-    for (const [name, value] of sorted) if (out.includes(value)) out = out.split(value).join(`«secret:${name}»`);
-    return out.replace(JWT, REDACTED);
-  };
-}
-
-/** A credential-named header or query value: what the secret values did not already cover is replaced whole. */
-function redactNamed(value: string, redact: Redact): string {
-  const out = redact(value);
-  return out === value && value !== '' ? REDACTED : out;
-}
-
-function redactUrl(url: string, redact: Redact): string {
-  const text = redact(url);
-  let u: URL;
-  try {
-    u = new URL(text);
-  } catch {
-    return text;
-  }
-  let changed = false;
-  for (const [k, v] of [...u.searchParams]) {
-    if (CREDENTIAL_NAME.test(k) && !v.includes('«secret:')) {
-      u.searchParams.set(k, REDACTED);
-      changed = true;
-    }
-  }
-  return changed ? u.toString() : text;
-}
-
-function redactDeep(v: unknown, redact: Redact, key = ''): unknown {
-  if (typeof v === 'string') return key === 'url' ? redactUrl(v, redact) : redact(v);
-  if (Array.isArray(v)) return v.map((x) => redactDeep(x, redact));
-  if (v && typeof v === 'object') {
-    const out: Record<string, unknown> = {};
-    for (const [k, x] of Object.entries(v)) {
-      out[k] = key === 'headers' && typeof x === 'string' && CREDENTIAL_NAME.test(k) ? redactNamed(x, redact) : redactDeep(x, redact, k);
-    }
-    return out;
-  }
-  return v;
-}
-
-function preview(v: unknown): string {
-  let text: string | undefined;
-  try {
-    text = JSON.stringify(v, (_k, x: unknown) => (typeof x === 'function' ? '(function)' : x));
-  } catch {
-    text = String(v);
-  }
-  if (text === undefined) return 'undefined';
-  return text.length > VALUE_CHARS ? `${text.slice(0, VALUE_CHARS)}… (${text.length} characters)` : text;
-}
-
-function isCompiled(v: object): v is Compiled {
-  const c = v as Partial<Compiled>;
-  return typeof c.evaluate === 'function' && typeof c.name === 'string' && typeof c.text === 'string';
-}
-
-/**
- * A copy of `mapping` whose every expression records its evaluations into `entries`; the copy runs
- * the same compiled code (fast path or jsonata) as the original.
- */
-export function instrument(mapping: Mapping, entries: ExplainEntry[], redact: Redact): Mapping {
-  const wrap = (c: Compiled): Compiled => {
-    const push = (t0: number, path: ExplainEntry['path'], outcome: { value: unknown } | { error: unknown }) => {
-      const us = Math.round((performance.now() - t0) * 10_000) / 10;
-      const credential = CREDENTIAL_NAME.test(c.name.slice(c.name.lastIndexOf('.') + 1)) && /\.(headers|query)\./.test(c.name);
-      const entry: ExplainEntry = { slot: c.name, path, us, functions: [...(c.uses ?? [])] };
-      if (c.where !== undefined) entry.where = c.where;
-      const declined = c.declined ?? (path === 'jsonata' && c.fastPath ? 'fell back on this input' : undefined);
-      if (declined !== undefined) entry.declined = declined;
-      if ('value' in outcome) {
-        const text = preview(outcome.value);
-        entry.value = credential && typeof outcome.value === 'string' ? JSON.stringify(redactNamed(outcome.value, redact)) : redact(text);
-      } else {
-        const e = outcome.error;
-        if (e instanceof Rejection) entry.error = { message: redact(`$reject(${e.answerCode}): ${e.reason}`) };
-        else if (e instanceof WabError) entry.error = { code: e.code, message: redact(e.message), ...(e.where === undefined ? {} : { where: e.where }) };
-        else entry.error = { message: redact(e instanceof Error ? e.message : String(e)) };
-      }
-      entries.push(entry);
-    };
-    const observe = (run: () => unknown): unknown => {
-      const t0 = performance.now();
-      let out: unknown;
-      try {
-        out = run();
-      } catch (e) {
-        // Only the compiled path throws synchronously; jsonata rejects its promise.
-        push(t0, 'fast', { error: e });
-        throw e;
-      }
-      if (!isPromise(out)) {
-        push(t0, 'fast', { value: out });
-        return out;
-      }
-      return out.then(
-        (value) => {
-          push(t0, 'jsonata', { value });
-          return value;
-        },
-        (error: unknown) => {
-          push(t0, 'jsonata', { error });
-          throw error;
-        },
-      );
-    };
-    return {
-      name: c.name,
-      text: c.text,
-      get fastPath() {
-        return c.fastPath;
-      },
-      get declined() {
-        return c.declined;
-      },
-      get where() {
-        return c.where;
-      },
-      get uses() {
-        return c.uses;
-      },
-      now: (input, bindings) => observe(() => evaluateNow(c, input, bindings)),
-      evaluate: async (input, bindings) => observe(() => evaluateNow(c, input, bindings)),
-    };
-  };
-  const copy = (v: unknown): unknown => {
-    if (Array.isArray(v)) return v.map(copy);
-    if (v && typeof v === 'object' && Object.getPrototypeOf(v) === Object.prototype) {
-      if (isCompiled(v)) return wrap(v);
-      return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, copy(x)]));
-    }
-    return v;
-  };
-  return { ...mapping, send: copy(mapping.send), webhook: copy(mapping.webhook), media: copy(mapping.media), auth: copy(mapping.auth), expressions: copy(mapping.expressions) } as Mapping;
-}
-
 function placeholder(name: string, d: SettingDecl): unknown {
   if (d.enum && d.enum.length > 0) return d.enum[0];
   switch (d.type) {
@@ -302,7 +141,7 @@ export async function runPlayground(live: Mapping, req: RunRequest): Promise<Run
   const started = performance.now();
   let mapping = live;
   if (req.yaml !== undefined) {
-    const loaded = loadMapping(live.dir, PLAYGROUND_LIMITS, req.yaml);
+    const loaded = loadMapping(live.dir, PLAYGROUND_LIMITS, { text: req.yaml });
     if (!loaded.ok) throw new LoadFailure(loaded.errors);
     mapping = loaded.mapping;
   }
@@ -346,9 +185,10 @@ export async function runPlayground(live: Mapping, req: RunRequest): Promise<Run
   const redact = redactor(secrets);
 
   const explain: ExplainEntry[] = [];
+  const runOn = (m: Mapping) => withDeadline(runFixture(m, label, fixture, inputs, given), RUN_DEADLINE_MS);
   let ran: Awaited<ReturnType<typeof runFixture>>;
   try {
-    ran = await withDeadline(runFixture(instrument(mapping, explain, redact), label, fixture, inputs, given), RUN_DEADLINE_MS);
+    ran = await runOn(instrument(mapping, explain, redact));
   } catch (e) {
     // The golden runner parses a JSON webhook body for its contract check before mapping it.
     if (e instanceof SyntaxError) throw new WabError('WAB_INPUT_INVALID', `the input is not valid JSON: ${e.message}`);
@@ -359,6 +199,7 @@ export async function runPlayground(live: Mapping, req: RunRequest): Promise<Run
     kind: req.kind,
     output: redactDeep(ran.actual, redact),
     explain,
+    functions: [],
     placeholders,
     ms: Math.round((performance.now() - started) * 10) / 10,
   };
@@ -372,12 +213,40 @@ export async function runPlayground(live: Mapping, req: RunRequest): Promise<Run
     const where = at?.error?.where ?? at?.where;
     result.error = { code: failed.code, message: redact(failed.message), ...position(where) };
   }
+  if (mapping.functions > 0) {
+    const traced = await traceFunctions(live.dir, mapping, req.yaml, redact, runOn, ran.actual);
+    result.functions = traced.functions;
+    if (traced.note !== undefined) result.functionsNote = traced.note;
+  }
   return result;
 }
 
-/** response fixtures: the CleverTap payload that was sent, a file of the case's own folder. */
+/**
+ * The mapping's function calls: the same input run again on a copy of the mapping whose functions
+ * report each call. A second run, so that the first one's output, errors and times are the code the
+ * host runs, untouched.
+ */
+async function traceFunctions(dir: string, mapping: Mapping, yaml: string | undefined, redact: Redact, runOn: (m: Mapping) => Promise<{ actual: unknown }>, actual: unknown): Promise<{ functions: FunctionCalls[]; note?: string }> {
+  const copy = loadMapping(dir, yaml === undefined ? DEFAULT_LIMITS : PLAYGROUND_LIMITS, { text: yaml, rewriteFunction: tracedFunction });
+  if (!copy.ok || copy.mapping.version !== mapping.version) {
+    return { functions: [], note: 'function calls not traced: the mapping file on disk is not the version loaded (a failed reload?)' };
+  }
+  const tracer = functionTracer(redact);
+  let note: string | undefined;
+  try {
+    const again = await runOn(instrument(copy.mapping, [], redact, tracer.bindingsFor));
+    if (JSON.stringify(again.actual) !== JSON.stringify(actual)) note = 'the traced run gave another output (a function that relies on a tail call?): its calls may differ from the real run';
+  } catch (e) {
+    note = `the traced run stopped early: ${redact(e instanceof Error ? e.message : String(e))}`;
+  }
+  const declared = new Map(mapping.expressions.flatMap((e) => e.uses ?? []).map((u) => [u.name, u.where]));
+  const functions = tracer.calls().map((f) => (declared.has(f.name) ? { ...f, where: declared.get(f.name) } : f));
+  return note === undefined ? { functions } : { functions, note };
+}
+
+/** response fixtures: the CleverTap payload that was sent, a path relative to the case (as the golden runner reads it). */
 export function readMessage(dir: string, file: string): string {
   const path = join(dir, file);
-  if (!CASE_NAME.test(file) || !existsSync(path)) throw new WabError('WAB_FIXTURE_INVALID', `message: '${file}' is not a file of the case's folder`, dir);
+  if (!existsSync(path)) throw new WabError('WAB_FIXTURE_INVALID', `message: no file ${file}`, dir);
   return readFileSync(path, 'utf8');
 }

@@ -130,14 +130,18 @@ function overlay(base: Raw, top: Raw): Raw {
   return out;
 }
 
-/**
- * `text`, when given, stands for the folder's mapping.yaml (the console playground's unsaved edit):
- * positions still name that file, and what it extends and its contracts are read beside it.
- */
-export function loadMapping(dir: string, limits: Limits = DEFAULT_LIMITS, text?: string): LoadResult {
+/** For tooling (the console playground), never for the host. */
+export interface LoadOptions {
+  /** Stands for the folder's mapping.yaml (an unsaved edit): positions still name that file, and what it extends and its contracts are read beside it. */
+  text?: string;
+  /** Rewrites each function's text before it is compiled (after its syntax is checked): a traced copy that records calls. */
+  rewriteFunction?: (name: string, text: string) => string;
+}
+
+export function loadMapping(dir: string, limits: Limits = DEFAULT_LIMITS, opts: LoadOptions = {}): LoadResult {
   const absDir = resolve(dir);
   const errors: WabError[] = [];
-  const layers = readLayers(absDir, errors, text);
+  const layers = readLayers(absDir, errors, opts.text);
   if (!layers) return { ok: false, errors };
   const own = layers[0]!;
   const shown = own.src.file;
@@ -200,7 +204,7 @@ export function loadMapping(dir: string, limits: Limits = DEFAULT_LIMITS, text?:
     const r = ref(['functions', name]);
     const err = checkSyntax(fnText, r);
     if (err) errors.push(err);
-    else functions.push({ name, text: fnText, ref: r });
+    else functions.push({ name, text: opts.rewriteFunction ? opts.rewriteFunction(name, fnText) : fnText, ref: r });
   }
 
   const expressions: Compiled[] = [];

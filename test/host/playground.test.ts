@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import { request } from 'undici';
 import { parse as parseYaml, parseDocument } from 'yaml';
 import { MAX_INPUT_BYTES, MAX_YAML_BYTES } from '../../engine/host/playground.js';
-import type { ExplainEntry, FixtureSummary, RunResult } from '../../engine/host/playground-run.js';
+import type { ExplainEntry } from '../../engine/host/playground-explain.js';
+import { position, type FixtureSummary, type RunResult } from '../../engine/host/playground-run.js';
 import { startStack } from '../support/stack.js';
 
 const ADMIN = 'Bearer e2e-admin-token-0123456789';
@@ -95,8 +96,17 @@ t.test('a fixture runs to its golden output; a pasted copy of its input runs the
   const rows = (fixture.body as unknown as RunResult).explain;
   t.ok(rows.some((e) => e.slot === 'send.request.url'), 'the send slots are explained');
   const fns = rows.flatMap((e) => e.functions);
-  if (parseDocument(onDisk).has('functions')) t.ok(fns.length > 0, 'the functions compiled into a slot are named');
-  t.ok(fns.every((f) => /mapping\.yaml:\d+:\d+$/.test(f.where)), 'each with where it is declared');
+  t.ok(fns.every((f) => /mapping\.yaml:\d+:\d+$/.test(f.where)), 'the functions compiled into a slot, each with where it is declared');
+  const calls = (fixture.body as unknown as RunResult).functions;
+  if (parseDocument(onDisk).has('functions')) {
+    t.ok(fns.length > 0 && calls.length > 0, 'the functions called are listed');
+    t.notOk((fixture.body as unknown as RunResult).functionsNote, 'the traced run agreed with the real one');
+    for (const f of calls) {
+      t.ok(f.calls > 0 && f.us >= 0 && f.values.length > 0 && f.values.length <= f.calls, `$${f.name}: calls, µs and values`);
+      t.ok(f.slots.every((slot) => rows.some((e) => e.slot === slot)), `$${f.name}: called from evaluated slots`);
+      t.match(f.where, /mapping\.yaml:\d+:\d+$/);
+    }
+  }
   const secrets = (await call(`/v1/admin/playground/mappings/${name}`)).body.settings as { name: string; secret: boolean }[];
   const values = parseYaml(readFileSync(join(mappingDir, 'fixtures', 'settings.yaml'), 'utf8')) as Record<string, unknown>;
   const secretValues = secrets.filter((x) => x.secret && typeof values[x.name] === 'string').map((x) => values[x.name] as string);
@@ -123,6 +133,17 @@ t.test('explain: every slot evaluated, its value and time, fast path or jsonata'
   t.match(success.declined, /order-by/);
   t.ok(rows.some((e) => e.path === 'fast'), 'the other slots stay on the fast path');
   t.same((mixed.body as unknown as RunResult).output, expected(c), 'same answer either way');
+
+  // A function added in the page: its one call, its value, where it is declared.
+  const probe = parseDocument(onDisk);
+  probe.setIn(['functions', 'pgProbe'], 'function($n) { $n * 2 }');
+  probe.setIn(['send', 'response', 'success'], `$pgProbe(21) = 42 and (${String(probe.getIn(['send', 'response', 'success']))})`);
+  const probed = (await run({ mapping: name, kind: 'response', fixture: c, yaml: probe.toString() })).body as unknown as RunResult;
+  t.same(probed.output, expected(c));
+  const f = probed.functions.find((x) => x.name === 'pgProbe');
+  t.same([f?.calls, f?.values, f?.slots], [1, ['42'], ['send.response.success']], 'the call, its value, its slot');
+  t.equal(position(f?.where)?.line, probe.toString().split('\n').findIndex((l) => l.includes('pgProbe:')) + 1, 'declared on its line');
+  t.ok(probed.explain.find((e) => e.slot === 'send.response.success')!.functions.some((x) => x.name === 'pgProbe'));
 });
 
 t.test('an edit runs without saving; its errors carry the line to highlight', async (t) => {

@@ -90,6 +90,7 @@ export function mount(el, ctx) {
   const outputPre = h('pre', { class: 'pg-out' });
   const explainBody = h('tbody');
   const functionsBody = h('tbody');
+  const functionsNote = h('p', { class: 'pg-muted' });
 
   const root = h(
     'div',
@@ -120,8 +121,8 @@ export function mount(el, ctx) {
       h('p', { class: 'pg-muted' }, 'Each expression evaluated, in order: its value, its time, and whether it ran as compiled JavaScript (fast) or on jsonata. Click a line number to show it in the YAML.'),
       h('table', { class: 'pg-explain table' }, h('thead', {}, h('tr', {}, h('th', {}, 'slot'), h('th', {}, 'line'), h('th', {}, 'path'), h('th', {}, 'µs'), h('th', {}, 'value'))), explainBody),
       h('h4', {}, 'Functions'),
-      h('p', { class: 'pg-muted' }, 'A mapping function is compiled into each slot that calls it: its time and path are counted in those slots.'),
-      h('table', { class: 'pg-explain table' }, h('thead', {}, h('tr', {}, h('th', {}, 'function'), h('th', {}, 'line'), h('th', {}, 'compiled into'))), functionsBody),
+      functionsNote,
+      h('table', { class: 'pg-explain table' }, h('thead', {}, h('tr', {}, h('th', {}, 'function'), h('th', {}, 'line'), h('th', {}, 'called from'), h('th', {}, 'calls'), h('th', {}, 'µs'), h('th', {}, 'first values'))), functionsBody),
     ),
   );
   el.replaceChildren(root);
@@ -289,6 +290,7 @@ export function mount(el, ctx) {
     problemBox.hidden = true;
     explainBody.replaceChildren();
     functionsBody.replaceChildren();
+    functionsNote.textContent = '';
     const e = state.lastError;
     if (e) {
       // A mapping that does not load: the server's message starts with file:line:col.
@@ -318,13 +320,8 @@ export function mount(el, ctx) {
       const own = state.current && p.file === state.current.file;
       return h('td', { class: 'pg-num' }, own ? h('span', { class: 'pg-link', title: where, onclick: () => mark(p.line, 'info') }, String(p.line)) : h('span', { title: where }, `${p.file.split('/').slice(-2, -1)[0] ?? ''}:${p.line}`));
     };
-    const users = new Map();
+    const pathOf = new Map(r.explain.map((x) => [x.slot, x.path]));
     for (const x of r.explain) {
-      for (const f of x.functions) {
-        const u = users.get(f.name) ?? { where: f.where, slots: new Set() };
-        u.slots.add(`${x.slot} (${x.path})`);
-        users.set(f.name, u);
-      }
       const value = x.error ? `✗ ${x.error.code ? `${x.error.code}: ` : ''}${x.error.message}` : x.value ?? '';
       explainBody.append(
         h(
@@ -339,9 +336,23 @@ export function mount(el, ctx) {
       );
     }
     if (r.explain.length === 0) explainBody.append(h('tr', {}, h('td', { colspan: '5', class: 'pg-muted' }, 'no expression was evaluated (e.g. a validation payload is answered before the mapping runs)')));
-    for (const [name, u] of [...users].sort((a, b) => a[0].localeCompare(b[0]))) {
-      functionsBody.append(h('tr', {}, h('td', {}, `$${name}`), lineCell(u.where), h('td', {}, [...u.slots].join(', '))));
+    // Functions are compiled into the slots that call them: they run on those slots' path.
+    functionsNote.textContent = `Each mapping function called, from a second run of the same input whose functions report their calls; a function runs on the path of the slot that calls it.${r.functionsNote ? ` ${r.functionsNote}.` : ''}`;
+    for (const f of r.functions ?? []) {
+      functionsBody.append(
+        h(
+          'tr',
+          {},
+          h('td', {}, `$${f.name}`),
+          lineCell(f.where),
+          h('td', {}, f.slots.map((slot) => `${slot} (${pathOf.get(slot) ?? '?'})`).join(', ')),
+          h('td', { class: 'pg-num' }, String(f.calls)),
+          h('td', { class: 'pg-num' }, f.us.toFixed(1)),
+          h('td', { class: 'pg-val' }, show(f.values.join('\n'))),
+        ),
+      );
     }
+    if ((r.functions ?? []).length === 0) functionsBody.append(h('tr', {}, h('td', { colspan: '6', class: 'pg-muted' }, 'no mapping function was called')));
   }
 
   // --- start
