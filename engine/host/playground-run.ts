@@ -4,11 +4,12 @@
 // shows what its expected.json holds. Settings come from the fixtures' fake values or placeholders,
 // never from a tenant, and whatever looks like a credential is redacted before it leaves.
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { createHash } from 'node:crypto';
+import { dirname, join } from 'node:path';
 import { WabError, type ErrorCode } from '../mapping/errors.js';
 import { DEFAULT_LIMITS, type Limits } from '../mapping/expression.js';
 import { loadBaseSettings, readFixture, readInput, runFixture, type Fixture, type FixtureInputs } from '../mapping/golden.js';
-import { loadMapping, type Mapping } from '../mapping/loader.js';
+import { loadMapping, MAPPING_FILE, type LoadResult, type Mapping } from '../mapping/loader.js';
 import type { SettingDecl } from '../mapping/settings.js';
 import { functionTracer, instrument, tracedFunction, type ExplainEntry, type FunctionCalls } from './playground-explain.js';
 import { redactDeep, redactor, type Redact } from './playground-redact.js';
@@ -136,12 +137,37 @@ function slotNamed(message: string, entries: ExplainEntry[]): ExplainEntry | und
   return entries.filter((e) => message.startsWith(`${e.slot}`) && /^[:. ]/.test(message.slice(e.slot.length))).sort((a, b) => b.slot.length - a.slot.length)[0];
 }
 
+const copies = new Map<string, LoadResult>();
+const COPIES_KEPT = 6;
+
+/**
+ * The mapping compiled from `text` (the page's edit; undefined: the file on disk), plain or with its
+ * functions traced. Compiling a whole mapping takes tens of milliseconds on the host's event loop, so
+ * a page running one case after another, or one edit again, reuses the copy; the key holds the
+ * text's digest and the files' modification times, so a change on disk is seen.
+ */
+function loadCopy(live: Mapping, text: string | undefined, traced: boolean): LoadResult {
+  const files = [live.dir, ...live.extends.map((name) => join(dirname(live.dir), name))].map((d) => join(d, MAPPING_FILE));
+  const stamps = files.map((f) => (existsSync(f) ? statSync(f).mtimeMs : 0)).join(',');
+  const key = [live.dir, traced ? 'traced' : 'plain', text === undefined ? '' : createHash('sha256').update(text).digest('hex'), stamps].join('\0');
+  let r = copies.get(key);
+  if (r) {
+    copies.delete(key);
+  } else {
+    const limits = text === undefined ? DEFAULT_LIMITS : PLAYGROUND_LIMITS;
+    r = loadMapping(live.dir, limits, traced ? { text, rewriteFunction: tracedFunction } : { text });
+  }
+  copies.set(key, r);
+  if (copies.size > COPIES_KEPT) copies.delete(copies.keys().next().value!);
+  return r;
+}
+
 /** Runs one stage; throws LoadFailure (edited YAML), WabError (bad fixture, settings or input). */
 export async function runPlayground(live: Mapping, req: RunRequest): Promise<RunResult> {
   const started = performance.now();
   let mapping = live;
   if (req.yaml !== undefined) {
-    const loaded = loadMapping(live.dir, PLAYGROUND_LIMITS, { text: req.yaml });
+    const loaded = loadCopy(live, req.yaml, false);
     if (!loaded.ok) throw new LoadFailure(loaded.errors);
     mapping = loaded.mapping;
   }
@@ -214,7 +240,7 @@ export async function runPlayground(live: Mapping, req: RunRequest): Promise<Run
     result.error = { code: failed.code, message: redact(failed.message), ...position(where) };
   }
   if (mapping.functions > 0) {
-    const traced = await traceFunctions(live.dir, mapping, req.yaml, redact, runOn, ran.actual);
+    const traced = await traceFunctions(live, mapping, req.yaml, redact, runOn, ran.actual);
     result.functions = traced.functions;
     if (traced.note !== undefined) result.functionsNote = traced.note;
   }
@@ -226,8 +252,8 @@ export async function runPlayground(live: Mapping, req: RunRequest): Promise<Run
  * report each call. A second run, so that the first one's output, errors and times are the code the
  * host runs, untouched.
  */
-async function traceFunctions(dir: string, mapping: Mapping, yaml: string | undefined, redact: Redact, runOn: (m: Mapping) => Promise<{ actual: unknown }>, actual: unknown): Promise<{ functions: FunctionCalls[]; note?: string }> {
-  const copy = loadMapping(dir, yaml === undefined ? DEFAULT_LIMITS : PLAYGROUND_LIMITS, { text: yaml, rewriteFunction: tracedFunction });
+async function traceFunctions(live: Mapping, mapping: Mapping, yaml: string | undefined, redact: Redact, runOn: (m: Mapping) => Promise<{ actual: unknown }>, actual: unknown): Promise<{ functions: FunctionCalls[]; note?: string }> {
+  const copy = loadCopy(live, yaml, true);
   if (!copy.ok || copy.mapping.version !== mapping.version) {
     return { functions: [], note: 'function calls not traced: the mapping file on disk is not the version loaded (a failed reload?)' };
   }

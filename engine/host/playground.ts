@@ -3,6 +3,7 @@
 // changes nothing either (an edited mapping is compiled for the run and dropped, never written).
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { setImmediate as yieldToIo } from 'node:timers/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest, RawServerDefault } from 'fastify';
 import type { Logger } from 'pino';
@@ -16,6 +17,8 @@ import { safeHeaders } from './trace.js';
 /** Largest input (payload, response or webhook) and largest edited YAML a run takes, in bytes. */
 export const MAX_INPUT_BYTES = 256 * 1024;
 export const MAX_YAML_BYTES = 256 * 1024;
+/** Runs waiting for their turn beyond which a run is refused (429). */
+const MAX_QUEUED = 4;
 
 type Guard = (req: FastifyRequest, reply: FastifyReply) => Promise<unknown>;
 
@@ -45,12 +48,35 @@ function parseRun(body: unknown): RunRequest | string {
   return { ...(v as object), kind: v.kind as Stage } as RunRequest;
 }
 
+/**
+ * Runs work one at a time, each after the event loop has served what was waiting (a run compiles and
+ * evaluates on the host's loop, where sends have a 1 s budget); undefined when `max` wait already.
+ */
+export function oneAtATime(max: number) {
+  let queue: Promise<unknown> = Promise.resolve();
+  let waiting = 0;
+  return <T>(work: () => Promise<T>): Promise<T> | undefined => {
+    if (waiting >= max) return undefined;
+    waiting++;
+    const turn = queue.then(async () => {
+      await yieldToIo();
+      return work();
+    });
+    queue = turn.then(
+      () => undefined,
+      () => undefined,
+    );
+    return turn.finally(() => waiting--);
+  };
+}
+
 function summary(m: Mapping) {
   return { name: m.name, title: m.title, version: m.version, file: m.file, extends: m.extends, loadedAt: m.loadedAt.toISOString() };
 }
 
 export function registerPlayground(app: FastifyInstance<RawServerDefault, IncomingMessage, ServerResponse, Logger>, registry: MappingRegistry, admin: Guard): void {
   const pre = { preHandler: admin };
+  const takeTurn = oneAtATime(MAX_QUEUED);
   const mappingOr404 = (name: string, reply: FastifyReply): Mapping | undefined => {
     const m = registry.get(name);
     if (!m) void reply.code(404).send({ message: `no loaded mapping '${name}' (loaded: ${registry.names().join(', ') || 'none'})`, code: 'WAB_MAPPING_NOT_FOUND' });
@@ -110,8 +136,10 @@ export function registerPlayground(app: FastifyInstance<RawServerDefault, Incomi
     }
     const live = mappingOr404(run.mapping, reply);
     if (!live) return reply;
+    const turn = takeTurn(() => runPlayground(live, run));
+    if (!turn) return reply.code(429).header('retry-after', '1').send({ message: `${MAX_QUEUED} playground runs are waiting already; try again`, code: 'WAB_PLAYGROUND_BUSY' });
     try {
-      return await runPlayground(live, run);
+      return await turn;
     } catch (e) {
       if (e instanceof LoadFailure) {
         const errors = e.errors.map((w) => ({ code: w.code, message: w.message, ...position(w.where) }));

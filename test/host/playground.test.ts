@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { parse as parseYaml, parseDocument } from 'yaml';
-import { MAX_INPUT_BYTES, MAX_YAML_BYTES } from '../../engine/host/playground.js';
+import { MAX_INPUT_BYTES, MAX_YAML_BYTES, oneAtATime } from '../../engine/host/playground.js';
 import type { ExplainEntry } from '../../engine/host/playground-explain.js';
 import { position, type FixtureSummary, type RunResult } from '../../engine/host/playground-run.js';
 import { startStack } from '../support/stack.js';
@@ -197,6 +197,35 @@ t.test('an edit runs without saving; its errors carry the line to highlight', as
   const l = await run({ mapping: name, kind: 'response', fixture: c, yaml: loop.toString() });
   t.equal(l.status, 200);
   t.match((l.body as unknown as RunResult).error?.code, /WAB_MAPPING_(DEPTH|TIMEOUT)/, 'a runaway edit ends on its limits');
+});
+
+t.test('runs take turns: many at once each answer the golden output (or 429 past the queue)', async (t) => {
+  const c = firstOf('webhook');
+  // Distinct edits: each one is compiled afresh, and none takes another's copy.
+  const all = await Promise.all(Array.from({ length: 12 }, (_, i) => run({ mapping: name, kind: 'webhook', fixture: c, yaml: `${onDisk}\n# edit ${i}\n` })));
+  const statuses = all.map((r) => r.status);
+  t.ok(statuses.every((x) => x === 200 || x === 429), `only 200 and 429 (${statuses.join(' ')})`);
+  t.ok(statuses.filter((x) => x === 200).length >= 5, 'the first ones and those queued behind them are run');
+  t.ok(all.every((r) => r.status !== 200 || (r.body as unknown as RunResult).mapping.edited), 'each on its edit');
+  for (const r of all) if (r.status === 200) t.same(r.body.output, expected(c));
+  for (const r of all) if (r.status === 429) t.equal(r.body.code, 'WAB_PLAYGROUND_BUSY');
+});
+
+t.test('oneAtATime: in order, one at a time, none past the queue', async (t) => {
+  const take = oneAtATime(2);
+  const order: string[] = [];
+  let release!: () => void;
+  const a = take(() => new Promise<string>((r) => (release = () => r('a'))).then((v) => (order.push(v), v)));
+  const b = take(async () => (order.push('b'), 'b'));
+  t.equal(take(async () => 'c'), undefined, 'a third waiting one is refused');
+  await new Promise((r) => setTimeout(r, 20));
+  t.same(order, [], 'b waits for a');
+  release();
+  t.same(await Promise.all([a, b]), ['a', 'b']);
+  t.same(order, ['a', 'b']);
+  const failing = take(async () => Promise.reject(new Error('x')));
+  await t.rejects(failing!, /x/);
+  t.equal(await take(async () => 'd'), 'd', 'a failed run frees its place');
 });
 
 t.test('the screen module loads as an ES module with mount()', async (t) => {
