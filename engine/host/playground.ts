@@ -143,7 +143,8 @@ export function registerPlayground(app: FastifyInstance<RawServerDefault, Incomi
     } catch (e) {
       if (e instanceof LoadFailure) {
         const errors = e.errors.map((w) => ({ code: w.code, message: w.message, ...position(w.where) }));
-        return reply.code(422).send({ ...errors[0], errors });
+        // Every problem in the message, the first one's place first: a page that shows only the message still shows them all.
+        return reply.code(422).send({ ...errors[0], message: errors.map((x) => x.message).join('\n'), errors });
       }
       if (e instanceof WabError) return reply.code(e.status >= 500 ? 422 : e.status).send({ code: e.code, message: e.message, ...position(e.where) });
       throw e;

@@ -176,11 +176,13 @@ t.test('an edit runs without saving; its errors carry the line to highlight', as
   t.equal(y.body.code, 'WAB_MAPPING_YAML');
   t.ok((y.body.line as number) >= lines(yamlBad, 'bogus'), 'at or after the broken line');
 
-  const schemaBad = `${onDisk}\nnotAKey: 1\n`;
+  const schemaBad = `${onDisk}\nnotAKey: 1\nalsoNotAKey: 2\n`;
   const sc = await run({ mapping: name, kind: 'response', fixture: c, yaml: schemaBad });
   t.equal(sc.status, 422);
   t.equal(sc.body.code, 'WAB_MAPPING_SCHEMA');
-  t.equal(sc.body.line, lines(schemaBad, 'notAKey'));
+  t.equal(sc.body.line, lines(schemaBad, 'notAKey'), 'the first problem\'s line');
+  t.same((sc.body.errors as { line: number }[]).map((e) => e.line), [lines(schemaBad, 'notAKey'), lines(schemaBad, 'alsoNotAKey')], 'every problem, each with its line');
+  t.match(sc.body.message, /notAKey[^]*\n[^]*alsoNotAKey/, 'all of them in the message');
 
   const failing = parseDocument(onDisk);
   failing.setIn(['send', 'response', 'success'], '$error("boom from the playground")');

@@ -1,7 +1,7 @@
 // The console's Playground: pick a mapping and a fixture case (or paste a payload), run one stage,
 // see the output or the error with its YAML line marked, and what each expression did. The YAML can
 // be edited here and run again; it is never saved (saving stays in git and the editor).
-/* global document, Node */
+/* global document, Node, URLSearchParams */
 
 const STAGES = [
   ['send', 'send: CleverTap payload → BSP request'],
@@ -9,6 +9,12 @@ const STAGES = [
   ['webhook', 'webhook: BSP webhook → events'],
 ];
 const LINE_PX = 18;
+
+/**
+ * What the page held when it was left (for another screen, or remounted by the shell's phone-number
+ * toggle): restored on the next mount, so an edit in progress is not lost. Kept in memory only.
+ */
+let kept;
 
 const STYLE = `
 .pg { display: grid; gap: 12px; }
@@ -26,7 +32,8 @@ const STYLE = `
 .pg-band.pg-info { background: rgba(50, 110, 220, 0.15); }
 .pg-yaml { position: absolute; inset: 0; width: 100%; height: 100%; box-sizing: border-box; margin: 0; padding: 0 6px; border: 0; resize: none; background: transparent; white-space: pre; overflow: auto; tab-size: 2; outline: none; }
 .pg textarea.pg-input { width: 100%; box-sizing: border-box; min-height: 160px; font: 12px/1.4 ui-monospace, Menlo, Consolas, monospace; }
-.pg pre.pg-out { max-height: 360px; overflow: auto; background: #f7f7f7; padding: 8px; margin: 0; font-size: 12px; white-space: pre-wrap; word-break: break-word; }
+/* (colours from the console's pre) */
+.pg pre.pg-out { max-height: 420px; overflow: auto; margin: 6px 0 0; white-space: pre-wrap; word-break: break-word; }
 .pg-err { border-left: 4px solid #c33; background: #fdf0f0; padding: 6px 10px; white-space: pre-wrap; }
 .pg-warn { border-left: 4px solid #d90; background: #fdf8e8; padding: 6px 10px; white-space: pre-wrap; }
 .pg-explain { width: 100%; border-collapse: collapse; font-size: 12px; }
@@ -66,9 +73,8 @@ export function mount(el, ctx) {
   const mappingSel = h('select', { 'aria-label': 'mapping', onchange: () => selectMapping(mappingSel.value) });
   const stageSel = h('select', { 'aria-label': 'stage', onchange: () => { fillFixtures(); onStage(); } }, STAGES.map(([v, label]) => h('option', { value: v }, label)));
   const fixtureSel = h('select', { 'aria-label': 'fixture', onchange: () => selectFixture(fixtureSel.value) });
-  const runBtn = h('button', { class: 'btn primary', type: 'button', onclick: () => run() }, 'Run');
-  const resetBtn = h('button', { class: 'btn', type: 'button', onclick: () => resetYaml(), title: 'Discard the edits and show the mapping file again' }, 'Reset YAML');
-  const maskBox = h('input', { type: 'checkbox', checked: true, onchange: () => render() });
+  const runBtn = h('button', { type: 'button', onclick: () => run() }, 'Run');
+  const resetBtn = h('button', { class: 'quiet', type: 'button', onclick: () => resetYaml(), title: 'Discard the edits and show the mapping file again' }, 'Reset YAML');
   const dirtyNote = h('span', { class: 'pg-muted' });
 
   const gutter = h('div', { class: 'pg-gutter', 'aria-hidden': 'true' });
@@ -87,7 +93,7 @@ export function mount(el, ctx) {
   const status = h('div', { class: 'pg-muted', role: 'status' });
   const errorBox = h('div', { class: 'pg-err', hidden: true });
   const problemBox = h('div', { class: 'pg-warn', hidden: true });
-  const outputPre = h('pre', { class: 'pg-out' });
+  const outputPre = h('pre', { class: 'pg-out', hidden: true });
   const explainBody = h('tbody');
   const functionsBody = h('tbody');
   const functionsNote = h('p', { class: 'pg-muted' });
@@ -96,7 +102,7 @@ export function mount(el, ctx) {
     'div',
     { class: 'pg' },
     h('style', {}, STYLE),
-    h('div', { class: 'pg-bar card' }, h('label', {}, 'Mapping', mappingSel), h('label', {}, 'Stage', stageSel), h('label', {}, 'Fixture', fixtureSel), runBtn, resetBtn, h('label', {}, maskBox, 'mask phone numbers'), status),
+    h('div', { class: 'pg-bar card' }, h('label', {}, 'Mapping', mappingSel), h('label', {}, 'Stage', stageSel), h('label', {}, 'Fixture', fixtureSel), runBtn, resetBtn, status),
     h(
       'div',
       { class: 'pg-cols' },
@@ -127,7 +133,8 @@ export function mount(el, ctx) {
   );
   el.replaceChildren(root);
 
-  const show = (text) => (maskBox.checked ? ctx.mask(text) : text);
+  // Phone numbers masked unless the console's own toggle shows them.
+  const show = (text) => ctx.mask(text);
 
   // --- the editor: line numbers and the marked line follow the textarea's scroll
   function renumber() {
@@ -200,24 +207,29 @@ export function mount(el, ctx) {
     responseExtras.hidden = stageSel.value !== 'response';
   }
 
-  async function selectMapping(name) {
+  /** Loads a mapping's YAML; `edit`, when given, is put back in the editor (an edit kept from before). */
+  async function selectMapping(name, edit) {
     const summary = state.mappings.find((m) => m.name === name);
-    if (!summary) return;
+    if (!summary) return false;
     setStatus(`loading ${name}…`);
     try {
       const full = await ctx.api(`/v1/admin/playground/mappings/${encodeURIComponent(name)}`);
-      if (!alive) return;
+      if (!alive) return false;
       state.current = { ...summary, ...full };
       state.original = full.yaml;
-      yaml.value = full.yaml;
+      state.last = undefined;
+      state.lastError = undefined;
+      yaml.value = edit ?? full.yaml;
       yaml.scrollTop = 0;
-      dirtyNote.textContent = '';
+      dirtyNote.textContent = yaml.value !== state.original ? '— edited, not saved' : '';
       renumber();
       mark(undefined);
       fillFixtures();
       setStatus(`${name} version ${full.version}`);
+      return true;
     } catch (e) {
       fail(e);
+      return false;
     }
   }
 
@@ -264,6 +276,8 @@ export function mount(el, ctx) {
       }
     }
     if (yaml.value !== state.original) body.yaml = yaml.value;
+    // A pasted webhook that is not JSON is taken for a form post, as some BSPs send them.
+    if (!state.fixture && stageSel.value === 'webhook' && !/^\s*[[{]/.test(input.value)) body.contentType = 'application/x-www-form-urlencoded';
     state.running = true;
     runBtn.disabled = true;
     setStatus('running…');
@@ -299,12 +313,14 @@ export function mount(el, ctx) {
       errorBox.hidden = false;
       errorBox.textContent = show(e.message) + (where && !marked ? `\n(in ${where}, a mapping this one extends)` : '');
       outputPre.textContent = '';
+      outputPre.hidden = true;
       if (!marked) mark(undefined);
       return;
     }
     const r = state.last;
     if (!r) return;
     outputPre.textContent = show(JSON.stringify(r.output, null, 2) ?? '');
+    outputPre.hidden = outputPre.textContent === '';
     if (r.error) {
       errorBox.hidden = false;
       errorBox.textContent = show(`${r.error.code}: ${r.error.message}${r.error.where ? `\nat ${r.error.where}` : ''}`);
@@ -355,7 +371,7 @@ export function mount(el, ctx) {
     if ((r.functions ?? []).length === 0) functionsBody.append(h('tr', {}, h('td', { colspan: '6', class: 'pg-muted' }, 'no mapping function was called')));
   }
 
-  // --- start
+  // --- start: what the URL names, else what the page held when it was left, else the first mapping
   onStage();
   (async () => {
     try {
@@ -363,20 +379,32 @@ export function mount(el, ctx) {
       if (!alive) return;
       state.mappings = mappings;
       mappingSel.replaceChildren(...mappings.map((m) => h('option', { value: m.name }, `${m.name} (${m.version})`)));
-      const p = ctx.params;
-      const kind = p?.get('stage');
-      if (kind && STAGES.some(([v]) => v === kind)) stageSel.value = kind;
-      onStage();
-      state.fixture = p?.get('fixture') ?? '';
-      const wanted = p?.get('mapping');
-      const first = mappings.find((m) => m.name === wanted) ?? mappings[0];
-      if (!first) {
+      if (mappings.length === 0) {
         setStatus('no mapping is loaded');
         return;
       }
-      mappingSel.value = first.name;
-      await selectMapping(first.name);
-      if (state.fixture) await selectFixture(state.fixture);
+      const p = ctx.params ?? new URLSearchParams();
+      const back = kept && (!p.get('mapping') || p.get('mapping') === kept.mapping) && (!p.get('fixture') || p.get('fixture') === kept.fixture) && mappings.some((m) => m.name === kept.mapping) ? kept : undefined;
+      const kind = back?.stage ?? p.get('stage');
+      if (kind && STAGES.some(([v]) => v === kind)) stageSel.value = kind;
+      onStage();
+      state.fixture = back?.fixture ?? p.get('fixture') ?? '';
+      const name = back?.mapping ?? (mappings.find((m) => m.name === p.get('mapping')) ?? mappings[0]).name;
+      mappingSel.value = name;
+      if (!back) {
+        if ((await selectMapping(name)) && state.fixture) await selectFixture(state.fixture);
+        return;
+      }
+      if (!(await selectMapping(name, back.yaml))) return;
+      input.value = back.input;
+      statusIn.value = back.status;
+      message.value = back.message;
+      settings.value = back.settings;
+      state.last = back.last;
+      state.lastError = back.lastError;
+      render();
+      yaml.scrollTop = back.scrollTop;
+      syncScroll();
     } catch (e) {
       fail(e);
     }
@@ -384,6 +412,21 @@ export function mount(el, ctx) {
 
   return function unmount() {
     alive = false;
+    if (state.current) {
+      kept = {
+        mapping: state.current.name,
+        stage: stageSel.value,
+        fixture: state.fixture,
+        yaml: yaml.value,
+        input: input.value,
+        status: statusIn.value,
+        message: message.value,
+        settings: settings.value,
+        last: state.last,
+        lastError: state.lastError,
+        scrollTop: yaml.scrollTop,
+      };
+    }
     root.removeEventListener('keydown', onKey);
     el.replaceChildren();
   };
