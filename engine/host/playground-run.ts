@@ -91,6 +91,9 @@ export function fixtureDir(mapping: Mapping, name: string): string | undefined {
   return existsSync(join(dir, 'fixture.yaml')) && statSync(dir).isDirectory() ? dir : undefined;
 }
 
+/** Each case's summary by its fixture.yaml, while that file is unchanged: reading and checking them all takes long on the host's loop. */
+const summaries = new Map<string, { mtimeMs: number; summary: FixtureSummary | undefined }>();
+
 /** The mapping's fixture cases of the three stages the playground runs (a malformed one is left out: `wabridge test` names it). */
 export function listFixtures(mapping: Mapping): FixtureSummary[] {
   const root = join(mapping.dir, 'fixtures');
@@ -99,12 +102,20 @@ export function listFixtures(mapping: Mapping): FixtureSummary[] {
   for (const name of readdirSync(root).sort()) {
     const dir = fixtureDir(mapping, name);
     if (!dir) continue;
-    try {
-      const f = readFixture(dir);
-      if ((STAGES as readonly string[]).includes(f.kind)) out.push({ name, kind: f.kind as Stage, description: f.description });
-    } catch {
-      continue;
+    const file = join(dir, 'fixture.yaml');
+    const { mtimeMs } = statSync(file);
+    let known = summaries.get(file);
+    if (known?.mtimeMs !== mtimeMs) {
+      let summary: FixtureSummary | undefined;
+      try {
+        const f = readFixture(dir);
+        if ((STAGES as readonly string[]).includes(f.kind)) summary = { name, kind: f.kind as Stage, description: f.description };
+      } catch {
+        summary = undefined;
+      }
+      summaries.set(file, (known = { mtimeMs, summary }));
     }
+    if (known.summary) out.push(known.summary);
   }
   return out;
 }

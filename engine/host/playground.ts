@@ -83,12 +83,17 @@ export function registerPlayground(app: FastifyInstance<RawServerDefault, Incomi
     return m;
   };
 
-  app.get('/v1/admin/playground/mappings', pre, async () => ({
-    mappings: registry.names().flatMap((name) => {
+  app.get('/v1/admin/playground/mappings', pre, async () => {
+    const mappings = [];
+    for (const name of registry.names()) {
       const m = registry.get(name);
-      return m ? [{ ...summary(m), fixtures: listFixtures(m) }] : [];
-    }),
-  }));
+      if (!m) continue;
+      mappings.push({ ...summary(m), fixtures: listFixtures(m) });
+      // The first listing reads every fixture.yaml: one mapping at a time, sends in between.
+      await yieldToIo();
+    }
+    return { mappings };
+  });
 
   app.get<{ Params: { name: string } }>('/v1/admin/playground/mappings/:name', pre, async (req, reply) => {
     const m = mappingOr404(req.params.name, reply);
