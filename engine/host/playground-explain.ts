@@ -53,7 +53,9 @@ export function instrument(mapping: Mapping, entries: ExplainEntry[], redact: Re
       const credential = CREDENTIAL_NAME.test(c.name.slice(c.name.lastIndexOf('.') + 1)) && /\.(headers|query)\./.test(c.name);
       const entry: ExplainEntry = { slot: c.name, path, us, functions: [...(c.uses ?? [])] };
       if (c.where !== undefined) entry.where = c.where;
-      const declined = c.declined ?? (path === 'jsonata' && c.fastPath ? 'fell back on this input' : undefined);
+      // (the fast path hands a JSONata error to jsonata, which reports it with its exact message and place)
+      const fellBack = 'error' in outcome ? 'fell back on this input: errors are reported by jsonata' : 'fell back on this input';
+      const declined = c.declined ?? (path === 'jsonata' && c.fastPath ? fellBack : undefined);
       if (declined !== undefined) entry.declined = declined;
       if ('value' in outcome) {
         const text = preview(outcome.value);

@@ -32,6 +32,8 @@ const STYLE = `
 .pg-band.pg-info { background: rgba(50, 110, 220, 0.15); }
 .pg-yaml { position: absolute; inset: 0; width: 100%; height: 100%; box-sizing: border-box; margin: 0; padding: 0 6px; border: 0; resize: none; background: transparent; white-space: pre; overflow: auto; tab-size: 2; outline: none; }
 .pg textarea.pg-input { width: 100%; box-sizing: border-box; min-height: 160px; font: 12px/1.4 ui-monospace, Menlo, Consolas, monospace; }
+.pg textarea.pg-small { min-height: 70px; }
+.pg input.pg-status { width: 6em; }
 /* (colours from the console's pre) */
 .pg pre.pg-out { max-height: 420px; overflow: auto; margin: 6px 0 0; white-space: pre-wrap; word-break: break-word; }
 .pg-err { border-left: 4px solid #c33; background: #fdf0f0; padding: 6px 10px; white-space: pre-wrap; }
@@ -60,6 +62,26 @@ function h(tag, attrs = {}, ...children) {
   return e;
 }
 
+/**
+ * The screen's styles, until it is unmounted. A constructed stylesheet: the console's Content-Security-
+ * Policy (style-src 'self') refuses a <style> element's text and style attributes, not these.
+ */
+function addStyle(css) {
+  const { CSSStyleSheet } = globalThis;
+  if (CSSStyleSheet && 'adoptedStyleSheets' in document) {
+    const sheet = new CSSStyleSheet();
+    sheet.replaceSync(css);
+    document.adoptedStyleSheets = [...document.adoptedStyleSheets, sheet];
+    return () => {
+      document.adoptedStyleSheets = document.adoptedStyleSheets.filter((s) => s !== sheet);
+    };
+  }
+  const style = document.createElement('style');
+  style.textContent = css;
+  document.head.append(style);
+  return () => style.remove();
+}
+
 /** "file:line:col" → {file, line, col}. */
 function parseWhere(where) {
   const m = /^(.*):(\d+):(\d+)$/.exec(where || '');
@@ -85,10 +107,10 @@ export function mount(el, ctx) {
   const editor = h('div', { class: 'pg-editor' }, gutter, h('div', { class: 'pg-area' }, band, yaml));
 
   const input = h('textarea', { class: 'pg-input', spellcheck: 'false', 'aria-label': 'input', placeholder: 'Paste the CleverTap payload, BSP response or BSP webhook body (JSON), or pick a fixture case.' });
-  const statusIn = h('input', { type: 'number', min: '100', max: '599', placeholder: '200', style: 'width: 6em', 'aria-label': 'BSP HTTP status' });
-  const message = h('textarea', { class: 'pg-input', spellcheck: 'false', style: 'min-height: 80px', 'aria-label': 'CleverTap payload that was sent', placeholder: '(optional) the CleverTap payload that was sent; default a freeform text' });
+  const statusIn = h('input', { type: 'number', min: '100', max: '599', placeholder: '200', class: 'pg-status', 'aria-label': 'BSP HTTP status' });
+  const message = h('textarea', { class: 'pg-input pg-small', spellcheck: 'false', 'aria-label': 'CleverTap payload that was sent', placeholder: '(optional) the CleverTap payload that was sent; default a freeform text' });
   const responseExtras = h('div', {}, h('label', {}, 'BSP HTTP status ', statusIn), h('details', {}, h('summary', {}, 'CleverTap payload that was sent'), message));
-  const settings = h('textarea', { class: 'pg-input', spellcheck: 'false', style: 'min-height: 60px', 'aria-label': 'settings', placeholder: '{"phoneNumberId": "..."} — fake values only; the fixtures\' settings.yaml is used otherwise' });
+  const settings = h('textarea', { class: 'pg-input pg-small', spellcheck: 'false', 'aria-label': 'settings', placeholder: '{"phoneNumberId": "..."} — fake values only; the fixtures\' settings.yaml is used otherwise' });
 
   const status = h('div', { class: 'pg-muted', role: 'status' });
   const errorBox = h('div', { class: 'pg-err', hidden: true });
@@ -101,7 +123,6 @@ export function mount(el, ctx) {
   const root = h(
     'div',
     { class: 'pg' },
-    h('style', {}, STYLE),
     h('div', { class: 'pg-bar card' }, h('label', {}, 'Mapping', mappingSel), h('label', {}, 'Stage', stageSel), h('label', {}, 'Fixture', fixtureSel), runBtn, resetBtn, status),
     h(
       'div',
@@ -132,6 +153,7 @@ export function mount(el, ctx) {
     ),
   );
   el.replaceChildren(root);
+  const unstyle = addStyle(STYLE);
 
   // Phone numbers masked unless the console's own toggle shows them.
   const show = (text) => ctx.mask(text);
@@ -428,6 +450,7 @@ export function mount(el, ctx) {
       };
     }
     root.removeEventListener('keydown', onKey);
+    unstyle();
     el.replaceChildren();
   };
 }
