@@ -1,7 +1,6 @@
 // The console's Playground: pick a mapping and a fixture case (or paste a payload), run one stage,
 // see the output or the error with its YAML line marked, and what each expression did. The YAML can
 // be edited here and run again; it is never saved (saving stays in git and the editor).
-/* global document, Node, URLSearchParams */
 
 const STAGES = [
   ['send', 'send: CleverTap payload → BSP request'],
