@@ -212,7 +212,19 @@ async function run(t: Test, executablePath: string) {
   // The playground is another module; without it the shell says so.
   await page.goto(`${base}#/playground`);
   if (existsSync(join(ROOT, 'engine', 'host', 'console', 'screens', 'playground.js'))) {
-    await page.waitForTimeout(1000);
+    // The demo's mapping on one of its send fixtures: the BSP request it maps to, and each slot explained.
+    await page.locator(`select[aria-label="mapping"] option[value="${tenant.provider}"]`).waitFor({ state: 'attached' });
+    await page.selectOption('select[aria-label="mapping"]', tenant.provider);
+    await page.selectOption('select[aria-label="stage"]', 'send');
+    const fixture = await page.locator('select[aria-label="fixture"] option').evaluateAll((os) => (os as HTMLOptionElement[]).map((o) => o.value).find((v) => v.includes('template')) ?? '');
+    t.ok(fixture, `a template send fixture to pick (${fixture})`);
+    await page.selectOption('select[aria-label="fixture"]', fixture);
+    await eventually(async () => (await page.inputValue('textarea[aria-label="input"]')).includes('msgId'), "the fixture's CleverTap payload in the input");
+    await page.getByRole('button', { name: 'Run', exact: true }).click();
+    await page.locator('pre.pg-out', { hasText: '"request"' }).waitFor();
+    t.match(await page.textContent('pre.pg-out'), /"method": "POST"/, 'the mapped BSP request is shown');
+    t.ok((await page.locator('table.pg-explain').first().locator('tbody tr').count()) > 3, 'each evaluated slot has an explain row');
+    t.match(await page.locator('table.pg-explain').first().textContent(), /fast/, 'slots on the compiled fast path say so');
     await shot('playground', true);
   } else {
     await page.getByText('playground not available').waitFor();
