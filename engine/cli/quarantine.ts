@@ -110,7 +110,7 @@ export async function quarantine(action: string | undefined, args: string[], opt
 async function toFixture(t: ReturnType<typeof target>, args: string[]): Promise<number> {
   const [id, where] = args;
   const m = where === undefined ? null : /^([A-Za-z0-9_.-]+)\/([A-Za-z0-9_.-]+)$/.exec(where);
-  if (!id || !m) throw new WabError('WAB_INPUT_INVALID', 'quarantine to-fixture needs <id> <bsp>/<case>, e.g. to-fixture 12 meta-cloud/webhook-inbound-order');
+  if (!id || !m) throw new WabError('WAB_INPUT_INVALID', 'quarantine to-fixture needs <id> <bsp>/<case>, e.g. to-fixture 12 acme/webhook-inbound-order');
   const [, bsp, name] = m as unknown as [string, string, string];
   const mappingDir = join(t.mappingsDir, bsp);
   if (!existsSync(join(mappingDir, 'mapping.yaml'))) throw new WabError('WAB_INPUT_INVALID', `no mapping ${bsp} in ${t.mappingsDir}`);
@@ -118,7 +118,8 @@ async function toFixture(t: ReturnType<typeof target>, args: string[]): Promise<
   if (existsSync(dir)) throw new WabError('WAB_INPUT_INVALID', `${dir} exists already: choose another case name`);
   const rec = (await api(t, `/v1/admin/quarantine/${encodeURIComponent(id)}`)) as QuarantineRecord;
   const loaded = loadMapping(mappingDir);
-  const made = quarantineFixture(rec, loaded.ok ? loaded.mapping.webhook?.signature?.header : undefined);
+  // The mapping knows its BSP's key names (fixtures.redact); one that does not load gets the generic rules.
+  const made = quarantineFixture(rec, loaded.ok ? loaded.mapping : undefined);
   mkdirSync(dir, { recursive: true });
   for (const [file, text] of Object.entries(made.files)) writeFileSync(join(dir, file), text);
   const inputFile = made.input.file;

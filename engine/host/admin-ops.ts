@@ -108,7 +108,7 @@ export function registerOpsRoutes(app: FastifyInstance<RawServerDefault, Incomin
     const rec = await store.getQuarantined(req.params.id);
     if (!rec) return reply.code(404).send({ message: `no quarantined webhook ${req.params.id}`, code: 'WAB_NOT_FOUND' });
     const mapping = registry.get(rec.mapping);
-    const made = quarantineFixture(rec, mapping?.webhook?.signature?.header);
+    const made = quarantineFixture(rec, mapping);
     let error: { code: string; message: string } | undefined;
     if (mapping) {
       try {

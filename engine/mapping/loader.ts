@@ -9,6 +9,7 @@ import { compileFresh, describeError, pointerToPath, projectSchema, usefulErrors
 import type { RequestGuard } from './contract.js';
 import { dotted, locate, locateSchemaError, nodeAt, offsetToPosition, parseYamlSource, type KeyPath, type YamlSource } from './yaml-source.js';
 import type { SettingDecl } from './settings.js';
+import type { RedactKeys } from './redact-fixture.js';
 
 export type Method = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
@@ -43,6 +44,8 @@ export interface Mapping {
   loadedAt: Date;
   settings: Record<string, SettingDecl>;
   contracts: { requestBody?: string; webhookBody?: string; enforce?: boolean };
+  /** fixtures.redact: this BSP's key names for the redaction of `quarantine to-fixture`. */
+  fixtures: { redact?: RedactKeys };
   send: {
     reject?: Compiled;
     /** contracts.enforce: the compiled requestBody every send body is checked against. */
@@ -251,6 +254,7 @@ export function loadMapping(dir: string, limits: Limits = DEFAULT_LIMITS, opts: 
     loadedAt: new Date(),
     settings: raw.settings ?? {},
     contracts: raw.contracts ?? {},
+    fixtures: raw.fixtures ?? {},
     send: {
       reject: opt(['send', 'reject']),
       ...(guard === undefined ? {} : { guard }),

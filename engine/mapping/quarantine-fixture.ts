@@ -26,8 +26,9 @@ export interface FixtureFiles {
   input: { file: 'input.json' | 'input.txt'; contentType: string };
 }
 
-export function quarantineFixture(rec: QuarantinedWebhook, signatureHeader: string | undefined): FixtureFiles {
-  const red = redactWebhook(rec.request, signatureHeader);
+/** `mapping`: the BSP's mapping when it loads (its signature header and fixtures.redact key names); else the generic rules. */
+export function quarantineFixture(rec: QuarantinedWebhook, mapping: Pick<Mapping, 'webhook' | 'fixtures'> | undefined): FixtureFiles {
+  const red = redactWebhook(rec.request, mapping ? { signatureHeader: mapping.webhook?.signature?.header, keys: mapping.fixtures.redact } : {});
   const fixture: Fixture = {
     description: `Quarantined webhook ${rec.id} (${rec.mapping}@${rec.mappingVersion ?? '?'}, ${new Date(rec.receivedAt).toISOString()}${rec.part ? `, item ${rec.part.index + 1} of ${rec.part.of} of a batch` : ''}), redacted: ${rec.error.code}${rec.error.where ? ` at ${rec.error.where}` : ''}`,
     kind: 'webhook',

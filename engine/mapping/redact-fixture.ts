@@ -1,37 +1,51 @@
 // A real webhook made fit to commit as a golden fixture (`wabridge quarantine to-fixture`): phone
 // numbers, names, message texts, ids and credentials replaced by fake values. One Redactor per fixture,
-// so a value met twice (a wamid in `id` and again in `context.id`, a number in the body and in a
+// so a value met twice (a message id in `id` and again in `context.id`, a number in the body and in a
 // header) gets the same fake everywhere and the fixture still means what the webhook meant. Keys,
 // nesting, arrays and JSON types are kept: the mapping must see the same shape. Fakes come from a
 // counter, never from the value (a hash of a phone number is easy to reverse: the space is small).
 //
+// The engine knows only generic key names; the names one BSP uses for a phone number, a sender's name
+// or an id come from its mapping (`fixtures.redact`, docs/mapping-format.md) and win over these rules.
 // What is recognised, by the key a value sits under (case-insensitive) and by its form:
 // - credentials (token, secret, password, key, signature, authorization): `fake-secret-N`
-// - names (name, first_name, profile_name, ProfileName, …): `Person N`; file names keep their extension
+// - names (name, first_name, display_name, username, …): `Person N`; file names keep their extension
 // - message texts (body, text, caption, …): `Text N`
-// - ids (id, *_id, *Id, *Sid, uuid, ref, wamid, …): the same length and character classes (digit for
-//   digit, letter for letter, separators kept) and a leading `word.` prefix such as `wamid.` kept
-// - phone numbers: under phone keys (from, to, wa_id, msisdn, …) every run of 6+ digits; anywhere else
+// - ids (id, *_id, *Id, uuid, ref, message_id, …): the same length and character classes (digit for
+//   digit, letter for letter, separators kept) and a leading `word.` prefix kept
+// - phone numbers: under phone keys (from, to, phone, msisdn, …) every run of 6+ digits; anywhere else
 //   a run of 8 to 15 digits (optionally after +), except under time keys (timestamp, *_at, date…),
 //   whose values are kept. Fakes keep the length and start with 555.
-// - links (url, uri, link, MediaUrl0, …): long tokens in them (16+ letters, digits, - or _: account
-//   ids, media ids, signatures) as ids, besides phone numbers; scheme, host and short parts kept
+// - links (url, uri, link, href, …): long tokens in them (16+ letters, digits, - or _: account ids,
+//   media ids, signatures) as ids, besides phone numbers; scheme, host and short parts kept
 // Numbers stay numbers: under a phone or id key they get a fake of as many digits.
 
 const SECRET_KEY = /token|secret|password|passwd|apikey|api_key|(^|[_-])key$|signature|authorization|cookie/i;
-const NAME_KEYS = new Set(['name', 'first_name', 'last_name', 'middle_name', 'formatted_name', 'full_name', 'profile_name', 'profilename', 'pushname', 'push_name', 'sender_name', 'display_name', 'contact_name', 'username', 'user_name']);
+const NAME_KEYS = new Set(['name', 'first_name', 'last_name', 'middle_name', 'full_name', 'sender_name', 'display_name', 'contact_name', 'username', 'user_name']);
 const FILE_KEYS = new Set(['filename', 'file_name']);
 const TEXT_KEYS = new Set(['body', 'text', 'caption', 'content', 'message_text', 'comment', 'description']);
-const PHONE_KEYS = new Set(['from', 'to', 'wa_id', 'waid', 'recipient', 'recipient_id', 'display_phone_number', 'phone', 'phone_number', 'phonenumber', 'msisdn', 'mobile', 'number', 'sender', 'destination', 'source']);
-const ID_KEY = /(^id$|_id$|[a-z]Id$|ID$|^uuid$|_uuid$|[sS]id$|^ref$|_ref$|^wamid$|^mid$|^message_?id$)/;
+const PHONE_KEYS = new Set(['from', 'to', 'recipient', 'phone', 'phone_number', 'phonenumber', 'msisdn', 'mobile', 'number', 'sender', 'destination', 'source']);
+const ID_KEY = /(^id$|_id$|[a-z]Id$|ID$|^uuid$|_uuid$|^ref$|_ref$|^message_?id$)/;
 const TIME_KEY = /time|date|_at$|^ts$|expir/i;
 const LINK_KEY = /url|uri|link|href/i;
 
-type Kind = 'secret' | 'name' | 'file' | 'text' | 'phone' | 'id' | 'time' | 'link' | 'other';
+export type Kind = 'secret' | 'name' | 'file' | 'text' | 'phone' | 'id' | 'time' | 'link' | 'other';
 
-export function kindOfKey(key: string | undefined): Kind {
+/** A mapping's own key names by kind (`fixtures.redact`). */
+export type RedactKeys = Partial<Record<Exclude<Kind, 'other'>, string[]>>;
+
+/** The mapping's key names, lower-cased, for one lookup per key. */
+export function keyKinds(keys: RedactKeys | undefined): Map<string, Kind> {
+  const out = new Map<string, Kind>();
+  for (const [kind, names] of Object.entries(keys ?? {}) as [Kind, string[]][]) for (const name of names) out.set(name.toLowerCase(), kind);
+  return out;
+}
+
+export function kindOfKey(key: string | undefined, own?: ReadonlyMap<string, Kind>): Kind {
   if (key === undefined) return 'other';
   const k = key.toLowerCase();
+  const declared = own?.get(k);
+  if (declared !== undefined) return declared;
   if (SECRET_KEY.test(key)) return 'secret';
   if (TIME_KEY.test(key)) return 'time';
   if (PHONE_KEYS.has(k)) return 'phone';
@@ -51,6 +65,12 @@ export class Redactor {
   /** original → fake, per kind of fake (a text and an id that happen to be equal stay apart). */
   private readonly seen = new Map<string, string>();
   private readonly counters = new Map<string, number>();
+  private readonly own: ReadonlyMap<string, Kind>;
+
+  /** `keys`: the mapping's own key names (`fixtures.redact`), over the generic rules. */
+  constructor(keys?: RedactKeys) {
+    this.own = keyKinds(keys);
+  }
 
   private fake(kind: string, original: string, make: (n: number) => string): string {
     const key = `${kind}\u0000${original}`;
@@ -98,7 +118,7 @@ export class Redactor {
   }
 
   string(s: string, key: string | undefined): string {
-    switch (kindOfKey(key)) {
+    switch (kindOfKey(key, this.own)) {
       case 'secret':
         return s === '' ? s : this.fake('secret', s, (n) => `fake-secret-${n}`);
       case 'time':
@@ -123,7 +143,7 @@ export class Redactor {
   }
 
   number(v: number, key: string | undefined): number {
-    const kind = kindOfKey(key);
+    const kind = kindOfKey(key, this.own);
     if ((kind !== 'phone' && kind !== 'id') || !Number.isSafeInteger(v) || v < 0) return v;
     const digits = String(v);
     const fake = kind === 'phone' ? this.phoneDigits(digits) : this.id(digits);
@@ -165,10 +185,15 @@ export interface WebhookForFixture {
 /**
  * A webhook as a fixture's input: the body (JSON re-serialised, pretty; form-encoded re-encoded),
  * the headers worth keeping (never the signature header, which the golden runner computes with the
- * test secret, nor one whose value was redacted) and the query, all through one Redactor.
+ * test secret, nor one whose value was redacted) and the query, all through one Redactor that knows
+ * the mapping's own key names.
  */
-export function redactWebhook(req: WebhookForFixture, signatureHeader: string | undefined, redacted = '[redacted]'): { body: { json: unknown } | { text: string }; headers: Record<string, string>; query: Record<string, string> } {
-  const r = new Redactor();
+export function redactWebhook(
+  req: WebhookForFixture,
+  opts: { signatureHeader?: string; keys?: RedactKeys; redacted?: string } = {},
+): { body: { json: unknown } | { text: string }; headers: Record<string, string>; query: Record<string, string> } {
+  const { signatureHeader, redacted = '[redacted]' } = opts;
+  const r = new Redactor(opts.keys);
   const headers: Record<string, string> = {};
   for (const [k, v] of Object.entries(req.headers)) {
     const name = k.toLowerCase();
