@@ -139,7 +139,7 @@ function webhookRequests(file: string, status: Status, acked: Set<string>) {
         const i = next++;
         const raw = body(i);
         context.key = `${status}:${i % pairs.length}`;
-        return { ...req, body: raw, headers: { ...(req.headers as Record<string, string>), 'content-type': 'application/json', 'user-agent': 'facebookexternalua', 'x-hub-signature-256': sign(mapping, raw, SETTINGS.appSecret) } };
+        return { ...req, body: raw, headers: { ...(req.headers as Record<string, string>), 'content-type': 'application/json', 'user-agent': 'facebookexternalua', 'x-hub-signature-256': sign(mapping, raw, String(SETTINGS.appSecret)) } };
       },
       onResponse: (code: number, resBody: string, context: Record<string, unknown>) => {
         if (code === 200 && VERIFY.webhook(resBody)) acked.add(context.key as string);

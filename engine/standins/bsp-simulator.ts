@@ -313,6 +313,17 @@ export interface InboundInput {
   name?: string;
 }
 
+export interface StatusInput {
+  providerMessageId: string;
+  status: 'sent' | 'delivered' | 'read' | 'failed';
+  /** The recipient's number (default 919999999999). */
+  recipient?: string;
+  /** The CleverTap msgId, for BSPs that echo a caller reference in their statuses. */
+  msgId?: string;
+  /** Seconds since the epoch, as a string (default now). */
+  timestamp?: string;
+}
+
 export interface InboundResult {
   id: string;
   kind: SimWebhook['kind'];
@@ -331,6 +342,12 @@ export interface BspSimulator {
   scenario(): ScenarioSetting;
   /** Posts an inbound webhook (text, button reply or image) now; resolves once delivered or given up. */
   sendInbound(input: InboundInput): Promise<InboundResult>;
+  /**
+   * The status webhook the BSP would post for one of its message ids, body and (signed) headers, from
+   * simulator.yaml's webhooks.status (and failedError for `failed`); built only, neither posted nor
+   * recorded, so a test can post it itself, as often as it likes, and read the answer.
+   */
+  statusWebhook(input: StatusInput): Promise<Pick<SimWebhook, 'body' | 'rawBody' | 'headers'>>;
   /** The send calls received, oldest first. */
   sent(): SimRequest[];
   /** Every webhook posted (or being retried), oldest first. */
@@ -509,7 +526,7 @@ export async function startBspSimulator(opts: BspSimulatorOptions): Promise<BspS
     }
   };
 
-  const buildWebhook = async (kind: SimWebhook['kind'], body: unknown, meta: { status?: string; providerMessageId: string; msgId?: string }): Promise<SimWebhook> => {
+  const buildWebhook = async (kind: SimWebhook['kind'], body: unknown, meta: { status?: string; providerMessageId: string; msgId?: string }, record = true): Promise<SimWebhook> => {
     const value = plain(body);
     const rawBody = sim.webhooks.encoding === 'form' ? formEncode(value, `${sim.file} webhooks.${kind}`) : JSON.stringify(value);
     const headers: Record<string, string> = {
@@ -530,7 +547,7 @@ export async function startBspSimulator(opts: BspSimulatorOptions): Promise<BspS
       }
     }
     const entry: SimWebhook = { kind, ...meta, body: value, rawBody, headers, attempts: 0, delivered: false };
-    posted.push(entry);
+    if (record) posted.push(entry);
     return entry;
   };
 
@@ -577,6 +594,15 @@ export async function startBspSimulator(opts: BspSimulatorOptions): Promise<BspS
         done();
       }
     })();
+  };
+
+  const statusWebhook = async (input: StatusInput): Promise<Pick<SimWebhook, 'body' | 'rawBody' | 'headers'>> => {
+    const base = { id: input.providerMessageId, recipient: input.recipient ?? '919999999999', msgId: input.msgId, settings };
+    const error = input.status === 'failed' ? plain(await sim.webhooks.failedError.evaluate(base)) : undefined;
+    const timestamp = input.timestamp ?? String(Math.floor(Date.now() / 1000));
+    const body = await sim.webhooks.status.evaluate({ ...base, status: input.status, timestamp, error, request: {} });
+    const { rawBody, headers } = await buildWebhook('status', body, { status: input.status, providerMessageId: input.providerMessageId, msgId: input.msgId }, false);
+    return { body: plain(body), rawBody, headers };
   };
 
   const sendInbound = async (input: InboundInput): Promise<InboundResult> => {
@@ -773,6 +799,7 @@ export async function startBspSimulator(opts: BspSimulatorOptions): Promise<BspS
     setScenario,
     scenario: () => ({ ...current }),
     sendInbound,
+    statusWebhook,
     sent: () => requests.map((r) => ({ ...r })),
     webhooks: () => posted.map((w) => ({ ...w })),
     reset,

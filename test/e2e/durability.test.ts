@@ -1,4 +1,4 @@
-// wabridge as a real child process (`node bin/wabridge.js serve`) between the simulated Meta Cloud API
+// wabridge as a real child process (`node bin/wabridge.js serve`) between the demo's simulated BSP
 // and the CleverTap sink, both in this process on 127.0.0.1: crash and restart, graceful drain, the
 // per-tenant concurrency limit, the dead-letter CLI, and what the logs say (and never say).
 import t from 'tap';
@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import type { SimWebhook } from '../../engine/standins/bsp-simulator.js';
 import type { CleverTapSink } from '../../engine/standins/clevertap-sink.js';
 import { ADMIN_TOKEN, BASIC, adminStatus, allChildOutput, childStack, killAllChildren, pool, runCli, sendTo, type ChildStack } from '../support/child.js';
+import { loadDemoMapping, secretValues } from '../support/demo.js';
 import { ROOT, SETTINGS, eventually } from '../support/stack.js';
 
 t.teardown(killAllChildren);
@@ -390,9 +391,8 @@ t.test('logs: pino JSON, one line per message with what support needs, no secret
 
   // Every line any child printed in this file (all the runs above included), stdout and stderr.
   const forbidden = {
-    'access token': SETTINGS.accessToken,
-    'app secret': SETTINGS.appSecret,
-    'verify token': SETTINGS.verifyToken,
+    // every setting the demo's mapping declares secret
+    ...Object.fromEntries(secretValues(loadDemoMapping(), SETTINGS)),
     'Basic password': BASIC.split(':')[1]!,
     'Basic credentials (base64)': Buffer.from(BASIC).toString('base64'),
     'wrong Basic password': 'wrong-password',

@@ -1,10 +1,11 @@
-// The real server against the simulated Meta Cloud API and the CleverTap sink, all on 127.0.0.1.
+// The real server against the demo's BSP (simulated) and the CleverTap sink, all on 127.0.0.1. The
+// webhooks built here are in the demo BSP's wire format, as the BSP would send them.
 import t from 'tap';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { request } from 'undici';
-import { sign } from '../../engine/mapping/webhook.js';
-import { ROOT, SETTINGS, eventually, startStack, type Stack } from '../support/stack.js';
+import { secretValues, signatureHeaders } from '../support/demo.js';
+import { DEMO, ROOT, SETTINGS, eventually, startStack, type Stack } from '../support/stack.js';
 
 const examples = join(ROOT, 'examples', 'clevertap');
 const example = (name: string) => readFileSync(join(examples, name), 'utf8');
@@ -19,10 +20,10 @@ async function admin(s: Stack, path: string, method: 'GET' | 'POST' = 'GET') {
 
 async function postWebhook(s: Stack, body: object, signature?: string) {
   const raw = JSON.stringify(body);
-  const mapping = s.host.registry.get('meta-cloud')!;
+  const mapping = s.host.registry.get(DEMO.provider)!;
   const res = await request(`${s.host.url}/v1/tenants/demo/webhook`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json', 'x-hub-signature-256': signature ?? sign(mapping, raw, SETTINGS.appSecret) },
+    headers: { 'content-type': 'application/json', ...(signature === undefined ? signatureHeaders(mapping, raw, SETTINGS) : { [mapping.webhook!.signature!.header]: signature }) },
     body: raw,
   });
   return { status: res.statusCode, body: await res.body.json() };
@@ -33,7 +34,7 @@ const statusWebhook = (id: string, status: string) => ({
   entry: [{ id: '102290129340398', changes: [{ field: 'messages', value: { messaging_product: 'whatsapp', metadata: { display_phone_number: '15550783881', phone_number_id: SETTINGS.phoneNumberId }, statuses: [{ id, status, timestamp: '1700000000', recipient_id: '919999999999' }] } }] }],
 });
 
-/** Meta's webhook for an inbound voice note (as in mappings/meta-cloud/fixtures/webhook-inbound-audio-voice). */
+/** The demo BSP's webhook for an inbound voice note (as in its fixture webhook-inbound-audio-voice). */
 const voiceWebhook = (id: string) => ({
   object: 'whatsapp_business_account',
   entry: [{ id: '102290129340398', changes: [{ field: 'messages', value: { messaging_product: 'whatsapp', metadata: { display_phone_number: '15550783881', phone_number_id: SETTINGS.phoneNumberId }, contacts: [{ profile: { name: 'S' }, wa_id: '16505551234' }], messages: [{ from: '16505551234', id, timestamp: '1750090702', type: 'audio', audio: { mime_type: 'audio/ogg; codecs=opus', sha256: 'LCrHMO4dM7UXn0bCxbh1oPEy/XP5nq2fJoYqPnhzEmM=', id: '1006541621416575', voice: true } }] } }] }],
@@ -152,10 +153,15 @@ t.test('the messaging endpoint', async (t) => {
   });
 
   t.test('webhooks: handshake, signatures, race with the send', async (t) => {
-    const hs = await request(`${s.host.url}/v1/tenants/demo/webhook?hub.mode=subscribe&hub.verify_token=${SETTINGS.verifyToken}&hub.challenge=424242`);
+    // the verification request the demo's BSP sends (its simulator.yaml handshake), then one signed with other secrets
+    const good = await s.sim.handshakeRequest();
+    if (!good) throw new Error("the demo's simulator declares no handshake");
+    const hs = await request(`${s.host.url}/v1/tenants/demo/webhook?${new URLSearchParams(good.query)}`);
     t.equal(hs.statusCode, 200);
-    t.equal(await hs.body.text(), '424242');
-    const bad = await request(`${s.host.url}/v1/tenants/demo/webhook?hub.mode=subscribe&hub.verify_token=nope&hub.challenge=1`);
+    t.equal(await hs.body.text(), good.answer);
+    const others = Object.fromEntries(secretValues(s.host.registry.get(DEMO.provider)!, SETTINGS).map(([name]) => [name, 'nope']));
+    const forgedHs = (await s.sim.handshakeRequest({ ...SETTINGS, ...others }))!;
+    const bad = await request(`${s.host.url}/v1/tenants/demo/webhook?${new URLSearchParams(forgedHs.query)}`);
     t.equal(bad.statusCode, 403);
     await bad.body.dump();
 
@@ -183,8 +189,8 @@ t.test('the messaging endpoint', async (t) => {
     t.match(metrics, /wabridge_bsp_request_seconds_bucket/);
     const st = await admin(s, '/v1/admin/status');
     t.equal(st.status, 200);
-    const meta = (st.body.mappings as { name: string }[]).find((m) => m.name === 'meta-cloud');
-    t.match(meta, { name: 'meta-cloud', version: /^[0-9a-f]{12}$/ }, 'meta-cloud loaded, with its version hash');
+    const demo = (st.body.mappings as { name: string }[]).find((m) => m.name === DEMO.provider);
+    t.match(demo, { name: DEMO.provider, version: /^[0-9a-f]{12}$/ }, "the demo's mapping loaded, with its version hash");
     t.equal((await request(`${s.host.url}/v1/admin/status`)).statusCode, 401, 'admin needs the token');
   });
 });
@@ -244,13 +250,13 @@ t.test('CleverTap down for a while: every callback delivered once, in order', as
 t.test('hot reload: a broken edit is refused while the old mapping serves; a good edit is picked up', async (t) => {
   const s = await startStack({ copyMappings: true });
   t.teardown(() => s.close());
-  const file = join(s.dir, 'mappings', 'meta-cloud', 'mapping.yaml');
+  const file = join(s.dir, 'mappings', DEMO.provider, 'mapping.yaml');
   const original = readFileSync(file, 'utf8');
-  const v1 = s.host.registry.get('meta-cloud')!.version;
+  const v1 = s.host.registry.get(DEMO.provider)!.version;
 
   writeFileSync(file, original.replace('"messaging_product": "whatsapp",', '"messaging_product": "whatsapp",]'));
-  await eventually(async () => Boolean(((await admin(s, '/v1/admin/status')).body.mappings as { name: string; lastError?: string }[]).find((m) => m.name === 'meta-cloud')?.lastError), 'the rejected reload in admin status', 30_000);
-  const st = ((await admin(s, '/v1/admin/status')).body.mappings as { name: string; version: string; lastError: string }[]).filter((m) => m.name === 'meta-cloud');
+  await eventually(async () => Boolean(((await admin(s, '/v1/admin/status')).body.mappings as { name: string; lastError?: string }[]).find((m) => m.name === DEMO.provider)?.lastError), 'the rejected reload in admin status', 30_000);
+  const st = ((await admin(s, '/v1/admin/status')).body.mappings as { name: string; version: string; lastError: string }[]).filter((m) => m.name === DEMO.provider);
   t.equal(st[0]!.version, v1, 'still serving the previous version');
   t.match(st[0]!.lastError, /mapping\.yaml:\d+:\d+: send\.request\.body/, 'error names file:line:col');
   t.same((await s.send(withMsgId('template-body-footer.json', 'e2e|reload|1|1'))).body, { status: 'success' }, 'old version keeps serving');
@@ -258,22 +264,22 @@ t.test('hot reload: a broken edit is refused while the old mapping serves; a goo
 
   // A good edit that changes behaviour and keeps the fixtures passing: a comment.
   writeFileSync(file, `${original}\n# edited\n`);
-  await eventually(() => s.host.registry.get('meta-cloud')!.version !== v1, 'the new version', 30_000);
+  await eventually(() => s.host.registry.get(DEMO.provider)!.version !== v1, 'the new version', 30_000);
   t.same((await s.send(withMsgId('template-body-footer.json', 'e2e|reload|2|1'))).body, { status: 'success' });
-  const st2 = ((await admin(s, '/v1/admin/status')).body.mappings as { name: string; version: string; fixtures: number }[]).filter((m) => m.name === 'meta-cloud');
+  const st2 = ((await admin(s, '/v1/admin/status')).body.mappings as { name: string; version: string; fixtures: number }[]).filter((m) => m.name === DEMO.provider);
   t.ok(st2[0]!.fixtures! > 50, 'its golden fixtures ran before the swap');
 
   // An edit that compiles but breaks a golden fixture is refused too.
   writeFileSync(file, original.replace('"recipient_type": "individual",', '"recipient_type": "group",'));
-  await eventually(async () => /golden fixture/.test(String(((await admin(s, '/v1/admin/status')).body.mappings as { name: string; lastError?: string }[]).find((m) => m.name === 'meta-cloud')?.lastError)), 'fixture failure reported', 30_000);
-  t.not(s.host.registry.get('meta-cloud')!.version, undefined);
+  await eventually(async () => /golden fixture/.test(String(((await admin(s, '/v1/admin/status')).body.mappings as { name: string; lastError?: string }[]).find((m) => m.name === DEMO.provider)?.lastError)), 'fixture failure reported', 30_000);
+  t.not(s.host.registry.get(DEMO.provider)!.version, undefined);
 });
 
-const META_VALUE = { messaging_product: 'whatsapp', metadata: { display_phone_number: '15550783881', phone_number_id: SETTINGS.phoneNumberId } };
+const BATCH_VALUE = { messaging_product: 'whatsapp', metadata: { display_phone_number: '15550783881', phone_number_id: SETTINGS.phoneNumberId } };
 const textMessage = (from: string, id: string, timestamp: string, body: string) => ({ from, id, timestamp, type: 'text', text: { body } });
-const metaBatch = (value: { messages?: object[]; statuses?: object[]; contacts?: object[] }) => ({
+const batchWebhook = (value: { messages?: object[]; statuses?: object[]; contacts?: object[] }) => ({
   object: 'whatsapp_business_account',
-  entry: [{ id: '102290129340398', changes: [{ field: 'messages', value: { ...META_VALUE, ...value } }] }],
+  entry: [{ id: '102290129340398', changes: [{ field: 'messages', value: { ...BATCH_VALUE, ...value } }] }],
 });
 
 async function adminPost(s: Stack, path: string, body: unknown) {
@@ -286,31 +292,32 @@ type Quarantined = { id: string; tenant: string; mapping: string; mappingVersion
 t.test('quarantine: unmappable webhooks are acknowledged and kept; good items of a batch go at once; fixture, fix, reload, replay', async (t) => {
   const s = await startStack({ copyMappings: true });
   t.teardown(() => s.close());
-  const file = join(s.dir, 'mappings', 'meta-cloud', 'mapping.yaml');
+  const file = join(s.dir, 'mappings', DEMO.provider, 'mapping.yaml');
   const original = readFileSync(file, 'utf8');
-  const good = s.host.registry.get('meta-cloud')!.version;
+  const good = s.host.registry.get(DEMO.provider)!.version;
   // A mapping bug that shows on some inputs only (texts sent after 2030), as a real one would: the
   // shipped fixtures still pass, so the hot reload takes it.
   const textBranch = '$t = "text" ? {"type": "text", "text": {"body": $msg.text.body}}';
   t.ok(original.includes(textBranch), 'the text branch to break');
   writeFileSync(file, original.replace(textBranch, '$t = "text" ? ($number($msg.timestamp) > 1900000000 ? $error("texts after 2030 are not supported") : {"type": "text", "text": {"body": $msg.text.body}})'));
-  await eventually(() => s.host.registry.get('meta-cloud')!.version !== good, 'the broken version loaded', 60_000);
-  const broken = s.host.registry.get('meta-cloud')!.version;
+  await eventually(() => s.host.registry.get(DEMO.provider)!.version !== good, 'the broken version loaded', 60_000);
+  const broken = s.host.registry.get(DEMO.provider)!.version;
 
   // One webhook, nothing in it maps: 200 with the quarantine id, kept whole (the BSP's own bytes).
-  const lone = metaBatch({ contacts: [{ profile: { name: 'Ana' }, wa_id: '919800000001' }], messages: [textMessage('919800000001', 'wamid.Q1', '1950000000', 'hola')] });
+  const lone = batchWebhook({ contacts: [{ profile: { name: 'Ana' }, wa_id: '919800000001' }], messages: [textMessage('919800000001', 'wamid.Q1', '1950000000', 'hola')] });
   const r1 = await postWebhook(s, lone);
   t.match(r1, { status: 200, body: { received: 0, accepted: 0, quarantined: [/^\d+$/], message: /could not map it \(WAB_MAPPING_EVAL\): kept in quarantine/ } });
   const loneId = (r1.body as { quarantined: string[] }).quarantined[0]!;
   const q1 = (await admin(s, `/v1/admin/quarantine/${loneId}`)).body as unknown as Quarantined;
-  t.match(q1, { id: loneId, tenant: 'demo', mapping: 'meta-cloud', mappingVersion: broken, attempts: 0, error: { code: 'WAB_MAPPING_EVAL', message: /texts after 2030 are not supported/, where: /mapping\.yaml:\d+:\d+$/ } });
+  t.match(q1, { id: loneId, tenant: 'demo', mapping: DEMO.provider, mappingVersion: broken, attempts: 0, error: { code: 'WAB_MAPPING_EVAL', message: /texts after 2030 are not supported/, where: /mapping\.yaml:\d+:\d+$/ } });
   t.equal(q1.request.rawBody, JSON.stringify(lone), 'the raw body as received');
-  t.equal(q1.request.headers['x-hub-signature-256'], '[redacted]', 'the signature header is not kept');
+  const signatureHeader = s.host.registry.get(DEMO.provider)!.webhook!.signature!.header;
+  t.equal(q1.request.headers[signatureHeader.toLowerCase()], '[redacted]', 'the signature header is not kept');
   t.equal(q1.request.headers['content-type'], 'application/json');
   t.notOk('part' in q1, 'kept whole');
 
   // A mixed batch: the status and the good text go to CleverTap at once, the bad text is quarantined alone.
-  const mixed = metaBatch({
+  const mixed = batchWebhook({
     messages: [textMessage('919800000002', 'wamid.Q2', '1750000000', 'fine'), textMessage('919800000003', 'wamid.Q3', '1950000001', 'late')],
     statuses: [{ id: 'wamid.QS', status: 'delivered', timestamp: '1750000000', recipient_id: '919800000002', biz_opaque_callback_data: 'e2e|quarantine|1|1' }],
   });
@@ -321,7 +328,7 @@ t.test('quarantine: unmappable webhooks are acknowledged and kept; good items of
   t.same(incomingOf(s, '919800000003'), [], 'the bad item is not delivered');
   const q2 = (await admin(s, `/v1/admin/quarantine/${partId}`)).body as unknown as Quarantined;
   t.same(q2.part, { index: 2, of: 3 }, 'the third piece: statuses come first in the split');
-  t.same((JSON.parse(q2.request.rawBody) as ReturnType<typeof metaBatch>).entry[0]!.changes[0]!.value.messages, [mixed.entry[0]!.changes[0]!.value.messages![1]], 'only the item that failed');
+  t.same((JSON.parse(q2.request.rawBody) as ReturnType<typeof batchWebhook>).entry[0]!.changes[0]!.value.messages, [mixed.entry[0]!.changes[0]!.value.messages![1]], 'only the item that failed');
 
   // Unauthenticated input is refused, never quarantined.
   const forged = await postWebhook(s, lone, 'sha256=' + '0'.repeat(64));
@@ -347,7 +354,7 @@ t.test('quarantine: unmappable webhooks are acknowledged and kept; good items of
   const { runMappingFixtures } = await import('../../engine/mapping/golden.js');
   const { loadMapping } = await import('../../engine/mapping/loader.js');
   const caseName = 'webhook-quarantined-late-text';
-  const caseDir = join(s.dir, 'mappings', 'meta-cloud', 'fixtures', caseName);
+  const caseDir = join(s.dir, 'mappings', DEMO.provider, 'fixtures', caseName);
   const printed: string[] = [];
   const write = process.stdout.write.bind(process.stdout);
   // (no assertion while stdout is taken: tap reports on it)
@@ -361,7 +368,7 @@ t.test('quarantine: unmappable webhooks are acknowledged and kept; good items of
     process.stdout.write = write;
   }
   t.same(codes, [0, 0]);
-  t.match(printed.join(''), new RegExp(`^${loneId}  \\S+  demo  meta-cloud@${broken}  attempts=1  WAB_MAPPING_EVAL [^ ]*mapping\\.yaml:\\d+:\\d+ `, 'm'), 'list: one line per entry');
+  t.match(printed.join(''), new RegExp(`^${loneId}  \\S+  demo  ${DEMO.provider}@${broken}  attempts=1  WAB_MAPPING_EVAL [^ ]*mapping\\.yaml:\\d+:\\d+ `, 'm'), 'list: one line per entry');
   t.match(printed.join(''), /2 quarantined webhook\(s\)/);
   t.match(printed.join(''), /"index": 2/, 'show: the entry as JSON');
   await t.rejects(quarantine('show', ['424242'], cli), { code: 'WAB_INPUT_INVALID', message: /HTTP 404/ }, 'an unknown id (exit 2)');
@@ -369,32 +376,32 @@ t.test('quarantine: unmappable webhooks are acknowledged and kept; good items of
   printed.length = 0;
   process.stdout.write = ((chunk: string) => printed.push(String(chunk)) > 0) as typeof process.stdout.write;
   try {
-    code = await quarantine('to-fixture', [loneId, `meta-cloud/${caseName}`], { config: s.configFile, url: s.host.url, json: false });
+    code = await quarantine('to-fixture', [loneId, `${DEMO.provider}/${caseName}`], { config: s.configFile, url: s.host.url, json: false });
   } finally {
     process.stdout.write = write;
   }
   t.equal(code, 0);
-  t.match(printed.join(''), /red: meta-cloud still fails on it: WAB_MAPPING_EVAL: webhook\.events: texts after 2030 are not supported/, 'to-fixture says the case is red, and why');
+  t.match(printed.join(''), new RegExp(`red: ${DEMO.provider} still fails on it: WAB_MAPPING_EVAL: webhook\\.events: texts after 2030 are not supported`), 'to-fixture says the case is red, and why');
   const input = readFileSync(join(caseDir, 'input.json'), 'utf8');
   t.notOk(/919800000001|hola|Ana|wamid\.Q1/.test(input), 'the fixture holds no real number, name, text or id');
-  t.notOk(readFileSync(join(caseDir, 'fixture.yaml'), 'utf8').toLowerCase().includes('x-hub-signature'), 'nor the signature: the runner signs with the test secret');
+  t.notOk(readFileSync(join(caseDir, 'fixture.yaml'), 'utf8').toLowerCase().includes(signatureHeader.toLowerCase()), 'nor the signature: the runner signs with the test secret');
   const runCase = async () => {
-    const loaded = loadMapping(join(s.dir, 'mappings', 'meta-cloud'));
+    const loaded = loadMapping(join(s.dir, 'mappings', DEMO.provider));
     if (!loaded.ok) throw new Error(loaded.errors.map((e) => e.message).join('; '));
-    return (await runMappingFixtures(loaded.mapping, { filter: `meta-cloud/${caseName}` }))[0]!;
+    return (await runMappingFixtures(loaded.mapping, { filter: `${DEMO.provider}/${caseName}` }))[0]!;
   };
   t.match(await runCase(), { outcome: 'fail', detail: /no expected\.json yet/ }, 'red before the fix');
 
   // The fix, its expected.json written by the runner, the reload, then the replay through the CLI.
   writeFileSync(file, original);
   t.match(await runCase(), { outcome: 'fail', detail: /no expected\.json yet/ }, 'maps once fixed; nothing expected yet');
-  const loaded = loadMapping(join(s.dir, 'mappings', 'meta-cloud'));
+  const loaded = loadMapping(join(s.dir, 'mappings', DEMO.provider));
   t.ok(loaded.ok);
-  if (loaded.ok) t.match(await runMappingFixtures(loaded.mapping, { filter: `meta-cloud/${caseName}`, update: true }), [{ outcome: 'updated' }]);
+  if (loaded.ok) t.match(await runMappingFixtures(loaded.mapping, { filter: `${DEMO.provider}/${caseName}`, update: true }), [{ outcome: 'updated' }]);
   t.match(JSON.parse(readFileSync(join(caseDir, 'expected.json'), 'utf8')), { events: [{ event: 'incoming', message: { type: 'text', timestamp: '1950000000' } }] });
   t.match(await runCase(), { outcome: 'pass' }, 'green after the fix');
   await adminPost(s, '/v1/admin/reload', {});
-  await eventually(() => s.host.registry.get('meta-cloud')!.version === good, 'the fixed mapping loaded (its fixtures, the new one included, pass)', 60_000);
+  await eventually(() => s.host.registry.get(DEMO.provider)!.version === good, 'the fixed mapping loaded (its fixtures, the new one included, pass)', 60_000);
 
   process.stdout.write = ((chunk: string) => printed.push(String(chunk)) > 0) as typeof process.stdout.write;
   try {

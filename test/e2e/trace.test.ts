@@ -5,9 +5,9 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { trace } from '../../engine/cli/trace.js';
-import { sign } from '../../engine/mapping/webhook.js';
 import type { TraceEvent } from '../../engine/stores/store.js';
-import { ROOT, SETTINGS, eventually, startStack, type Stack } from '../support/stack.js';
+import { secretValues } from '../support/demo.js';
+import { DEMO, ROOT, SETTINGS, eventually, postBuiltWebhook, startStack, type Stack } from '../support/stack.js';
 
 const example = JSON.parse(readFileSync(join(ROOT, 'examples', 'clevertap', 'template-body-footer.json'), 'utf8')) as Record<string, unknown>;
 const ADMIN = 'Bearer e2e-admin-token-0123456789';
@@ -22,15 +22,10 @@ async function eventsOf(s: Stack, id: string): Promise<TraceEvent[]> {
   return r.status === 200 ? (r.body.events ?? []) : [];
 }
 
-async function postStatus(s: Stack, id: string, status: string) {
-  const raw = JSON.stringify({
-    object: 'whatsapp_business_account',
-    entry: [{ id: '102290129340398', changes: [{ field: 'messages', value: { messaging_product: 'whatsapp', metadata: { display_phone_number: '15550783881', phone_number_id: SETTINGS.phoneNumberId }, statuses: [{ id, status, timestamp: '1700000000', recipient_id: '919999999999' }] } }] }],
-  });
-  const mapping = s.host.registry.get('meta-cloud')!;
-  const res = await request(`${s.host.url}/v1/tenants/demo/webhook`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-hub-signature-256': sign(mapping, raw, SETTINGS.appSecret) }, body: raw });
-  t.equal(res.statusCode, 200, `webhook ${status} acknowledged`);
-  await res.body.dump();
+async function postStatus(s: Stack, id: string, status: 'delivered' | 'read') {
+  // the status webhook the demo's BSP would send, built by its simulator
+  const res = await postBuiltWebhook(s, await s.sim.statusWebhook({ providerMessageId: id, status }));
+  t.equal(res.status, 200, `webhook ${status} acknowledged`);
 }
 
 const label = (e: TraceEvent) => {
@@ -51,17 +46,17 @@ t.test('message trace', async (t) => {
     await eventually(() => s.sink.statuses('demo').filter((x) => x.msgId === msgId).length === 3, 'sent, delivered, read at the sink');
     await eventually(async () => (await eventsOf(s, msgId)).filter((e) => e.type === 'callback' && e.data.outcome === 'delivered').length >= 3, 'the three delivered callbacks in the trace');
     const events = await eventsOf(s, msgId);
-    const wamid = s.sim.sent().find((x) => x.msgId === msgId)!.providerMessageId!;
+    const bspId = s.sim.sent().find((x) => x.msgId === msgId)!.providerMessageId!;
 
     const send = events[0]!;
     t.equal(send.type, 'send', 'the request comes first');
-    t.match(send, { tenant: 'demo', msgId, providerMessageId: wamid, data: { to: '9199******99', messageType: 'template', mapping: 'meta-cloud', answer: { status: 'success' }, bsp: { method: 'POST', status: 200, providerMessageId: wamid } } });
+    t.match(send, { tenant: 'demo', msgId, providerMessageId: bspId, data: { to: '9199******99', messageType: 'template', mapping: DEMO.provider, answer: { status: 'success' }, bsp: { method: 'POST', status: 200, providerMessageId: bspId } } });
     t.equal(typeof (send.data.mappingVersion as string), 'string');
     const headers = Object.entries((send.data.bsp as { headers: Record<string, string> }).headers);
     t.same(headers.filter(([k]) => k.toLowerCase() === 'authorization').map(([, v]) => v), ['[redacted]'], 'the BSP credential is not kept');
     t.ok(typeof (send.data.bsp as { ms: number }).ms === 'number', 'BSP latency');
     const whole = JSON.stringify(events);
-    t.notOk(whole.includes(SETTINGS.accessToken), 'no secret anywhere in the trace');
+    for (const [name, value] of secretValues(s.host.registry.get(DEMO.provider)!, SETTINGS)) t.notOk(whole.includes(value), `no ${name} anywhere in the trace`);
     t.notOk(whole.includes('919999999999'), 'no unmasked phone number');
 
     // On a busy machine the simulator's webhooks may arrive out of order: a higher status then implies
@@ -77,18 +72,18 @@ t.test('message trace', async (t) => {
     t.same(times, [...times].sort((a, b) => a - b), 'oldest first');
     t.match(events.find((e) => e.type === 'callback'), { data: { httpStatus: 200, attempt: 1, kind: 'status' } });
 
-    t.same(await eventsOf(s, wamid), events, 'the BSP id finds the same timeline');
+    t.same(await eventsOf(s, bspId), events, 'the BSP id finds the same timeline');
   });
 
   t.test('a status that implies lower ones, a callback CleverTap refuses, the dead-letter move', async (t) => {
     const msgId = 'e2e|trace|2|1';
-    await s.host.store.saveCorrelation('demo', 'wamid.TRACE2', msgId, 60_000);
+    await s.host.store.saveCorrelation('demo', 'bsp-id.TRACE2', msgId, 60_000);
     s.sink.setDown({ status: 400 });
     t.teardown(() => s.sink.setDown(false));
-    await postStatus(s, 'wamid.TRACE2', 'read');
+    await postStatus(s, 'bsp-id.TRACE2', 'read');
     await eventually(async () => (await eventsOf(s, msgId)).filter((e) => e.type === 'dead').length === 3, 'three dead callbacks in the trace');
-    const events = await eventsOf(s, 'wamid.TRACE2');
-    t.match(events[0], { type: 'status', msgId, providerMessageId: 'wamid.TRACE2', data: { status: 'read', implies: ['delivered', 'sent'] } });
+    const events = await eventsOf(s, 'bsp-id.TRACE2');
+    t.match(events[0], { type: 'status', msgId, providerMessageId: 'bsp-id.TRACE2', data: { status: 'read', implies: ['delivered', 'sent'] } });
     const refused = events.filter((e) => e.type === 'callback');
     t.ok(refused.length >= 1, 'the refused POST is there');
     t.match(refused[0], { data: { httpStatus: 400, outcome: 'refused' } });
@@ -97,8 +92,8 @@ t.test('message trace', async (t) => {
   });
 
   t.test('a status held before its send was correlated is linked once it is', async (t) => {
-    await postStatus(s, 'wamid.TRACE3', 'delivered');
-    await s.host.store.saveCorrelation('demo', 'wamid.TRACE3', 'e2e|trace|3|1', 60_000);
+    await postStatus(s, 'bsp-id.TRACE3', 'delivered');
+    await s.host.store.saveCorrelation('demo', 'bsp-id.TRACE3', 'e2e|trace|3|1', 60_000);
     // The implied sent goes first and may be the first callback on the timeline: wait for delivered's.
     await eventually(async () => (await eventsOf(s, 'e2e|trace|3|1')).some((e) => e.type === 'callback' && label(e) === 'callback:delivered:delivered'), 'the resolved status delivered');
     const labels = (await eventsOf(s, 'e2e|trace|3|1')).map((e) => (e.type === 'status' ? `status:${(e.data as { held?: boolean }).held ? 'held' : ''}` : label(e)));

@@ -1,15 +1,16 @@
 // auth.token: tokens fetched once per tenant, shared by concurrent requests, refreshed before expiry
-// and after a 401. Uses the Sinch mapping, whose OAuth2 mode declares a token.
+// and after a 401. Uses a made-up BSP (test/fixtures/mappings/acme-oauth) whose OAuth2 mode declares a
+// token; each real BSP's token request is proven by its own `kind: token` fixtures.
 import t from 'tap';
 import { fileURLToPath } from 'node:url';
 import { loadMapping } from '../../engine/mapping/loader.js';
 import { TokenCache } from '../../engine/mapping/token-cache.js';
 import type { HttpRequest } from '../../engine/mapping/send.js';
 
-const loaded = loadMapping(fileURLToPath(new URL('../../mappings/sinch', import.meta.url)));
+const loaded = loadMapping(fileURLToPath(new URL('../fixtures/mappings/acme-oauth', import.meta.url)));
 if (!loaded.ok) throw new Error(loaded.errors.map((e) => e.message).join('\n'));
 const mapping = loaded.mapping;
-const settings = { projectId: 'p', appId: 'a', keyId: 'kid', keySecret: 'ksec', webhookSecret: 'w', oauth2: true, authUrl: 'https://auth.test', baseUrl: 'https://x.test', accessToken: '', wabaNumber: '' };
+const settings = { clientId: 'cid', clientSecret: 'csec', oauth: true, authUrl: 'https://auth.test', baseUrl: 'https://x.test' };
 
 function endpoint(expiresIn = 3600) {
   const calls: HttpRequest[] = [];
@@ -28,7 +29,7 @@ t.test('one fetch for many concurrent requests, then cached', async (t) => {
   const tokens = await Promise.all(Array.from({ length: 20 }, () => cache.get(mapping, 'acme', settings)));
   t.same(new Set(tokens), new Set(['tok-1']));
   t.equal(e.calls.length, 1, 'single flight');
-  t.equal(e.calls[0]!.url, 'https://auth.test/oauth2/token');
+  t.equal(e.calls[0]!.url, 'https://auth.test/token');
   t.equal(e.calls[0]!.body, 'grant_type=client_credentials');
   t.equal(await cache.get(mapping, 'acme', settings), 'tok-1', 'cached');
   t.equal(await cache.get(mapping, 'other', settings), 'tok-2', 'per tenant');
@@ -51,7 +52,7 @@ t.test('refreshed a minute before expiry, and after invalidate', async (t) => {
 t.test('no token when the mapping does not ask for one', async (t) => {
   const e = endpoint();
   const cache = new TokenCache(e.fetch);
-  t.equal(await cache.get(mapping, 'acme', { ...settings, oauth2: false }), undefined, 'when: false');
+  t.equal(await cache.get(mapping, 'acme', { ...settings, oauth: false }), undefined, 'when: false');
   t.equal(e.calls.length, 0);
 });
 

@@ -86,14 +86,14 @@ t.test('sign() round-trips through verifySignature', async (t) => {
   t.same(await verifySignature(example, req(body, { 'X-Example-Signature': header }), settings), { ok: true });
   t.equal((await verifySignature(example, req(body, { 'X-Example-Signature': sign(example, body, 'nope') }), settings)).ok, false, 'signed with another secret');
 
-  const sha1 = withWebhook('  signature:\n    header: X-Twilio-Signature\n    algorithm: hmac-sha1\n    encoding: base64\n    secret: secret\n    payload: url & $join($map($sort($keys(body)), function($k) { $k & $lookup(body, $k) }))\n  events: "[]"\n');
+  const sha1 = withWebhook('  signature:\n    header: X-Acme-Signature\n    algorithm: hmac-sha1\n    encoding: base64\n    secret: secret\n    payload: url & $join($map($sort($keys(body)), function($k) { $k & $lookup(body, $k) }))\n  events: "[]"\n');
   const form = 'To=%2B15550001111&From=%2B919999999999&Body=hi';
   const formReq = (headers: Record<string, string>) => ({ ...req(form, { 'Content-Type': 'application/x-www-form-urlencoded', ...headers }) });
   const payload = `${formReq({}).url}BodyhiFrom+919999999999To+15550001111`;
   const sig = sign(sha1, payload, 's3cret');
   t.equal(sig, createHmac('sha1', 's3cret').update(payload).digest('base64'), 'hmac-sha1, base64, no prefix');
-  t.same(await verifySignature(sha1, formReq({ 'X-Twilio-Signature': sig }), { secret: 's3cret' }), { ok: true }, 'a signature over a payload expression (URL + sorted form fields)');
-  t.equal((await verifySignature(sha1, formReq({ 'X-Twilio-Signature': sign(sha1, form, 's3cret') }), { secret: 's3cret' })).ok, false, 'signing the raw body instead does not match');
+  t.same(await verifySignature(sha1, formReq({ 'X-Acme-Signature': sig }), { secret: 's3cret' }), { ok: true }, 'a signature over a payload expression (URL + sorted form fields)');
+  t.equal((await verifySignature(sha1, formReq({ 'X-Acme-Signature': sign(sha1, form, 's3cret') }), { secret: 's3cret' })).ok, false, 'signing the raw body instead does not match');
 
   const none = withWebhook('  events: "[]"\n');
   t.same(await verifySignature(none, req('{}'), { secret: 'x' }), { ok: true }, 'no signature declared: accepted');

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { request } from 'undici';
 import { startBspSimulator, type BspSimulator, type StatusDelays } from '../../engine/standins/bsp-simulator.js';
 import { startCleverTapSink, type CleverTapSink } from '../../engine/standins/clevertap-sink.js';
-import { ROOT, SETTINGS, freePort, writeConfig, type StackOptions } from './stack.js';
+import { DEMO, ROOT, SETTINGS, freePort, writeConfig, type StackOptions } from './stack.js';
 
 export const BIN = join(ROOT, 'bin', 'wabridge.js');
 export const ADMIN_TOKEN = 'e2e-admin-token-0123456789';
@@ -153,9 +153,10 @@ export async function childStack(opts: ChildStackOptions = {}): Promise<ChildSta
   const dir = mkdtempSync(join(tmpdir(), 'wabridge-child-'));
   const sink = await startCleverTapSink({ port: 0, print: () => undefined });
   const port = await freePort();
+  const mappings = opts.mappingsDir ?? join(ROOT, 'mappings');
   const sim = await startBspSimulator({
-    mappingDir: join(ROOT, 'mappings', 'meta-cloud'),
-    settings: SETTINGS,
+    mappingDir: join(mappings, opts.provider ?? DEMO.provider),
+    settings: opts.settings ?? SETTINGS,
     webhookUrl: `http://127.0.0.1:${port}/v1/tenants/demo/webhook`,
     port: 0,
     statusDelaysMs: opts.statusDelaysMs ?? { sent: 20, delivered: 40, read: 60 },
@@ -163,7 +164,7 @@ export async function childStack(opts: ChildStackOptions = {}): Promise<ChildSta
   });
   const configFile = join(dir, 'wabridge.yaml');
   const sqlite = join(dir, 'wabridge.db');
-  writeConfig(configFile, { ...opts, port, bspPort: sim.port, sinkUrl: sink.url, mappings: join(ROOT, 'mappings'), sqlite });
+  writeConfig(configFile, { ...opts, port, bspPort: sim.port, sinkUrl: sink.url, mappings, sqlite });
   if (opts.drain) writeFileSync(configFile, readFileSync(configFile, 'utf8').replace(/^server:\n/m, `server:\n  drain: ${opts.drain}\n`));
   const stack: ChildStack = {
     dir,

@@ -16,7 +16,7 @@ import { startBspSimulator, type BspSimulator, type StatusDelays } from '../../e
 import { startCleverTapSink, type CleverTapSink } from '../../engine/standins/clevertap-sink.js';
 import { redactRedisUrl } from '../../engine/stores/redis.js';
 import { startChild, type WabridgeChild } from './child.js';
-import { ROOT, SETTINGS, freePort, writeConfig, type StackOptions } from './stack.js';
+import { DEMO, ROOT, SETTINGS, freePort, writeConfig, type StackOptions } from './stack.js';
 
 export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 
@@ -225,10 +225,11 @@ export async function startFleet(opts: FleetOptions): Promise<Fleet> {
   const prefix = `wabtest:fleet:${randomBytes(6).toString('hex')}:`;
   const sink = await startCleverTapSink({ port: 0, print: () => undefined });
   const lb = await startLoadBalancer([]);
-  const provider = opts.provider ?? 'meta-cloud';
+  const provider = opts.provider ?? DEMO.provider;
+  const mappings = opts.mappingsDir ?? join(ROOT, 'mappings');
   const settings = opts.settings ?? SETTINGS;
   const sim = await startBspSimulator({
-    mappingDir: join(ROOT, 'mappings', provider),
+    mappingDir: join(mappings, provider),
     settings,
     webhookUrl: `${lb.url}/v1/tenants/demo/webhook`,
     port: 0,
@@ -241,7 +242,7 @@ export async function startFleet(opts: FleetOptions): Promise<Fleet> {
     const idir = join(dir, `i${i}`);
     mkdirSync(idir);
     const configFile = join(idir, 'wabridge.yaml');
-    writeConfig(configFile, { ...opts, provider, settings, port, bspPort: sim.port, sinkUrl: sink.url, mappings: join(ROOT, 'mappings'), sqlite: join(idir, 'unused.db') });
+    writeConfig(configFile, { ...opts, provider, settings, port, bspPort: sim.port, sinkUrl: sink.url, mappings, sqlite: join(idir, 'unused.db') });
     const text = readFileSync(configFile, 'utf8').replace(/^store:\n {2}sqlite: .*\n/m, `store:\n  redis: ${opts.redisUrl}\n  redisPrefix: "${prefix}"\n`);
     if (text.includes('sqlite:')) throw new Error('fleet: could not swap the store for Redis in the generated configuration');
     writeFileSync(configFile, text);

@@ -10,6 +10,7 @@ import { request } from 'undici';
 import { startHost, type Host } from '../../engine/host/host.js';
 import { startBspSimulator, type BspSimulator } from '../../engine/standins/bsp-simulator.js';
 import { startCleverTapSink, type CleverTapSink } from '../../engine/standins/clevertap-sink.js';
+import { demoMapping } from './demo.js';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -38,16 +39,16 @@ export interface Stack {
   close(): Promise<void>;
 }
 
-export const SETTINGS = {
-  phoneNumberId: '106540352242922',
-  accessToken: 'e2e-access-token',
-  appSecret: 'e2e-app-secret',
-  verifyToken: 'e2e-verify-token',
-};
+/** The demo's mapping (test/support/demo.ts): the BSP every stack plays unless told otherwise. */
+export const DEMO = demoMapping();
+/** Its settings as the demo tenant has them (baseUrl aside: the stack points it at the simulator). */
+export const SETTINGS = DEMO.settings;
 
 export interface StackOptions {
-  /** Mapping the demo tenant uses (default meta-cloud) and its settings (default SETTINGS); baseUrl is set to the simulator. */
+  /** Mapping the demo tenant uses (default: the demo's) and its settings (default SETTINGS); baseUrl is set to the simulator. */
   provider?: string;
+  /** The mappings folder (default mappings/): a test with a made-up BSP of its own points it at its fixtures. */
+  mappingsDir?: string;
   settings?: Record<string, unknown>;
   /** Copy mappings/ into the temp folder (for hot-reload tests that edit them). */
   copyMappings?: boolean;
@@ -92,7 +93,7 @@ callbacks:
   lookupWindow: 30s
 tenants:
   demo:
-    provider: ${o.provider ?? 'meta-cloud'}
+    provider: ${o.provider ?? DEMO.provider}
     settings: ${JSON.stringify({ ...(o.settings ?? SETTINGS), baseUrl: `http://127.0.0.1:${o.bspPort}` })}
     auth:
       basic: { username: demo, password: s3cret }
@@ -102,7 +103,7 @@ tenants:
     concurrency: ${o.concurrency ?? 1500}
     deadline: ${o.deadline ?? '5s'}
 ${o.bspRate !== undefined ? `    bspRate: ${o.bspRate}\n` : ''}${o.incomingAudioType !== undefined ? `    incomingAudioType: ${o.incomingAudioType}\n` : ''}${o.clickTracking !== undefined ? `    clickTracking: ${JSON.stringify(o.clickTracking)}\n` : ''}  keyed:
-    provider: ${o.provider ?? 'meta-cloud'}
+    provider: ${o.provider ?? DEMO.provider}
     settings: ${JSON.stringify({ ...(o.settings ?? SETTINGS), baseUrl: `http://127.0.0.1:${o.bspPort}` })}
     auth:
       header: { name: X-Api-Key, value: k3y-0123456789 }
@@ -115,13 +116,14 @@ ${o.bspRate !== undefined ? `    bspRate: ${o.bspRate}\n` : ''}${o.incomingAudio
 
 export async function startStack(opts: StackOptions = {}): Promise<Stack> {
   const dir = mkdtempSync(join(tmpdir(), 'wabridge-e2e-'));
-  const mappings = opts.copyMappings ? join(dir, 'mappings') : join(ROOT, 'mappings');
-  if (opts.copyMappings) cpSync(join(ROOT, 'mappings'), mappings, { recursive: true });
+  const source = opts.mappingsDir ?? join(ROOT, 'mappings');
+  const mappings = opts.copyMappings ? join(dir, 'mappings') : source;
+  if (opts.copyMappings) cpSync(source, mappings, { recursive: true });
   const logs: string[] = [];
   const sink = await startCleverTapSink({ port: 0, print: () => undefined, ...(opts.sinkAudioType ? { incomingAudioType: opts.sinkAudioType } : {}) });
   const port = await freePort();
   const sim = await startBspSimulator({
-    mappingDir: join(mappings, opts.provider ?? 'meta-cloud'),
+    mappingDir: join(mappings, opts.provider ?? DEMO.provider),
     settings: opts.settings ?? SETTINGS,
     webhookUrl: `http://127.0.0.1:${port}/v1/tenants/demo/webhook`,
     port: 0,
@@ -179,4 +181,17 @@ export async function eventually(check: () => boolean | Promise<boolean>, what: 
     if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 25));
   }
+}
+
+/** Posts a webhook the simulator built (sim.statusWebhook) to the demo tenant's webhook route, as the BSP would. */
+export async function postBuiltWebhook(s: Stack, w: { rawBody: string; headers: Record<string, string> }): Promise<{ status: number; body: unknown }> {
+  const res = await request(`${s.host.url}/v1/tenants/demo/webhook`, { method: 'POST', headers: w.headers, body: w.rawBody });
+  const text = await res.body.text();
+  let body: unknown = text;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    /* keep the text */
+  }
+  return { status: res.statusCode, body };
 }
