@@ -12,6 +12,10 @@
 import type { Body, Button, Card, CanonicalMessage, Header, Template, TextParameter } from '../../engine/clevertap/model.js';
 import type { AnswerCode, SendPlan } from '../../engine/mapping/send.js';
 import type { IncomingEvent, StatusEvent, WebhookEvent } from '../../engine/mapping/webhook.js';
+import { fileURLToPath } from 'node:url';
+
+/** The folder of the mapping this file re-implements by hand: what the baseline is compared with. */
+export const BASELINE_MAPPING_DIR = fileURLToPath(new URL('../../mappings/meta-cloud', import.meta.url));
 
 export type MetaSettings = {
   phoneNumberId: string;

@@ -6,6 +6,7 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync }
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { bundleDigest, sourcesDigest } from '../../bin/sources.js';
+import { demoMapping } from '../support/demo.js';
 import { ROOT, freePort, writeConfig } from '../support/stack.js';
 
 // The CLI as a user runs it: without the test runner's loaders.
@@ -51,7 +52,8 @@ t.test('a freshly built bundle and the sources give the same answers', async (t)
   t.equal(page?.status, 200, 'the bundled server serves the console');
   t.equal(page?.text, readFileSync(join(ROOT, 'engine', 'host', 'console', 'screens', 'overview.js'), 'utf8'));
   server.kill('SIGTERM');
-  const args = ['map', 'meta-cloud', 'send', join(ROOT, 'examples', 'clevertap', 'template-image-dynamic-url.json'), '--settings', join(ROOT, 'examples', 'settings', 'meta-cloud.yaml')];
+  const demo = demoMapping();
+  const args = ['map', demo.provider, 'send', join(ROOT, 'examples', 'clevertap', 'template-image-dynamic-url.json'), '--settings', join(demo.dir, 'fixtures', 'settings.yaml')];
   const fromBundle = node([join(dir, 'bin', 'wabridge.js'), ...args], dir);
   t.equal(fromBundle.status, 0, fromBundle.stderr);
   // The same command on the sources: the bundle made stale by an edit that changes nothing else.

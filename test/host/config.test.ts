@@ -15,7 +15,7 @@ const config = (extra: string): string => {
     file,
     `tenants:
   acme:
-    provider: meta-cloud
+    provider: acme
     auth: { basic: { username: u, password: p } }
     callbacks: { status: "http://127.0.0.1:1/s", inbound: "http://127.0.0.1:1/i" }
 ${extra}`,

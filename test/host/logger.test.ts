@@ -107,7 +107,7 @@ t.test('a hot line is the line pino writes for the same fields: escaping, unicod
   const strings: string[] = [];
   const bytes: string[] = [];
   const dest: ByteDestination = { write: (l: string) => void strings.push(l), writeBytes: (b: Buffer) => void bytes.push(b.toString('utf8')) };
-  const log = createLogger('info', dest).child({ tenant: 'acme "q"', mapping: 'meta-cloud' });
+  const log = createLogger('info', dest).child({ tenant: 'acme "q"', mapping: 'acme' });
   const keys = ['msgId', 'to', 'token', 'n', 'text'];
   const line = hotLine(keys, 'message');
   const cases: (string | number | undefined)[][] = [

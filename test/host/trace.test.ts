@@ -93,13 +93,13 @@ t.test('callback events: statuses under their msgId, incoming under the msgId th
 t.test('formatTrace: one line per step, continuation lines indented under the first', async (t) => {
   const at = Date.UTC(2026, 0, 2, 3, 4, 5, 6);
   const text = formatTrace([
-    { at, tenant: 'acme', msgId: 'm1', providerMessageId: 'w1', type: 'send', data: { to: '9199******99', messageType: 'text', campaignId: '1', mapping: 'meta-cloud', mappingVersion: 'v1', answer: { status: 'success' }, ms: 12, bsp: { method: 'POST', url: 'http://bsp/x', status: 200, providerMessageId: 'w1', ms: 9 } } },
+    { at, tenant: 'acme', msgId: 'm1', providerMessageId: 'w1', type: 'send', data: { to: '9199******99', messageType: 'text', campaignId: '1', mapping: 'acme', mappingVersion: 'v1', answer: { status: 'success' }, ms: 12, bsp: { method: 'POST', url: 'http://bsp/x', status: 200, providerMessageId: 'w1', ms: 9 } } },
     { at: at + 1, tenant: 'acme', msgId: 'm1', type: 'status', data: { status: 'read', implies: ['delivered', 'sent'] } },
     { at: at + 2, tenant: 'acme', msgId: 'm1', type: 'dead', data: { status: 'sent', implied: true, callbackId: '7', reason: 'HTTP 400' } },
   ]);
   const lines = text.split('\n');
   t.equal(lines.length, 5);
-  t.match(lines[0], /^2026-01-02T03:04:05\.006Z {2}acme {2}received {2}from CleverTap: to 9199\*{6}99, text, campaign 1; mapping meta-cloud@v1$/);
+  t.match(lines[0], /^2026-01-02T03:04:05\.006Z {2}acme {2}received {2}from CleverTap: to 9199\*{6}99, text, campaign 1; mapping acme@v1$/);
   t.match(lines[1], /^ {32}bsp {7}POST http:\/\/bsp\/x → HTTP 200, BSP id w1 in 9 ms$/);
   t.match(lines[2], /answered {2}success after 12 ms$/);
   t.match(lines[3], /webhook {3}status read → CleverTap read; implies delivered, sent$/);

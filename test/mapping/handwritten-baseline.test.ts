@@ -1,12 +1,11 @@
-// The hand-written Meta baseline (bench/handwritten/meta-cloud.ts) against the engine running
-// mappings/meta-cloud: for every send and webhook golden fixture both must give exactly the same
+// The bench's hand-written baseline against the engine running the mapping it re-implements (both
+// from bench/handwritten/): for every send and webhook golden fixture both must give exactly the same
 // result, so that benchmarking one against the other compares like with like.
 import t from 'tap';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
-import { metaSend, metaWebhookEvents, type MetaSettings } from '../../bench/handwritten/meta-cloud.js';
+import { BASELINE_MAPPING_DIR, baselineSend, baselineWebhookEvents, type BaselineSettings } from '../../bench/handwritten/baseline.js';
 import { loadMapping } from '../../engine/mapping/loader.js';
 import { toCanonical } from '../../engine/mapping/pipeline.js';
 import { planSend } from '../../engine/mapping/send.js';
@@ -14,7 +13,7 @@ import { checkSettings } from '../../engine/mapping/settings.js';
 import { mapWebhook } from '../../engine/mapping/webhook.js';
 import type { CanonicalMessage } from '../../engine/clevertap/model.js';
 
-const dir = fileURLToPath(new URL('../../mappings/meta-cloud', import.meta.url));
+const dir = BASELINE_MAPPING_DIR;
 const loaded = loadMapping(dir);
 if (!loaded.ok) throw new Error(loaded.errors.map((e) => e.message).join('\n'));
 const mapping = loaded.mapping;
@@ -40,7 +39,7 @@ function cases(kind: 'send' | 'webhook'): Case[] {
   return out;
 }
 
-t.test('send: metaSend gives planSend’s plan, body bytes included', async (t) => {
+t.test('send: baselineSend gives planSend’s plan, body bytes included', async (t) => {
   const all = cases('send');
   let compared = 0;
   let requests = 0;
@@ -54,7 +53,7 @@ t.test('send: metaSend gives planSend’s plan, body bytes included', async (t) 
       continue;
     }
     const engine = await planSend(mapping, canonical.message, c.settings);
-    const mine = metaSend(canonical.message, c.settings as MetaSettings);
+    const mine = baselineSend(canonical.message, c.settings as BaselineSettings);
     t.strictSame(mine, engine, `${c.name}: same ${engine.kind}`);
     if (engine.kind === 'request' && mine.kind === 'request') {
       t.equal(mine.request.body, engine.request.body, `${c.name}: body byte-identical`);
@@ -68,7 +67,7 @@ t.test('send: metaSend gives planSend’s plan, body bytes included', async (t) 
   t.comment(`send: ${compared} fixtures compared (${requests} requests, ${compared - requests} answers), ${refusedByNormalizer} refused before the mapping`);
 });
 
-t.test('webhook: metaWebhookEvents gives mapWebhook’s events', async (t) => {
+t.test('webhook: baselineWebhookEvents gives mapWebhook’s events', async (t) => {
   const all = cases('webhook');
   let compared = 0;
   let events = 0;
@@ -76,7 +75,7 @@ t.test('webhook: metaWebhookEvents gives mapWebhook’s events', async (t) => {
     // Signature verification is not part of mapWebhook (the host runs verifySignature first).
     const req = { url: 'http://127.0.0.1/webhook', headers: { 'content-type': 'application/json' }, query: {}, rawBody: c.input };
     const engine = await mapWebhook(mapping, req, c.settings);
-    const mine = metaWebhookEvents(JSON.parse(c.input), c.settings);
+    const mine = baselineWebhookEvents(JSON.parse(c.input), c.settings);
     // mapWebhook hands out plain JSON (absent keys dropped); compare the same way, key order included.
     t.strictSame(JSON.parse(JSON.stringify(mine)), engine, `${c.name}: same events`);
     t.equal(JSON.stringify(mine), JSON.stringify(engine), `${c.name}: same JSON, key order included`);
@@ -113,7 +112,7 @@ t.test('send: refusals and corners the fixtures do not reach', async (t) => {
     const message = structuredClone(fixtureMessage(name));
     change(message);
     const engine = await planSend(mapping, message, settings);
-    t.strictSame(metaSend(message, settings as MetaSettings), engine, `${what}: same ${engine.kind === 'answer' && engine.answer.status === 'failure' ? `refusal (${engine.answer.error.code})` : engine.kind}`);
+    t.strictSame(baselineSend(message, settings as BaselineSettings), engine, `${what}: same ${engine.kind === 'answer' && engine.answer.status === 'failure' ? `refusal (${engine.answer.error.code})` : engine.kind}`);
   }
 });
 
@@ -139,6 +138,6 @@ t.test('webhook: corners the fixtures do not reach', async (t) => {
     change(body);
     const rawBody = JSON.stringify(body);
     const engine = await mapWebhook(mapping, { url: 'http://127.0.0.1/webhook', headers: { 'content-type': 'application/json' }, query: {}, rawBody }, settings);
-    t.equal(JSON.stringify(metaWebhookEvents(JSON.parse(rawBody), settings)), JSON.stringify(engine), `${what}: same events`);
+    t.equal(JSON.stringify(baselineWebhookEvents(JSON.parse(rawBody), settings)), JSON.stringify(engine), `${what}: same events`);
   }
 });

@@ -359,9 +359,9 @@ export function storeContract(t: Test, name: string, open: () => Promise<Store>)
   withStore('quarantine: add, list, get, requarantine, remove, size; tenants apart; survives sweep', async (t, s) => {
     const entry = (tenant: string, body: string, part?: { index: number; of: number }): NewQuarantined => ({
       tenant,
-      mapping: 'meta-cloud',
+      mapping: 'acme',
       mappingVersion: 'v1',
-      request: { url: 'http://h/v1/tenants/x/webhook?a=1', headers: { 'content-type': 'application/json', 'x-hub-signature-256': '[redacted]' }, query: { a: '1', b: ['2', '3'] }, rawBody: body },
+      request: { url: 'http://h/v1/tenants/x/webhook?a=1', headers: { 'content-type': 'application/json', 'x-acme-signature': '[redacted]' }, query: { a: '1', b: ['2', '3'] }, rawBody: body },
       ...(part ? { part } : {}),
       error: { code: 'WAB_MAPPING_EVAL', message: 'mapping.yaml:3:7: boom', where: 'mapping.yaml:3:7' },
     });
