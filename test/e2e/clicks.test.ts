@@ -121,11 +121,11 @@ t.test('behind a trusted proxy, each forwarded client address has its own bucket
 // The rewrite happens before the mapping runs: every BSP sends the token as it would the suffix.
 const mappingsDir = join(ROOT, 'mappings');
 const providers = readdirSync(mappingsDir).filter((d) => existsSync(join(mappingsDir, d, 'simulator.yaml')) && existsSync(join(mappingsDir, d, 'fixtures', 'settings.yaml')));
-// The sample every mapping's fixture settings know (Gupshup and Twilio need a template id for it).
+// The sample every mapping's fixture settings know (some BSPs need a template id for it).
 const withButton = JSON.parse(readFileSync(join(ROOT, 'examples', 'clevertap', 'template-body-footer.json'), 'utf8')) as { components: unknown[] };
 withButton.components = [...withButton.components, { type: 'button', index: 0, subType: 'dynamicUrl', buttonText: 'Shop', parameters: [{ type: 'text', text: 'SUFFIX-7f3q' }] }];
 // A token in a body: 22 base64url characters standing alone, once a form-encoded body is decoded
-// (Gupshup and Twilio carry their parameters as JSON inside form fields).
+// (some BSPs carry their parameters as JSON inside form fields).
 const candidates = (raw: string) => {
   let text = raw;
   try {

@@ -7,10 +7,11 @@
 import t, { type Test } from 'tap';
 import { readFileSync } from 'node:fs';
 import { Agent as HttpAgent, request as httpRequest } from 'node:http';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parse as parseYaml } from 'yaml';
-import type { SimWebhook } from '../../engine/standins/bsp-simulator.js';
+import { mappingDirs } from '../../engine/mapping/loader.js';
+import { loadSimulator, type SimWebhook } from '../../engine/standins/bsp-simulator.js';
 import type { CleverTapSink } from '../../engine/standins/clevertap-sink.js';
 import { ADMIN_TOKEN, BASIC, killAllChildren, pool, sendTo } from '../support/child.js';
 import { REDIS_URL, describeRedis, get, ownRedis, poll, probeRedis, startFleet, type Fleet, type FleetOptions, type OwnRedis } from '../support/fleet.js';
@@ -21,13 +22,19 @@ const payload = (msgId: string) => ({ ...(JSON.parse(TEMPLATE) as Record<string,
 // The chain CleverTap must see in order; failed is outside it (it implies and supersedes nothing).
 const RANK: Record<string, number> = { sent: 1, delivered: 2, read: 3 };
 const keyOf = (w: Pick<SimWebhook, 'msgId' | 'status'>) => `${w.msgId}|${w.status}`;
-// Gupshup echoes no caller reference in its statuses: correlation is by its message id only.
-const GUPSHUP = parseYaml(readFileSync(join(ROOT, 'mappings', 'gupshup', 'fixtures', 'settings.yaml'), 'utf8')) as Record<string, unknown>;
+// A BSP whose statuses echo no caller reference (its simulator.yaml reads no send.msgId): correlation is
+// by its message id only. The first such folder of mappings/, whichever it is.
+const NO_ECHO = mappingDirs(join(ROOT, 'mappings')).find((dir) => {
+  const sim = loadSimulator(dir);
+  return sim.ok && sim.simulator.send.msgId === undefined;
+});
+if (!NO_ECHO) throw new Error('no BSP in mappings/ whose statuses echo no msgId');
+const NO_ECHO_SETTINGS = parseYaml(readFileSync(join(NO_ECHO, 'fixtures', 'settings.yaml'), 'utf8')) as Record<string, unknown>;
 const SINK_DOWN_S = Number(process.env.FLEET_SINK_DOWN_S ?? 60);
 
 /**
  * Status webhooks the simulator posted, split by whether wabridge finally answered 2xx. A BSP that
- * echoes no msgId (Gupshup) gets it from the instances' own "message" log lines (msgId ↔ providerMessageId).
+ * echoes no msgId gets it from the instances' own "message" log lines (msgId ↔ providerMessageId).
  */
 function statusWebhooks(f: Fleet) {
   let all = f.sim.webhooks().filter((w) => w.kind === 'status');
@@ -111,8 +118,9 @@ if (!admin) {
   };
 
   t.test('(1) sends on A, webhooks on B; a fleet-wide concurrency limit; a killed instance gives its slots back', { timeout: 90_000 }, async (t) => {
-    // Gupshup does not echo the msgId in its statuses: B can only find it through the pair A stored.
-    const f = await fleetFor(t, { instances: 2, provider: 'gupshup', settings: GUPSHUP, concurrency: 5 });
+    // This BSP does not echo the msgId in its statuses: B can only find it through the pair A stored.
+    t.comment(`BSP without msgId echo: ${basename(NO_ECHO)}`);
+    const f = await fleetFor(t, { instances: 2, provider: basename(NO_ECHO), settings: NO_ECHO_SETTINGS, concurrency: 5 });
     const [A, B] = f.instances as [Fleet['instances'][0], Fleet['instances'][0]];
     f.lb.setTargets([B.url]);
     const ids = Array.from({ length: 60 }, (_, i) => `fleet|ab|${i}|1`);

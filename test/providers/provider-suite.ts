@@ -35,6 +35,8 @@ interface Expect {
   failed?: object;
   incoming?: object;
   button?: object;
+  accepted?: { template?: object; freeform?: object };
+  sentStatus?: { template?: object; freeform?: object };
 }
 
 type Json = Record<string, unknown>;
@@ -259,6 +261,8 @@ export async function providerSuite(t: Test, dir: string): Promise<void> {
       t.same(r.mapped.answer, { status: 'success' }, `${file}: success`);
       t.equal(r.status, sim.simulator.send.accepted.status, `${file}: HTTP ${sim.simulator.send.accepted.status}`);
       sameShapeAsAFixture(t, file, r.status, r.body, 'success');
+      const kind = file === TEMPLATE ? 'template' : 'freeform';
+      if (expectations.accepted?.[kind]) t.match(r.body, expectations.accepted[kind], `${file}: the answer as simulator.yaml expect.accepted.${kind} says`);
       const id = r.mapped.providerMessageId;
       t.ok(typeof id === 'string' && id !== '', `${file}: the BSP's message id is read (${id})`);
       t.match(sim.sent().at(-1), { recipient: RECIPIENT, providerMessageId: id, answered: r.status }, `${file}: the simulator took the request the mapping built as a send to ${RECIPIENT}`);
@@ -266,6 +270,11 @@ export async function providerSuite(t: Test, dir: string): Promise<void> {
 
       await sim.idle(5000);
       t.equal(hook.got.length, 3, `${file}: three status webhooks`);
+      const sentHook = hook.got[0];
+      if (expectations.sentStatus?.[kind] && sentHook) {
+        const body = /x-www-form-urlencoded/.test(sentHook.headers['content-type'] ?? '') ? formDecode(sentHook.rawBody) : parseBody(sentHook.rawBody);
+        t.match(body, expectations.sentStatus[kind], `${file}: the sent webhook as simulator.yaml expect.sentStatus.${kind} says`);
+      }
       const events = await eventsOf(t, hook.got.splice(0), settings);
       t.same(events.map((e) => e.event === 'status' && [e.status, e.providerMessageId, e.msgId]), [
         ['sent', id, sim.simulator.send.msgId ? msg.msgId : undefined],
