@@ -13,11 +13,11 @@ const example = JSON.parse(readFileSync(join(ROOT, 'examples', 'clevertap', 'tem
 const payload = (msgId: string) => ({ ...example, msgId, to: '919999999999' });
 const UA = 'Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Mobile Safari/537.36';
 
-type MetaButton = { type: string; sub_type: string; index: number; parameters: { type: string; text: string }[] };
+type UrlButton = { type: string; sub_type: string; index: number; parameters: { type: string; text: string }[] };
 
-/** The URL button's parameter in the body the simulated Meta Cloud API received for `msgId`. */
+/** The URL button's parameter in the body the demo's simulated BSP received for `msgId` (in that BSP's request format). */
 function suffixAtBsp(sent: { msgId?: string; body: unknown }[], msgId: string): string | undefined {
-  const body = sent.find((x) => x.msgId === msgId)?.body as { template?: { components?: MetaButton[] } } | undefined;
+  const body = sent.find((x) => x.msgId === msgId)?.body as { template?: { components?: UrlButton[] } } | undefined;
   return body?.template?.components?.find((c) => c.type === 'button' && c.sub_type === 'url')?.parameters[0]?.text;
 }
 

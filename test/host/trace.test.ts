@@ -56,13 +56,13 @@ t.test('a failed write is reported and counted, never thrown; a full buffer drop
 });
 
 t.test('headers and URLs lose their secrets', async (t) => {
-  t.same(safeHeaders({ Authorization: 'Bearer x', 'content-type': 'application/json', 'x-api-key': 'k', 'D360-API-KEY': 'k', cookie: 'c', 'x-hub-signature-256': 's', 'set-cookie': ['a', 'b'], via: undefined, 'x-multi': ['1', '2'] }), {
+  t.same(safeHeaders({ Authorization: 'Bearer x', 'content-type': 'application/json', 'x-api-key': 'k', 'Acme-API-KEY': 'k', cookie: 'c', 'x-acme-signature-256': 's', 'set-cookie': ['a', 'b'], via: undefined, 'x-multi': ['1', '2'] }), {
     Authorization: '[redacted]',
     'content-type': 'application/json',
     'x-api-key': '[redacted]',
-    'D360-API-KEY': '[redacted]',
+    'Acme-API-KEY': '[redacted]',
     cookie: '[redacted]',
-    'x-hub-signature-256': '[redacted]',
+    'x-acme-signature-256': '[redacted]',
     'set-cookie': '[redacted]',
     'x-multi': '1, 2',
   });

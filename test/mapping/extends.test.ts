@@ -1,4 +1,4 @@
-// `extends`: one mapping built on another (e.g. a Cloud API proxy on top of the Meta mapping).
+// `extends`: one mapping built on another (e.g. a BSP that proxies another BSP's API).
 import t from 'tap';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
