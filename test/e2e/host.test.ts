@@ -5,7 +5,7 @@ import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { secretValues, signatureHeaders } from '../support/demo.js';
-import { DEMO, ROOT, SETTINGS, eventually, startStack, type Stack } from '../support/stack.js';
+import { DEMO, ROOT, SETTINGS, eventually, postBuiltWebhook, startStack, type Stack } from '../support/stack.js';
 
 const examples = join(ROOT, 'examples', 'clevertap');
 const example = (name: string) => readFileSync(join(examples, name), 'utf8');
@@ -28,11 +28,6 @@ async function postWebhook(s: Stack, body: object, signature?: string) {
   });
   return { status: res.statusCode, body: await res.body.json() };
 }
-
-const statusWebhook = (id: string, status: string) => ({
-  object: 'whatsapp_business_account',
-  entry: [{ id: '102290129340398', changes: [{ field: 'messages', value: { messaging_product: 'whatsapp', metadata: { display_phone_number: '15550783881', phone_number_id: SETTINGS.phoneNumberId }, statuses: [{ id, status, timestamp: '1700000000', recipient_id: '919999999999' }] } }] }],
-});
 
 /** The demo BSP's webhook for an inbound voice note (as in its fixture webhook-inbound-audio-voice). */
 const voiceWebhook = (id: string) => ({
@@ -165,19 +160,24 @@ t.test('the messaging endpoint', async (t) => {
     t.equal(bad.statusCode, 403);
     await bad.body.dump();
 
-    const forged = await postWebhook(s, statusWebhook('wamid.FORGED', 'delivered'), 'sha256=' + '0'.repeat(64));
+    // status webhooks as the demo's BSP sends them, built by its simulator
+    const sigHeader = s.host.registry.get(DEMO.provider)!.webhook!.signature!.header.toLowerCase();
+    const withoutSignature = (h: Record<string, string>) => Object.fromEntries(Object.entries(h).filter(([k]) => k.toLowerCase() !== sigHeader));
+    const forgedHook = await s.sim.statusWebhook({ providerMessageId: 'bsp-id.FORGED', status: 'delivered' });
+    const forged = await postBuiltWebhook(s, { ...forgedHook, headers: { ...withoutSignature(forgedHook.headers), [sigHeader]: 'sha256=' + '0'.repeat(64) } });
     t.equal(forged.status, 401, 'bad signature rejected');
-    const unsigned = await request(`${s.host.url}/v1/tenants/demo/webhook`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(statusWebhook('wamid.X', 'sent')) });
-    t.equal(unsigned.statusCode, 401, 'missing signature rejected');
-    await unsigned.body.dump();
+    const unsignedHook = await s.sim.statusWebhook({ providerMessageId: 'bsp-id.X', status: 'sent' });
+    const unsigned = await postBuiltWebhook(s, { ...unsignedHook, headers: withoutSignature(unsignedHook.headers) });
+    t.equal(unsigned.status, 401, 'missing signature rejected');
 
     // The status arrives before the send's correlation exists (BSP faster than its own answer).
-    const early = await postWebhook(s, statusWebhook('wamid.EARLY1', 'delivered'), undefined);
+    const earlyHook = await s.sim.statusWebhook({ providerMessageId: 'bsp-id.EARLY1', status: 'delivered' });
+    const early = await postBuiltWebhook(s, earlyHook);
     t.match(early, { status: 200, body: { received: 1 } });
     t.notOk(statusesOf(s, 'e2e|race|1|1').length, 'held, not delivered without a msgId');
-    await s.host.store.saveCorrelation('demo', 'wamid.EARLY1', 'e2e|race|1|1', 60_000);
+    await s.host.store.saveCorrelation('demo', 'bsp-id.EARLY1', 'e2e|race|1|1', 60_000);
     await eventually(() => statusesOf(s, 'e2e|race|1|1').includes('delivered'), 'the held status, once correlated');
-    const again = await postWebhook(s, statusWebhook('wamid.EARLY1', 'delivered'));
+    const again = await postBuiltWebhook(s, earlyHook);
     t.match(again.body, { duplicates: 1 }, 'a retried webhook is recognised');
   });
 
