@@ -13,13 +13,26 @@ const example = JSON.parse(readFileSync(join(ROOT, 'examples', 'clevertap', 'tem
 const payload = (msgId: string) => ({ ...example, msgId, to: '919999999999' });
 const UA = 'Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Mobile Safari/537.36';
 
-type UrlButton = { type: string; sub_type: string; index: number; parameters: { type: string; text: string }[] };
+/** A body as text, form-decoded when it is a form (some BSPs carry their parameters as JSON inside form fields). */
+const decoded = (raw: string): string => {
+  try {
+    return decodeURIComponent(raw.replace(/\+/g, ' '));
+  } catch {
+    return raw; // not form-encoded
+  }
+};
 
-/** The URL button's parameter in the body the demo's simulated BSP received for `msgId` (in that BSP's request format). */
-function suffixAtBsp(sent: { msgId?: string; body: unknown }[], msgId: string): string | undefined {
-  const body = sent.find((x) => x.msgId === msgId)?.body as { template?: { components?: UrlButton[] } } | undefined;
-  return body?.template?.components?.find((c) => c.type === 'button' && c.sub_type === 'url')?.parameters[0]?.text;
-}
+// A token in a body: 22 base64url characters standing alone, once the body is decoded.
+const candidates = (raw: string) => [...new Set([...decoded(raw).matchAll(/(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{22}(?![A-Za-z0-9_-])/g)].map((m) => m[0]))];
+
+type WithSim = { sim: { sent(): { rawBody: string }[] } };
+/** The last send the demo's BSP received, decoded, in whatever format that BSP speaks. */
+const lastAtBsp = (s: WithSim): string => decoded(s.sim.sent().at(-1)?.rawBody ?? '');
+/** The click token in the last send at the BSP: its one 22-character base64url word. */
+const tokenAtBsp = (s: WithSim): string | undefined => {
+  const found = candidates(s.sim.sent().at(-1)?.rawBody ?? '');
+  return found.length === 1 ? found[0] : undefined;
+};
 
 const get = (url: string, headers: Record<string, string> = {}, method: 'GET' | 'HEAD' = 'GET') => request(url, { method, headers });
 
@@ -29,7 +42,7 @@ t.test('a tracked dynamic-URL button: token at the BSP, 302 to the original URL,
 
   const msgId = 'e2e|click|1|1';
   t.same((await s.send(payload(msgId))).body, { status: 'success' });
-  const token = suffixAtBsp(s.sim.sent(), msgId);
+  const token = tokenAtBsp(s);
   t.match(token, /^[A-Za-z0-9_-]{22}$/, 'the BSP received a 22-character token, not "cart"');
 
   const first = await get(`${s.host.url}/c/${token}`, { 'user-agent': UA });
@@ -69,9 +82,9 @@ t.test('untracked templates and tenants are sent unchanged; unknown tokens never
   t.match(refused, { status: 200, body: { status: 'failure', error: { code: 2001, message: /button 0 \(dynamicUrl\).*not a URL/ } } }, 'a base + suffix that is no URL: 2001');
   t.equal(s.sim.sent().length, 0, 'and nothing reaches the BSP');
   t.same((await s.send(payload('e2e|click|2|1'))).body, { status: 'success' });
-  t.equal(suffixAtBsp(s.sim.sent(), 'e2e|click|2|1'), 'cart', 'a template not listed keeps its suffix');
+  t.ok(lastAtBsp(s).includes('cart') && tokenAtBsp(s) === undefined, 'a template not listed keeps its suffix');
   t.same((await s.send(payload('e2e|click|2|2'), { tenant: 'keyed', headers: { 'x-api-key': 'k3y-0123456789' } })).body, { status: 'success' });
-  t.equal(suffixAtBsp(s.sim.sent(), 'e2e|click|2|2'), 'cart', 'a tenant without clickTracking keeps it');
+  t.ok(lastAtBsp(s).includes('cart') && tokenAtBsp(s) === undefined, 'a tenant without clickTracking keeps it');
 
   for (const bad of ['cart', 'A'.repeat(22), '..%2F..%2Fadmin', 'https%3A%2F%2Fevil.example']) {
     const r = await get(`${s.host.url}/c/${bad}`);
@@ -90,7 +103,7 @@ t.test('/c/ has its own rate limit per client address, answered 429 JSON', async
   const s = await startStack({ clickRate: 3, clickTracking: { templates: { Sample_Template: 'https://shop.example.com/offers/' } } });
   t.teardown(() => s.close());
   t.same((await s.send(payload('e2e|click|3|1'))).body, { status: 'success' });
-  const token = suffixAtBsp(s.sim.sent(), 'e2e|click|3|1');
+  const token = tokenAtBsp(s);
   const codes: number[] = [];
   for (let i = 0; i < 4; i++) {
     const r = await get(`${s.host.url}/c/${token}`);
@@ -109,7 +122,7 @@ t.test('behind a trusted proxy, each forwarded client address has its own bucket
   const s = await startStack({ clickRate: 1, trustProxy: '127.0.0.1', clickTracking: { templates: { Sample_Template: 'https://shop.example.com/offers/' } } });
   t.teardown(() => s.close());
   t.same((await s.send(payload('e2e|click|4|1'))).body, { status: 'success' });
-  const token = suffixAtBsp(s.sim.sent(), 'e2e|click|4|1');
+  const token = tokenAtBsp(s);
   const click = async (forwardedFor: string) => {
     const r = await get(`${s.host.url}/c/${token}`, { 'x-forwarded-for': forwardedFor });
     await r.body.dump();
@@ -124,18 +137,6 @@ const providers = readdirSync(mappingsDir).filter((d) => existsSync(join(mapping
 // The sample every mapping's fixture settings know (some BSPs need a template id for it).
 const withButton = JSON.parse(readFileSync(join(ROOT, 'examples', 'clevertap', 'template-body-footer.json'), 'utf8')) as { components: unknown[] };
 withButton.components = [...withButton.components, { type: 'button', index: 0, subType: 'dynamicUrl', buttonText: 'Shop', parameters: [{ type: 'text', text: 'SUFFIX-7f3q' }] }];
-// A token in a body: 22 base64url characters standing alone, once a form-encoded body is decoded
-// (some BSPs carry their parameters as JSON inside form fields).
-const candidates = (raw: string) => {
-  let text = raw;
-  try {
-    text = decodeURIComponent(raw.replace(/\+/g, ' '));
-  } catch {
-    /* not form-encoded */
-  }
-  return [...new Set([...text.matchAll(/(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{22}(?![A-Za-z0-9_-])/g)].map((m) => m[0]))];
-};
-
 for (const provider of providers) {
   t.test(`${provider}: the BSP receives the token and it leads to the original URL`, async (t) => {
     const settings = parseYaml(readFileSync(join(mappingsDir, provider, 'fixtures', 'settings.yaml'), 'utf8')) as Record<string, unknown>;

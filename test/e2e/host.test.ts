@@ -4,6 +4,7 @@ import t from 'tap';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { request } from 'undici';
+import { parseDocument } from 'yaml';
 import { secretValues, signatureHeaders } from '../support/demo.js';
 import { DEMO, ROOT, SETTINGS, eventually, postBuiltWebhook, startStack, type Stack } from '../support/stack.js';
 
@@ -254,7 +255,13 @@ t.test('hot reload: a broken edit is refused while the old mapping serves; a goo
   const original = readFileSync(file, 'utf8');
   const v1 = s.host.registry.get(DEMO.provider)!.version;
 
-  writeFileSync(file, original.replace('"messaging_product": "whatsapp",', '"messaging_product": "whatsapp",]'));
+  // edits of the demo's send.request.body made through the YAML document, so they fit any mapping
+  const withBody = (edit: (body: string) => string) => {
+    const doc = parseDocument(original);
+    doc.setIn(['send', 'request', 'body'], edit(String(doc.getIn(['send', 'request', 'body']))));
+    return doc.toString();
+  };
+  writeFileSync(file, withBody((body) => `(${body}`));
   await eventually(async () => Boolean(((await admin(s, '/v1/admin/status')).body.mappings as { name: string; lastError?: string }[]).find((m) => m.name === DEMO.provider)?.lastError), 'the rejected reload in admin status', 30_000);
   const st = ((await admin(s, '/v1/admin/status')).body.mappings as { name: string; version: string; lastError: string }[]).filter((m) => m.name === DEMO.provider);
   t.equal(st[0]!.version, v1, 'still serving the previous version');
@@ -270,7 +277,7 @@ t.test('hot reload: a broken edit is refused while the old mapping serves; a goo
   t.ok(st2[0]!.fixtures! > 50, 'its golden fixtures ran before the swap');
 
   // An edit that compiles but breaks a golden fixture is refused too.
-  writeFileSync(file, original.replace('"recipient_type": "individual",', '"recipient_type": "group",'));
+  writeFileSync(file, withBody((body) => `$merge([${body}, {"wabridge_edit": 1}])`));
   await eventually(async () => /golden fixture/.test(String(((await admin(s, '/v1/admin/status')).body.mappings as { name: string; lastError?: string }[]).find((m) => m.name === DEMO.provider)?.lastError)), 'fixture failure reported', 30_000);
   t.not(s.host.registry.get(DEMO.provider)!.version, undefined);
 });
