@@ -1,7 +1,7 @@
 // The real server against the demo's BSP (simulated) and the CleverTap sink, all on 127.0.0.1. The
 // webhooks built here are in the demo BSP's wire format, as the BSP would send them.
 import t from 'tap';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { parseDocument } from 'yaml';
@@ -31,11 +31,22 @@ async function postWebhook(s: Stack, body: object, signature?: string, bsp = { p
   return { status: res.statusCode, body: await res.body.json() };
 }
 
-/** The demo BSP's webhook for an inbound voice note (as in its fixture webhook-inbound-audio-voice). */
-const voiceWebhook = (id: string) => ({
-  object: 'whatsapp_business_account',
-  entry: [{ id: '102290129340398', changes: [{ field: 'messages', value: { messaging_product: 'whatsapp', metadata: { display_phone_number: '15550783881', phone_number_id: SETTINGS.phoneNumberId }, contacts: [{ profile: { name: 'S' }, wa_id: '16505551234' }], messages: [{ from: '16505551234', id, timestamp: '1750090702', type: 'audio', audio: { mime_type: 'audio/ogg; codecs=opus', sha256: 'LCrHMO4dM7UXn0bCxbh1oPEy/XP5nq2fJoYqPnhzEmM=', id: '1006541621416575', voice: true } }] } }] }],
-});
+/**
+ * An inbound audio webhook in the demo BSP's format: the first of its webhook fixtures whose expected
+ * events are one incoming audio message (its body, sender and MIME type).
+ */
+function demoAudioWebhook(): { body: object; from: string; mimeType: string } {
+  const root = join(DEMO.dir, 'fixtures');
+  for (const name of readdirSync(root).sort()) {
+    const at = (f: string) => join(root, name, f);
+    if (!existsSync(at('input.json')) || !existsSync(at('expected.json'))) continue;
+    const { events } = JSON.parse(readFileSync(at('expected.json'), 'utf8')) as { events?: { event: string; message?: { type?: string; from?: string; audio?: { mimeType?: string } } }[] };
+    const m = events?.length === 1 && events[0]!.event === 'incoming' ? events[0]!.message : undefined;
+    if (m?.type === 'audio' && m.from && m.audio?.mimeType) return { body: JSON.parse(readFileSync(at('input.json'), 'utf8')) as object, from: m.from, mimeType: m.audio.mimeType };
+  }
+  throw new Error("the demo's mapping has no webhook fixture of one inbound audio message");
+}
+const AUDIO = demoAudioWebhook();
 const incomingOf = (s: Stack, from: string) => s.sink.received().filter((c) => c.kind === 'incoming' && (c.body as { from?: string }).from === from);
 
 t.test('the messaging endpoint', async (t) => {
@@ -91,10 +102,10 @@ t.test('the messaging endpoint', async (t) => {
   });
 
   t.test('an inbound voice note reaches CleverTap as type audio by default', async (t) => {
-    t.match(await postWebhook(s, voiceWebhook('wamid.e2e-audio-1')), { status: 200, body: { received: 1, accepted: 1 } });
-    await eventually(() => incomingOf(s, '16505551234').length > 0, 'the audio callback');
-    const [cb] = incomingOf(s, '16505551234');
-    t.match(cb, { accepted: true, body: { type: 'audio', audio: { mimeType: 'audio/ogg; codecs=opus', mediaURL: /^http:\/\/127\.0\.0\.1:\d+\/v1\/media\// } } });
+    t.match(await postWebhook(s, AUDIO.body), { status: 200, body: { received: 1, accepted: 1 } });
+    await eventually(() => incomingOf(s, AUDIO.from).length > 0, 'the audio callback');
+    const [cb] = incomingOf(s, AUDIO.from);
+    t.match(cb, { accepted: true, body: { type: 'audio', audio: { mimeType: AUDIO.mimeType, mediaURL: /^http:\/\/127\.0\.0\.1:\d+\/v1\/media\// } } });
   });
 
   t.test('a msgId over the contract\'s 60 characters is refused with 2001 and never sent', async (t) => {
@@ -201,10 +212,10 @@ t.test('incomingAudioType: voice, for a CleverTap account that expects it', asyn
   // The sink plays an account that knows only "voice": the default "audio" would be refused there.
   const s = await startStack({ incomingAudioType: 'voice', sinkAudioType: 'voice' });
   t.teardown(() => s.close());
-  t.match(await postWebhook(s, voiceWebhook('wamid.e2e-voice-1')), { status: 200, body: { accepted: 1 } });
-  await eventually(() => incomingOf(s, '16505551234').length > 0, 'the voice callback');
-  const [cb] = incomingOf(s, '16505551234');
-  t.match(cb, { accepted: true, answered: 200, body: { type: 'voice', audio: { mimeType: 'audio/ogg; codecs=opus', mediaURL: /\/v1\/media\// } } });
+  t.match(await postWebhook(s, AUDIO.body), { status: 200, body: { accepted: 1 } });
+  await eventually(() => incomingOf(s, AUDIO.from).length > 0, 'the voice callback');
+  const [cb] = incomingOf(s, AUDIO.from);
+  t.match(cb, { accepted: true, answered: 200, body: { type: 'voice', audio: { mimeType: AUDIO.mimeType, mediaURL: /\/v1\/media\// } } });
   t.notOk('voice' in (cb!.body as object), 'the object stays keyed audio');
   // Other types are untouched by the setting.
   await s.sim.sendInbound({ from: '919999999999', text: 'plain text' });
