@@ -52,8 +52,9 @@ t.test('a freshly built bundle and the sources give the same answers', async (t)
   t.equal(page?.status, 200, 'the bundled server serves the console');
   t.equal(page?.text, readFileSync(join(ROOT, 'engine', 'host', 'console', 'screens', 'overview.js'), 'utf8'));
   server.kill('SIGTERM');
+  // the README's `wabridge map` example: the demo's mapping with its example settings
   const demo = demoMapping();
-  const args = ['map', demo.provider, 'send', join(ROOT, 'examples', 'clevertap', 'template-image-dynamic-url.json'), '--settings', join(demo.dir, 'fixtures', 'settings.yaml')];
+  const args = ['map', demo.provider, 'send', join(ROOT, 'examples', 'clevertap', 'template-image-dynamic-url.json'), '--settings', join(ROOT, 'examples', 'settings', `${demo.provider}.yaml`)];
   const fromBundle = node([join(dir, 'bin', 'wabridge.js'), ...args], dir);
   t.equal(fromBundle.status, 0, fromBundle.stderr);
   // The same command on the sources: the bundle made stale by an edit that changes nothing else.
