@@ -7,6 +7,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
+import { demoMapping } from '../support/demo.js';
 import { ROOT, eventually, freePort } from '../support/stack.js';
 
 const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'NODE_OPTIONS' && !k.startsWith('_TAPJS_')));
@@ -35,7 +36,7 @@ t.test('the demo answers the README curl and prints the three statuses from the 
   t.teardown(() => demo.kill('SIGKILL'));
 
   await eventually(() => out.includes('Ctrl-C stops everything'), `the demo's banner (stderr: ${err})`, 30_000);
-  t.match(out, `simulated meta-cloud BSP http://127.0.0.1:${bsp}, CleverTap sink http://127.0.0.1:${sink}`, 'the banner names where the stand-ins listen');
+  t.match(out, `simulated ${demoMapping().provider} BSP http://127.0.0.1:${bsp}, CleverTap sink http://127.0.0.1:${sink}`, 'the banner names where the stand-ins listen');
   const res = await request(`http://127.0.0.1:${port}/v1/tenants/demo/messages`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', authorization: `Basic ${Buffer.from('demo:demo').toString('base64')}` },
