@@ -1,7 +1,8 @@
 // `npm run bench`: every benchmark, in the order that keeps them from disturbing each other, and one
 // JSON object of every figure as the last line (see BENCHMARKS.md for what each one means).
 //   1. mapping micro-bench (bench/mapping.ts): wabridge's fast path vs jsonata vs hand-written Meta;
-//   2. the send flow in-process (bench/send-flow.ts): µs and KB allocated per message, no network;
+//   2. the send flow in-process (bench/send-flow.ts): µs and KB allocated per message, no network,
+//      and what the message trace adds to it (trace on vs off in the same process);
 //   3. the official JSONata suite against the compiler: the fraction compiled and identical;
 //   4. service and webhook bench (bench/service.ts): autocannon in its own process against wabridge,
 //      a bare Fastify pass-through and wabridge on plain jsonata, each in its own process.
