@@ -134,6 +134,10 @@ export async function startHost(opts: HostOptions): Promise<Host> {
   let lastTraceErrorLog = 0;
   const tracer = new Tracer(store, {
     keepMs: config.trace.keepMs,
+    // Trace writes are background work: while answers wait, they are put off and new events past
+    // the buffer are dropped (counted) rather than delay an answer.
+    gate: gate('trace'),
+    onDrop: (reason, n) => metrics.traceDropped.inc({ reason }, n),
     onError: (err, dropped) => {
       // Diagnostics only: one line per 10 s at most, the messages themselves are unaffected.
       if (Date.now() - lastTraceErrorLog < 10_000) return;

@@ -32,11 +32,9 @@ export interface SendDeps {
   tracer?: Tracer;
 }
 
-/** What a trace keeps of the BSP call. */
+/** What the trace will keep of the BSP call: references now, redacted when the event is written. */
 interface BspTrace {
-  method: string;
-  url: string;
-  headers: Record<string, string>;
+  request: HttpRequest;
   status?: number;
   responseHeaders?: Record<string, string>;
   providerMessageId?: string;
@@ -44,32 +42,43 @@ interface BspTrace {
   error?: string;
 }
 
-function bspTrace(req: HttpRequest): BspTrace {
-  return { method: req.method, url: safeUrl(req.url), headers: safeHeaders(req.headers) };
-}
-
-/** The message's `send` trace event: built only when tracing is on, after CleverTap's answer is known. */
+/**
+ * The message's `send` trace event, handed to the tracer as a builder: the headers' redaction, the
+ * URL's and the phone's masking and the event's objects cost nothing until the Tracer writes, after
+ * CleverTap's answer was sent (the objects it reads are not changed after the answer).
+ */
 function traceSend(deps: SendDeps, tenant: TenantConfig, mapping: Mapping, message: CanonicalMessage, arrivedAt: number, answer: Answer, bsp: BspTrace | undefined): void {
   const tracer = deps.tracer;
   if (!tracer?.enabled) return;
-  const ms = performance.now() - arrivedAt;
-  const data: Record<string, unknown> = {
-    to: maskPhone(message.to),
-    messageType: message.type,
-    campaignId: message.msgIdParts.campaignId,
-    mapping: mapping.name,
-    mappingVersion: mapping.version,
-    answer,
-    ms: Math.round(ms),
-  };
-  if (message.template) data.template = `${message.template.name} (${message.template.language})`;
-  if (message.isValidation) data.validation = true;
-  if (bsp) data.bsp = bsp;
-  const e: TraceEvent = { at: Date.now() - Math.round(ms), tenant: tenant.id, msgId: message.msgId, type: 'send', data };
-  // Known already: the tracer need not parse the msgId again.
-  if (message.msgIdParts.campaignId) e.campaignId = message.msgIdParts.campaignId;
-  if (bsp?.providerMessageId) e.providerMessageId = bsp.providerMessageId;
-  tracer.record(e);
+  const ms = Math.round(performance.now() - arrivedAt);
+  const at = Date.now() - ms;
+  tracer.record(() => {
+    const data: Record<string, unknown> = {
+      to: maskPhone(message.to),
+      messageType: message.type,
+      campaignId: message.msgIdParts.campaignId,
+      mapping: mapping.name,
+      mappingVersion: mapping.version,
+      answer,
+      ms,
+    };
+    if (message.template) data.template = `${message.template.name} (${message.template.language})`;
+    if (message.isValidation) data.validation = true;
+    if (bsp) {
+      const b: Record<string, unknown> = { method: bsp.request.method, url: safeUrl(bsp.request.url), headers: safeHeaders(bsp.request.headers) };
+      if (bsp.status !== undefined) b.status = bsp.status;
+      if (bsp.responseHeaders) b.responseHeaders = safeHeaders(bsp.responseHeaders);
+      if (bsp.providerMessageId) b.providerMessageId = bsp.providerMessageId;
+      if (bsp.ms !== undefined) b.ms = bsp.ms;
+      if (bsp.error !== undefined) b.error = bsp.error;
+      data.bsp = b;
+    }
+    const e: TraceEvent = { at, tenant: tenant.id, msgId: message.msgId, type: 'send', data };
+    // Known already: the tracer need not parse the msgId again.
+    if (message.msgIdParts.campaignId) e.campaignId = message.msgIdParts.campaignId;
+    if (bsp?.providerMessageId) e.providerMessageId = bsp.providerMessageId;
+    return e;
+  });
 }
 
 export interface SendOutcome {
@@ -160,7 +169,7 @@ export async function handleSend(deps: SendDeps, tenant: TenantConfig, mapping: 
       const remaining = Math.max(1, tenant.deadlineMs - (performance.now() - started));
       const t0 = performance.now();
       const call = deps.client.send(plan.request, Math.ceil(remaining + deps.lateWindowMs));
-      if (deps.tracer?.enabled) bsp = bspTrace(plan.request);
+      if (deps.tracer?.enabled) bsp = { request: plan.request };
       const first = await within(call, Math.ceil(remaining));
       if (first === DEADLINE) {
         answer = failure(2004, `BSP did not answer within ${tenant.deadlineMs} ms`);
@@ -172,7 +181,7 @@ export async function handleSend(deps: SendDeps, tenant: TenantConfig, mapping: 
           if ('e' in first) bsp.error = (first.e as Error).message;
           else {
             bsp.status = first.r.status;
-            bsp.responseHeaders = safeHeaders(first.r.headers);
+            bsp.responseHeaders = first.r.headers;
           }
         }
         deps.metrics.bspLatency.observe({ tenant: tenant.id, provider: mapping.name }, bspMs / 1000);

@@ -1,23 +1,40 @@
 // Message timelines for operators ("what happened to this message?", docs/operations.md). A trace is
-// diagnostics, not data CleverTap or a BSP depends on: the send and webhook paths hand their events to
-// the Tracer and go on, and the Tracer writes everything one turn of the event loop produced in one
-// store call (on SQLite it joins that turn's group commit; on Redis it is one script). A trace write
-// that fails is counted and logged, never retried, and never fails a message.
+// diagnostics, not data CleverTap or a BSP depends on, so it stays out of the answer's way: a flow
+// hands the Tracer an event, or a function that builds it from references it already holds (a send:
+// the request, the BSP's answer), and goes on. Building, redacting and serializing happen later, in
+// the Tracer's write, after the answers of that turn were sent; writes gather for `intervalMs` so the
+// store takes many events in one call (on SQLite one transaction of its own, on Redis one script).
+// While answers wait for the event loop, writes are put off (engine/host/background-gate.ts); events
+// past `maxBuffered` are dropped and counted (wabridge_trace_dropped_total) rather than delay an
+// answer. A write that fails is counted and logged, never retried, and never fails a message.
 import { parseMsgId } from '../clevertap/normalize.js';
-import type { CallbackRecord, Store, TraceEvent } from '../stores/store.js';
+import type { CallbackRecord, SerializedTraceEvent, Store, TraceEvent } from '../stores/store.js';
+import type { BackgroundGate } from './background-gate.js';
 
 export interface TracerOptions {
   /** How long timelines are kept; 0 turns tracing off. */
   keepMs: number;
-  /** Events held while the store is slow; past it new events are dropped (and counted). */
+  /** Events waiting to be written; past it new events are dropped (and counted). */
   maxBuffered?: number;
+  /** How long events gather before a write: a store's cost per event falls with the batch's size. 0: the next turn. */
+  intervalMs?: number;
+  /** Events per store call at most. */
+  maxBatch?: number;
+  /** Puts writes off while answers wait for the event loop (at most its hold time in a row). */
+  gate?: Pick<BackgroundGate, 'hold'>;
   onError?: (e: Error, dropped: number) => void;
+  /** Events that will not be written: the buffer was full, or their write (or serialization) failed. */
+  onDrop?: (reason: 'full' | 'failed', n: number) => void;
 }
 
+/** An event, or what builds it at write time (from references the recording flow had at hand). */
+export type TraceEntry = TraceEvent | (() => TraceEvent);
+
 export class Tracer {
-  private buffer: TraceEvent[] = [];
-  private scheduled = false;
-  private writing = 0;
+  private buffer: TraceEntry[] = [];
+  private timer: NodeJS.Timeout | NodeJS.Immediate | undefined;
+  private writing = false;
+  private flushing = false;
   private readonly inFlight = new Set<Promise<void>>();
   /** Events dropped because the buffer was full or their write failed. */
   dropped = 0;
@@ -31,57 +48,113 @@ export class Tracer {
     return this.o.keepMs > 0;
   }
 
-  record(e: TraceEvent): void {
+  /** Costs the caller a push: no copy, no serialization, no store call. */
+  record(e: TraceEntry): void {
     if (!this.enabled) return;
-    if (this.buffer.length >= (this.o.maxBuffered ?? 50_000)) {
-      this.dropped++;
+    if (this.buffer.length >= (this.o.maxBuffered ?? 20_000)) {
+      this.drop('full', 1);
       return;
     }
-    // Campaign reports read by it (engine/host/campaigns.ts).
-    if (e.msgId !== undefined && e.campaignId === undefined && e.msgId.includes('|')) {
-      const c = parseMsgId(e.msgId).campaignId;
-      if (c) e.campaignId = c;
-    }
     this.buffer.push(e);
-    if (!this.scheduled) {
-      this.scheduled = true;
-      setImmediate(() => this.write());
+    this.schedule(this.o.intervalMs ?? 100);
+  }
+
+  private drop(reason: 'full' | 'failed', n: number): void {
+    this.dropped += n;
+    this.o.onDrop?.(reason, n);
+  }
+
+  private schedule(ms: number): void {
+    if (this.timer !== undefined) return;
+    if (ms <= 0) this.timer = setImmediate(() => this.write());
+    else {
+      // Diagnostics never keep a process alive: the host flushes at close.
+      this.timer = setTimeout(() => this.write(), ms);
+      this.timer.unref();
     }
   }
 
   private write(): void {
-    this.scheduled = false;
+    this.timer = undefined;
     // One write at a time: while the store is slow, events pile up into the next (bigger) write
     // instead of into many concurrent ones.
-    if (this.writing > 0 || this.buffer.length === 0) return;
-    const batch = this.buffer;
-    this.buffer = [];
-    this.writing++;
-    const w = this.store.appendTrace(batch, this.o.keepMs).then(
+    if (this.writing || this.buffer.length === 0) return;
+    if (!this.flushing && this.o.gate?.hold()) {
+      this.schedule(Math.max(this.o.intervalMs ?? 100, 10));
+      return;
+    }
+    const max = this.o.maxBatch ?? 1000;
+    const batch = this.buffer.length <= max ? this.buffer : this.buffer.slice(0, max);
+    this.buffer = batch === this.buffer ? [] : this.buffer.slice(max);
+    const rows: SerializedTraceEvent[] = [];
+    let failed = 0;
+    let failure: Error | undefined;
+    for (const entry of batch) {
+      try {
+        rows.push(serialize(typeof entry === 'function' ? entry() : entry));
+      } catch (e) {
+        // (data that JSON cannot hold, a BigInt or a cycle: this event alone is lost)
+        failed++;
+        failure ??= e as Error;
+      }
+    }
+    if (failed > 0) {
+      this.drop('failed', failed);
+      this.o.onError?.(failure!, failed);
+    }
+    if (rows.length === 0) return this.next();
+    this.writing = true;
+    const w = this.store.appendTrace(rows, this.o.keepMs).then(
       () => undefined,
       (e: unknown) => {
-        this.dropped += batch.length;
-        this.o.onError?.(e as Error, batch.length);
+        this.drop('failed', rows.length);
+        this.o.onError?.(e as Error, rows.length);
       },
     );
     this.inFlight.add(w);
     void w.finally(() => {
       this.inFlight.delete(w);
-      this.writing--;
-      if (this.buffer.length > 0 && !this.scheduled) {
-        this.scheduled = true;
-        setImmediate(() => this.write());
-      }
+      this.writing = false;
+      this.next();
     });
   }
 
-  /** Writes what is buffered and waits for every write in flight (at close, and in tests). */
+  private next(): void {
+    if (this.buffer.length > 0) this.schedule(this.buffer.length >= (this.o.maxBatch ?? 1000) ? 0 : (this.o.intervalMs ?? 100));
+  }
+
+  /** Writes what is buffered, pressure or not, and waits for every write in flight (at close, and in tests). */
   async flush(): Promise<void> {
-    while (this.buffer.length > 0 || this.inFlight.size > 0) {
-      await Promise.all(this.inFlight);
-      if (this.buffer.length > 0 && this.writing === 0) this.write();
+    this.flushing = true;
+    try {
+      while (this.buffer.length > 0 || this.inFlight.size > 0) {
+        if (this.buffer.length > 0 && !this.writing) {
+          if (this.timer !== undefined) {
+            clearTimeout(this.timer as NodeJS.Timeout);
+            clearImmediate(this.timer as NodeJS.Immediate);
+            this.timer = undefined;
+          }
+          this.write();
+        }
+        await Promise.all(this.inFlight);
+      }
+    } finally {
+      this.flushing = false;
     }
   }
+}
+
+/** The event as the store takes it: its campaign found (campaign reports read by it), `data` as JSON. */
+function serialize(e: TraceEvent): SerializedTraceEvent {
+  const out: SerializedTraceEvent = { at: e.at, tenant: e.tenant, type: e.type, data: JSON.stringify(e.data) };
+  if (e.msgId !== undefined) out.msgId = e.msgId;
+  if (e.providerMessageId !== undefined) out.providerMessageId = e.providerMessageId;
+  if (e.campaignId !== undefined) out.campaignId = e.campaignId;
+  else if (e.msgId !== undefined && e.msgId.includes('|')) {
+    const c = parseMsgId(e.msgId).campaignId;
+    if (c) out.campaignId = c;
+  }
+  return out;
 }
 
 /**
@@ -112,12 +185,26 @@ export function callbackEvents(records: readonly CallbackRecord[], type: 'callba
 const SECRET_HEADER = /auth|token|key|secret|signature|cookie|password|credential/i;
 export const REDACTED = '[redacted]';
 
+// The same few header names come with every send and answer: each is tested once. Bounded, as a
+// webhook's sender chooses its header names.
+const secretName = new Map<string, boolean>();
+
+function isSecretHeader(name: string): boolean {
+  let secret = secretName.get(name);
+  if (secret === undefined) {
+    if (secretName.size >= 1000) secretName.clear();
+    secretName.set(name, (secret = SECRET_HEADER.test(name)));
+  }
+  return secret;
+}
+
 /** Headers as a trace (and the quarantine) keeps them: credentials replaced, every value a string. */
 export function safeHeaders(headers: Record<string, string | string[] | undefined>): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(headers)) {
+  for (const k in headers) {
+    const v = headers[k];
     if (v === undefined) continue;
-    out[k] = SECRET_HEADER.test(k) ? REDACTED : Array.isArray(v) ? v.join(', ') : v;
+    out[k] = isSecretHeader(k) ? REDACTED : Array.isArray(v) ? v.join(', ') : v;
   }
   return out;
 }

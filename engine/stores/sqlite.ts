@@ -9,7 +9,7 @@
 import { closeSync, existsSync, fdatasync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
-import { CHAIN_TOP, type CallbackRecord, type ClickLink, type IngestResult, type NewCallback, type NewPending, type NewQuarantined, type PendingRecord, type QuarantineRecord, type Store, type StoreStats, type TraceEvent } from './store.js';
+import { CHAIN_TOP, type CallbackRecord, type ClickLink, type IngestResult, type NewCallback, type NewPending, type NewQuarantined, type PendingRecord, type QuarantineRecord, type SerializedTraceEvent, type Store, type StoreStats, type TraceEvent } from './store.js';
 import type { StatusEvent } from '../mapping/webhook.js';
 
 export interface SqliteStoreOptions {
@@ -352,7 +352,7 @@ function prepare(db: Database.Database) {
       WHERE state = 'pending' AND rank > 0 AND tenant = @tenant AND msg_id = @msgId AND id <> @id AND next_attempt_at < @next`),
     dead: p(`UPDATE outbox SET state = 'dead', last_error = ?, lease_until = 0 WHERE id = ? AND state = 'pending'`),
     listDead: p(`SELECT * FROM outbox WHERE state = 'dead' ORDER BY id LIMIT ?`),
-    insertTrace: p(`INSERT INTO trace (at, tenant, msg_id, provider_message_id, campaign, type, data) VALUES (@at, @tenant, @msgId, @providerMessageId, @campaign, @type, @data)`),
+    insertTrace: p(`INSERT INTO trace (at, tenant, msg_id, provider_message_id, campaign, type, data) VALUES (?, ?, ?, ?, ?, ?, ?)`),
     touchCampaign: p(`INSERT INTO trace_campaigns (campaign, tenant, last_at) VALUES (?, ?, ?)
       ON CONFLICT (campaign, tenant) DO UPDATE SET last_at = max(last_at, excluded.last_at)`),
     campaignTrace: p(`SELECT * FROM trace WHERE campaign = @campaign AND (at, id) > (@at, @id) ORDER BY at, id LIMIT @limit`),
@@ -396,6 +396,9 @@ function prepare(db: Database.Database) {
 }
 
 type Statements = ReturnType<typeof prepare>;
+
+/** Trace rows per transaction of their own (appendTrace). */
+const TRACE_CHUNK = 64;
 
 /** Thrown out of a group commit's first, all-or-nothing run when one of its writes fails. */
 const WRITE_FAILED = Symbol('a write failed');
@@ -758,22 +761,27 @@ class SqliteStore implements Store {
     });
   }
 
-  async appendTrace(events: readonly TraceEvent[], _keepMs: number): Promise<void> {
-    if (events.length === 0) return;
-    // With the turn's other writes: a trace costs no commit or sync of its own.
-    const campaigns = new Map<string, [string, string, number]>();
-    for (const e of events) {
-      if (e.campaignId === undefined) continue;
-      const key = `${e.campaignId}|${e.tenant}`;
-      if ((campaigns.get(key)?.[2] ?? -Infinity) < e.at) campaigns.set(key, [e.campaignId, e.tenant, e.at]);
+  // Not in the group commit: a trace row dirties a leaf of each of its indexes (msgId, BSP id,
+  // campaign, time), pages the commit an answer waits for would otherwise write and sync. The Tracer
+  // sends hundreds at once; they commit here in transactions of their own, with no sync of their own
+  // (the next group commit's sync covers them; a power cut may lose the last ones, a diagnostic),
+  // 64 rows at a time with a turn between, so a group commit waiting behind them goes first.
+  async appendTrace(events: readonly SerializedTraceEvent[], _keepMs: number): Promise<void> {
+    for (let i = 0; i < events.length; i += TRACE_CHUNK) {
+      if (this.syncFailure) throw this.syncFailure;
+      if (i > 0) await new Promise((r) => setImmediate(r));
+      const chunk = events.slice(i, i + TRACE_CHUNK);
+      const campaigns = new Map<string, [string, string, number]>();
+      for (const e of chunk) {
+        if (e.campaignId === undefined) continue;
+        const key = `${e.campaignId}|${e.tenant}`;
+        if ((campaigns.get(key)?.[2] ?? -Infinity) < e.at) campaigns.set(key, [e.campaignId, e.tenant, e.at]);
+      }
+      this.immediate(() => {
+        for (const e of chunk) this.s.insertTrace.run(e.at, e.tenant, e.msgId ?? null, e.providerMessageId ?? null, e.campaignId ?? null, e.type, e.data);
+        for (const c of campaigns.values()) this.s.touchCampaign.run(...c);
+      });
     }
-    // Serialized before the commit: data that cannot be (a BigInt, a cycle) fails this call alone
-    // instead of rolling back the turn's whole batch of ingests and correlations.
-    const rows = events.map((e) => ({ at: e.at, tenant: e.tenant, msgId: e.msgId ?? null, providerMessageId: e.providerMessageId ?? null, campaign: e.campaignId ?? null, type: e.type, data: JSON.stringify(e.data) }));
-    await this.commit(() => {
-      for (const r of rows) this.s.insertTrace.run(r);
-      for (const c of campaigns.values()) this.s.touchCampaign.run(...c);
-    });
   }
 
   async readTrace(id: string, limit: number): Promise<TraceEvent[]> {

@@ -2,13 +2,13 @@
 import t from 'tap';
 import { setImmediate as turn } from 'node:timers/promises';
 import { callbackEvents, formatTrace, safeHeaders, safeUrl, Tracer } from '../../engine/host/trace.js';
-import type { CallbackRecord, TraceEvent } from '../../engine/stores/store.js';
+import type { CallbackRecord, SerializedTraceEvent, TraceEvent } from '../../engine/stores/store.js';
 
 const ev = (msgId: string, at = 1_700_000_000_000): TraceEvent => ({ at, tenant: 'acme', msgId, type: 'status', data: { status: 'sent' } });
 
 t.test('everything recorded in one turn goes to the store in one call; nothing is awaited by the recorder', async (t) => {
-  const calls: TraceEvent[][] = [];
-  const tracer = new Tracer({ appendTrace: async (events) => void calls.push([...events]) }, { keepMs: 1000 });
+  const calls: SerializedTraceEvent[][] = [];
+  const tracer = new Tracer({ appendTrace: async (events) => void calls.push([...events]) }, { keepMs: 1000, intervalMs: 0 });
   tracer.record(ev('a'));
   tracer.record(ev('b'));
   tracer.record(ev('c'));
@@ -25,7 +25,7 @@ t.test('while a write is in flight, new events wait for it and go together in th
   const calls: string[][] = [];
   let release!: () => void;
   const first = new Promise<void>((r) => (release = r));
-  const tracer = new Tracer({ appendTrace: (events) => (calls.push(events.map((e) => e.msgId!)), calls.length === 1 ? first : Promise.resolve()) }, { keepMs: 1000 });
+  const tracer = new Tracer({ appendTrace: (events) => (calls.push(events.map((e) => e.msgId!)), calls.length === 1 ? first : Promise.resolve()) }, { keepMs: 1000, intervalMs: 0 });
   tracer.record(ev('a'));
   await turn();
   tracer.record(ev('b'));
@@ -40,19 +40,67 @@ t.test('while a write is in flight, new events wait for it and go together in th
 
 t.test('a failed write is reported and counted, never thrown; a full buffer drops; keep 0 records nothing', async (t) => {
   const errors: [string, number][] = [];
-  const tracer = new Tracer({ appendTrace: () => Promise.reject(new Error('disk full')) }, { keepMs: 1000, maxBuffered: 2, onError: (e, n) => errors.push([e.message, n]) });
+  const drops: [string, number][] = [];
+  const tracer = new Tracer({ appendTrace: () => Promise.reject(new Error('disk full')) }, { keepMs: 1000, maxBuffered: 2, onError: (e, n) => errors.push([e.message, n]), onDrop: (r, n) => drops.push([r, n]) });
   tracer.record(ev('a'));
   tracer.record(ev('b'));
   tracer.record(ev('c'));
   await tracer.flush();
   t.same(errors, [['disk full', 2]]);
   t.equal(tracer.dropped, 3, 'two failed, one over the buffer');
+  t.same(drops, [['full', 1], ['failed', 2]], 'each drop reported with its reason (the metric)');
   let called = false;
   const off = new Tracer({ appendTrace: async () => void (called = true) }, { keepMs: 0 });
   t.notOk(off.enabled);
   off.record(ev('a'));
   await off.flush();
   t.notOk(called);
+});
+
+t.test('events gather for intervalMs and go in batches of at most maxBatch, serialized, their campaign found', async (t) => {
+  const calls: SerializedTraceEvent[][] = [];
+  const tracer = new Tracer({ appendTrace: async (events) => void calls.push([...events]) }, { keepMs: 1000, intervalMs: 30, maxBatch: 2 });
+  for (const id of ['1|camp|b|1|0', 'b', 'c']) tracer.record(ev(id));
+  await turn();
+  t.equal(calls.length, 0, 'nothing before the interval');
+  await new Promise((r) => setTimeout(r, 60));
+  await tracer.flush();
+  t.same(calls.map((c) => c.map((e) => e.msgId)), [['1|camp|b|1|0', 'b'], ['c']]);
+  t.same(calls[0]![0], { at: 1_700_000_000_000, tenant: 'acme', msgId: '1|camp|b|1|0', campaignId: 'camp', type: 'status', data: '{"status":"sent"}' });
+});
+
+t.test('a recorded builder runs at write time, not when recorded; one that cannot be serialized is dropped alone', async (t) => {
+  const calls: SerializedTraceEvent[][] = [];
+  const drops: [string, number][] = [];
+  const tracer = new Tracer({ appendTrace: async (events) => void calls.push([...events]) }, { keepMs: 1000, intervalMs: 0, onDrop: (r, n) => drops.push([r, n]) });
+  let built = 0;
+  tracer.record(() => (built++, ev('lazy')));
+  tracer.record(() => ({ ...ev('bad'), data: { n: 1n } }));
+  t.equal(built, 0, 'nothing built by record');
+  await tracer.flush();
+  t.equal(built, 1);
+  t.same(calls.map((c) => c.map((e) => e.msgId)), [['lazy']]);
+  t.same(drops, [['failed', 1]]);
+});
+
+t.test('under pressure writes are put off while the gate holds, and events past the buffer are dropped, not written', async (t) => {
+  const calls: SerializedTraceEvent[][] = [];
+  const drops: [string, number][] = [];
+  let pressed = true;
+  const gate = { hold: () => pressed };
+  const tracer = new Tracer({ appendTrace: async (events) => void calls.push([...events]) }, { keepMs: 1000, intervalMs: 0, maxBuffered: 3, gate, onDrop: (r, n) => drops.push([r, n]) });
+  for (const id of ['a', 'b', 'c', 'd', 'e']) tracer.record(ev(id));
+  await new Promise((r) => setTimeout(r, 40));
+  t.equal(calls.length, 0, 'no write while answers wait');
+  t.same(drops, [['full', 1], ['full', 1]]);
+  t.equal(tracer.dropped, 2);
+  pressed = false;
+  await new Promise((r) => setTimeout(r, 40));
+  t.same(calls.map((c) => c.map((e) => e.msgId)), [['a', 'b', 'c']], 'written once the gate opens');
+  pressed = true;
+  tracer.record(ev('f'));
+  await tracer.flush();
+  t.same(calls.map((c) => c.map((e) => e.msgId)), [['a', 'b', 'c'], ['f']], 'flush (at close) writes despite pressure');
 });
 
 t.test('headers and URLs lose their secrets', async (t) => {
