@@ -1,14 +1,15 @@
 // Message timelines for operators ("what happened to this message?", docs/operations.md). A trace is
 // diagnostics, not data CleverTap or a BSP depends on, so it stays out of the answer's way: a flow
 // hands the Tracer an event, or a function that builds it from references it already holds (a send:
-// the request, the BSP's answer), and goes on. Building, redacting and serializing happen later, in
-// the Tracer's write, after the answers of that turn were sent; writes gather for `intervalMs` so the
-// store takes many events in one call (on SQLite one transaction of its own, on Redis one script).
+// the request, the BSP's answer), and goes on. Building and redacting happen later, in the Tracer's
+// write, after the answers of that turn were sent, and the store serializes (SQLite on its own
+// thread); writes gather for `intervalMs` so the store takes many events in one call (on SQLite
+// transactions of their own, outside the group commit answers wait for; on Redis one script).
 // While answers wait for the event loop, writes are put off (engine/host/background-gate.ts); events
 // past `maxBuffered` are dropped and counted (wabridge_trace_dropped_total) rather than delay an
 // answer. A write that fails is counted and logged, never retried, and never fails a message.
 import { parseMsgId } from '../clevertap/normalize.js';
-import type { CallbackRecord, SerializedTraceEvent, Store, TraceEvent } from '../stores/store.js';
+import type { CallbackRecord, Store, TraceEvent } from '../stores/store.js';
 import type { BackgroundGate } from './background-gate.js';
 
 export interface TracerOptions {
@@ -23,7 +24,7 @@ export interface TracerOptions {
   /** Puts writes off while answers wait for the event loop (at most its hold time in a row). */
   gate?: Pick<BackgroundGate, 'hold'>;
   onError?: (e: Error, dropped: number) => void;
-  /** Events that will not be written: the buffer was full, or their write (or serialization) failed. */
+  /** Events that will not be written: the buffer was full, or their write (or their builder) failed. */
   onDrop?: (reason: 'full' | 'failed', n: number) => void;
 }
 
@@ -86,14 +87,14 @@ export class Tracer {
     const max = this.o.maxBatch ?? 1000;
     const batch = this.buffer.length <= max ? this.buffer : this.buffer.slice(0, max);
     this.buffer = batch === this.buffer ? [] : this.buffer.slice(max);
-    const rows: SerializedTraceEvent[] = [];
+    const rows: TraceEvent[] = [];
     let failed = 0;
     let failure: Error | undefined;
     for (const entry of batch) {
       try {
-        rows.push(serialize(typeof entry === 'function' ? entry() : entry));
+        rows.push(withCampaign(typeof entry === 'function' ? entry() : entry));
       } catch (e) {
-        // (data that JSON cannot hold, a BigInt or a cycle: this event alone is lost)
+        // (a builder that threw: this event alone is lost)
         failed++;
         failure ??= e as Error;
       }
@@ -144,17 +145,13 @@ export class Tracer {
   }
 }
 
-/** The event as the store takes it: its campaign found (campaign reports read by it), `data` as JSON. */
-function serialize(e: TraceEvent): SerializedTraceEvent {
-  const out: SerializedTraceEvent = { at: e.at, tenant: e.tenant, type: e.type, data: JSON.stringify(e.data) };
-  if (e.msgId !== undefined) out.msgId = e.msgId;
-  if (e.providerMessageId !== undefined) out.providerMessageId = e.providerMessageId;
-  if (e.campaignId !== undefined) out.campaignId = e.campaignId;
-  else if (e.msgId !== undefined && e.msgId.includes('|')) {
+/** The event with its campaign (campaign reports read by it), found from its msgId unless the flow knew it. */
+function withCampaign(e: TraceEvent): TraceEvent {
+  if (e.msgId !== undefined && e.campaignId === undefined && e.msgId.includes('|')) {
     const c = parseMsgId(e.msgId).campaignId;
-    if (c) out.campaignId = c;
+    if (c) e.campaignId = c;
   }
-  return out;
+  return e;
 }
 
 /**

@@ -77,7 +77,7 @@
 // not-ready promptly (ping also fails after `pingTimeoutMs`, default 1 s, without an answer).
 // ioredis is loaded when a Redis store is opened: a SQLite deployment never pays for it at start.
 import type { Redis, RedisOptions } from 'ioredis';
-import { CHAIN_TOP, type CallbackRecord, type ClickLink, type IngestResult, type NewCallback, type NewPending, type NewQuarantined, type PendingRecord, type QuarantineRecord, type SerializedTraceEvent, type Store, type StoreStats, type TraceEvent } from './store.js';
+import { CHAIN_TOP, type CallbackRecord, type ClickLink, type IngestResult, type NewCallback, type NewPending, type NewQuarantined, type PendingRecord, type QuarantineRecord, type Store, type StoreStats, type TraceEvent } from './store.js';
 import type { StatusEvent } from '../mapping/webhook.js';
 
 export interface RedisStoreOptions {
@@ -919,17 +919,14 @@ class RedisStore implements Store {
     return (await this.run('wabClick', token, now, Math.ceil(this.dedupeTtlMs), callback.dedupeKey, pairs.length / 2, ...pairs)) as number;
   }
 
-  async appendTrace(events: readonly SerializedTraceEvent[], keepMs: number): Promise<void> {
+  async appendTrace(events: readonly TraceEvent[], keepMs: number): Promise<void> {
     if (events.length === 0) return;
     const args: Arg[] = [Math.max(1, Math.ceil(keepMs))];
     for (const e of events) {
       const list = e.msgId !== undefined ? `m:${e.msgId}` : e.providerMessageId !== undefined ? `b:${e.providerMessageId}` : undefined;
       if (list === undefined) continue; // nothing could ever find it
       const alias = e.msgId !== undefined && e.providerMessageId !== undefined ? e.providerMessageId : '';
-      // The event as readTrace parses it, around the data the Tracer serialized already.
-      const { data, ...head } = e;
-      const json = `${JSON.stringify(head).slice(0, -1)},"data":${data}}`;
-      args.push(list, alias, e.msgId ?? '', json, e.at, e.msgId !== undefined ? (e.campaignId ?? '') : '', e.tenant);
+      args.push(list, alias, e.msgId ?? '', JSON.stringify(e), e.at, e.msgId !== undefined ? (e.campaignId ?? '') : '', e.tenant);
     }
     if (args.length > 1) await this.run('wabTrace', ...args);
   }

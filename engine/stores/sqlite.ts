@@ -9,7 +9,7 @@
 import { closeSync, existsSync, fdatasync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
-import { CHAIN_TOP, type CallbackRecord, type ClickLink, type IngestResult, type NewCallback, type NewPending, type NewQuarantined, type PendingRecord, type QuarantineRecord, type SerializedTraceEvent, type Store, type StoreStats, type TraceEvent } from './store.js';
+import { CHAIN_TOP, type CallbackRecord, type ClickLink, type IngestResult, type NewCallback, type NewPending, type NewQuarantined, type PendingRecord, type QuarantineRecord, type Store, type StoreStats, type TraceEvent } from './store.js';
 import type { StatusEvent } from '../mapping/webhook.js';
 
 export interface SqliteStoreOptions {
@@ -766,19 +766,22 @@ class SqliteStore implements Store {
   // sends hundreds at once; they commit here in transactions of their own, with no sync of their own
   // (the next group commit's sync covers them; a power cut may lose the last ones, a diagnostic),
   // 64 rows at a time with a turn between, so a group commit waiting behind them goes first.
-  async appendTrace(events: readonly SerializedTraceEvent[], _keepMs: number): Promise<void> {
+  // Serialized here (on SQLite's thread, not the host's event loop), all before the first commit: data
+  // that cannot be (a BigInt, a cycle) fails this call alone.
+  async appendTrace(events: readonly TraceEvent[], _keepMs: number): Promise<void> {
+    const rows = events.map((e) => [e.at, e.tenant, e.msgId ?? null, e.providerMessageId ?? null, e.campaignId ?? null, e.type, JSON.stringify(e.data)] as const);
     for (let i = 0; i < events.length; i += TRACE_CHUNK) {
       if (this.syncFailure) throw this.syncFailure;
       if (i > 0) await new Promise((r) => setImmediate(r));
-      const chunk = events.slice(i, i + TRACE_CHUNK);
+      const chunk = rows.slice(i, i + TRACE_CHUNK);
       const campaigns = new Map<string, [string, string, number]>();
-      for (const e of chunk) {
+      for (const e of events.slice(i, i + TRACE_CHUNK)) {
         if (e.campaignId === undefined) continue;
         const key = `${e.campaignId}|${e.tenant}`;
         if ((campaigns.get(key)?.[2] ?? -Infinity) < e.at) campaigns.set(key, [e.campaignId, e.tenant, e.at]);
       }
       this.immediate(() => {
-        for (const e of chunk) this.s.insertTrace.run(e.at, e.tenant, e.msgId ?? null, e.providerMessageId ?? null, e.campaignId ?? null, e.type, e.data);
+        for (const r of chunk) this.s.insertTrace.run(...r);
         for (const c of campaigns.values()) this.s.touchCampaign.run(...c);
       });
     }

@@ -112,9 +112,6 @@ export interface TraceEvent {
   data: Record<string, unknown>;
 }
 
-/** A trace event as a store is given it: `data` already JSON, serialized once by the host's Tracer. */
-export type SerializedTraceEvent = Omit<TraceEvent, 'data'> & { data: string };
-
 export interface StoreStats {
   outboxPending: number;
   outboxDead: number;
@@ -216,7 +213,7 @@ export interface Store {
    * `keepMs` bounds how long what they bring with them (id aliases) is kept. Not part of the writes a
    * caller's answer waits for: a store may commit them on their own, without a sync of their own.
    */
-  appendTrace(events: readonly SerializedTraceEvent[], keepMs: number): Promise<void>;
+  appendTrace(events: readonly TraceEvent[], keepMs: number): Promise<void>;
   /**
    * The timeline of the message `id` names, as a CleverTap msgId or a BSP message id: its events and
    * those of the ids they link it to (a send links both; a held status its BSP id), oldest first,

@@ -2,7 +2,7 @@
 // implementation. Times are explicit `now` values far from the real clock, so nothing sleeps; only
 // correlation expiry reads the store's own clock (the interface passes no `now` there).
 import type { Test } from 'tap';
-import { statusRank, type CallbackRecord, type ClickLink, type NewCallback, type NewPending, type NewQuarantined, type SerializedTraceEvent, type Store, type TraceEvent } from '../../engine/stores/store.js';
+import { statusRank, type CallbackRecord, type ClickLink, type NewCallback, type NewPending, type NewQuarantined, type Store, type TraceEvent } from '../../engine/stores/store.js';
 import type { StatusEvent } from '../../engine/mapping/webhook.js';
 
 const T0 = 1_700_000_000_000;
@@ -400,8 +400,6 @@ export function storeContract(t: Test, name: string, open: () => Promise<Store>)
     t.notOk([a, b, c].includes(d), 'ids are not reused');
   });
 
-  // As the Tracer hands events to a store (engine/host/trace.ts): data already JSON.
-  const serialized = (events: TraceEvent[]): SerializedTraceEvent[] => events.map((e) => ({ ...e, data: JSON.stringify(e.data) }));
   const ev = (type: TraceEvent['type'], at: number, ids: { msgId?: string; providerMessageId?: string }, data: Record<string, unknown> = {}): TraceEvent => ({ at, tenant: 'acme', type, ...ids, data });
 
   withStore('trace: a timeline is found by msgId and by BSP id, linked through held statuses, oldest first', async (t, s) => {
@@ -409,21 +407,21 @@ export function storeContract(t: Test, name: string, open: () => Promise<Store>)
     const held = ev('status', T0 + 2000, { providerMessageId: 'w1' }, { status: 'read', held: true });
     const delivered = ev('status', T0 + 1000, { msgId: 'm1', providerMessageId: 'w1' }, { status: 'delivered', implies: ['sent'] });
     const attempt = ev('callback', T0 + 3000, { msgId: 'm1' }, { status: 'delivered', httpStatus: 200 });
-    await s.appendTrace(serialized([send, held]), 60_000);
-    await s.appendTrace(serialized([attempt, delivered, ev('send', T0 + 500, { msgId: 'm2', providerMessageId: 'w2' })]), 60_000);
+    await s.appendTrace([send, held], 60_000);
+    await s.appendTrace([attempt, delivered, ev('send', T0 + 500, { msgId: 'm2', providerMessageId: 'w2' })], 60_000);
     const whole = [send, delivered, held, attempt];
     t.same(await s.readTrace('m1', 100), whole, 'by msgId: the held status comes through its BSP id');
     t.same(await s.readTrace('w1', 100), whole, 'by BSP id: the same timeline');
     t.same(await s.readTrace('w2', 100), [ev('send', T0 + 500, { msgId: 'm2', providerMessageId: 'w2' })]);
     t.same(await s.readTrace('nothing', 100), []);
     t.equal((await s.readTrace('m1', 2)).length, 2, 'at most limit events');
-    await s.appendTrace(serialized([]), 60_000);
+    await s.appendTrace([], 60_000);
   });
 
   withStore('trace: a large batch (as the Tracer sends under load) lands whole, with writes interleaved', async (t, s) => {
     const many = Array.from({ length: 1100 }, (_, i) => ev('send', T0 + i, { msgId: `big${i % 7}`, providerMessageId: `wbig${i}` }, { i }));
     // A write the caller waits for, issued while the batch is being written, is not lost or reordered.
-    await Promise.all([s.appendTrace(serialized(many), 60_000), s.saveCorrelation('acme', 'wbig-corr', 'big-corr', 60_000)]);
+    await Promise.all([s.appendTrace(many, 60_000), s.saveCorrelation('acme', 'wbig-corr', 'big-corr', 60_000)]);
     t.equal(await s.findMsgId('acme', 'wbig-corr'), 'big-corr');
     const events = await s.readTrace('big3', 10_000);
     t.equal(events.length, many.filter((e) => e.msgId === 'big3').length, 'every event of the msgId');
@@ -432,12 +430,12 @@ export function storeContract(t: Test, name: string, open: () => Promise<Store>)
   });
 
   withStore('trace: sweepTrace removes what is older than keep, then the oldest over the cap', async (t, s) => {
-    await s.appendTrace(serialized([ev('send', T0, { msgId: 'old' }), ev('send', T0 + 10 * 86_400_000, { msgId: 'new' })]), 60_000);
+    await s.appendTrace([ev('send', T0, { msgId: 'old' }), ev('send', T0 + 10 * 86_400_000, { msgId: 'new' })], 60_000);
     t.equal(await s.sweepTrace(T0 + 10 * 86_400_000, 7 * 86_400_000, 1000), 1);
     t.same(await s.readTrace('old', 10), []);
     t.equal((await s.readTrace('new', 10)).length, 1);
     const later = T0 + 10 * 86_400_000;
-    await s.appendTrace(serialized([1, 2, 3, 4].map((i) => ev('send', later + i, { msgId: `c${i}` }))), 60_000);
+    await s.appendTrace([1, 2, 3, 4].map((i) => ev('send', later + i, { msgId: `c${i}` })), 60_000);
     t.equal(await s.sweepTrace(later + 10, 7 * 86_400_000, 3), 2, 'five events, three kept');
     t.same(await s.readTrace('new', 10), []);
     t.same(await s.readTrace('c1', 10), []);
@@ -447,8 +445,8 @@ export function storeContract(t: Test, name: string, open: () => Promise<Store>)
 
   withStore('trace: a campaign\'s events (every tenant, oldest first), and campaigns by latest activity', async (t, s) => {
     const c = (type: TraceEvent['type'], at: number, msgId: string, campaignId: string, tenant = 'acme'): TraceEvent => ({ at, tenant, type, msgId, campaignId, data: { n: at - T0 } });
-    await s.appendTrace(serialized([c('send', T0, '1|c1|b1|1|0', 'c1'), c('send', T0, '2|c1|b1|1|0', 'c1', 'other'), c('send', T0 + 2, '1|c2|b1|1|0', 'c2')]), 60_000);
-    await s.appendTrace(serialized([c('callback', T0 + 5, '1|c1|b1|1|0', 'c1'), ev('status', T0 + 6, { providerMessageId: 'w9' })]), 60_000);
+    await s.appendTrace([c('send', T0, '1|c1|b1|1|0', 'c1'), c('send', T0, '2|c1|b1|1|0', 'c1', 'other'), c('send', T0 + 2, '1|c2|b1|1|0', 'c2')], 60_000);
+    await s.appendTrace([c('callback', T0 + 5, '1|c1|b1|1|0', 'c1'), ev('status', T0 + 6, { providerMessageId: 'w9' })], 60_000);
     const label = (e: TraceEvent) => `${e.tenant} ${e.msgId} ${e.type} ${e.campaignId}`;
     const all = await s.campaignTrace('c1', 100);
     t.same(all.events.map(label).sort(), ['acme 1|c1|b1|1|0 callback c1', 'acme 1|c1|b1|1|0 send c1', 'other 2|c1|b1|1|0 send c1']);
