@@ -2,6 +2,8 @@
 import t from 'tap';
 import { setImmediate as turn } from 'node:timers/promises';
 import { callbackEvents, formatTrace, safeHeaders, safeUrl, Tracer } from '../../engine/host/trace.js';
+import { BackgroundGate } from '../../engine/host/background-gate.js';
+import { createMetrics } from '../../engine/host/metrics.js';
 import type { CallbackRecord, TraceEvent } from '../../engine/stores/store.js';
 
 const ev = (msgId: string, at = 1_700_000_000_000): TraceEvent => ({ at, tenant: 'acme', msgId, type: 'status', data: { status: 'sent' } });
@@ -103,6 +105,24 @@ t.test('under pressure writes are put off while the gate holds, and events past 
   tracer.record(ev('f'));
   await tracer.flush();
   t.same(calls.map((c) => c.map((e) => e.msgId)), [['a', 'b', 'c'], ['f']], 'flush (at close) writes despite pressure');
+});
+
+t.test('wired as the host wires it: a sustained overload writes one batch per hold and counts the rest in wabridge_trace_dropped_total', async (t) => {
+  const metrics = createMetrics();
+  const calls: TraceEvent[][] = [];
+  const gate = new BackgroundGate(() => true, 60, (ms) => metrics.backgroundHeld.inc({ worker: 'trace' }, ms / 1000));
+  const tracer = new Tracer({ appendTrace: async (events) => void calls.push([...events]) }, { keepMs: 1000, intervalMs: 10, maxBatch: 4, maxBuffered: 6, gate, onDrop: (reason, n) => metrics.traceDropped.inc({ reason }, n) });
+  for (let i = 0; i < 10; i++) tracer.record(ev(`m${i}`));
+  await new Promise((r) => setTimeout(r, 30));
+  t.equal(calls.length, 0, 'held while pressed');
+  while (calls.length === 0) await new Promise((r) => setTimeout(r, 5));
+  t.same(calls[0]!.map((e) => e.msgId), ['m0', 'm1', 'm2', 'm3'], 'after the longest hold, one batch of at most maxBatch');
+  const text = await metrics.registry.metrics();
+  t.match(text, /wabridge_trace_dropped_total\{reason="full"\} 4\n/, 'the four past the buffer, counted');
+  const held = Number(/wabridge_background_held_seconds_total\{worker="trace"\} ([\d.]+)/.exec(text)?.[1]);
+  t.ok(held >= 0.06, `the hold shows as the trace worker's: ${held} s`);
+  await tracer.flush();
+  t.equal(calls.flat().length, 6, 'flush writes the rest');
 });
 
 t.test('headers and URLs lose their secrets', async (t) => {
