@@ -5,7 +5,9 @@ import t from 'tap';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { request } from 'undici';
+import { randomBytes } from 'node:crypto';
 import { parseDocument } from 'yaml';
+import { REDIS_URL, deleteKeys, probeRedis } from '../support/fleet.js';
 import { ROOT, eventually, startStack, type Stack } from '../support/stack.js';
 
 const TOKEN = 'e2e-admin-token-0123456789';
@@ -45,10 +47,20 @@ async function unmappable(s: Stack): Promise<{ quarantined: string[] }> {
   return { quarantined: ids };
 }
 
-t.test('console API, audit lines and static files', async (t) => {
-  const s = await startStack({ copyMappings: true });
+// The console reads the same routes on either store: everything below runs on SQLite and on Redis.
+const redis = await probeRedis(REDIS_URL);
+const stores: ('sqlite' | 'redis')[] = redis ? ['sqlite', 'redis'] : ['sqlite'];
+if (!redis) t.comment(`console API on Redis skipped: no Redis answered at ${REDIS_URL} (set REDIS_URL)`);
+t.teardown(() => redis?.disconnect());
+
+for (const store of stores) t.test(`console API, audit lines and static files (${store} store)`, async (t) => {
+  const prefix = `wabtest:console:${randomBytes(6).toString('hex')}:`;
+  const s = await startStack({ copyMappings: true, ...(store === 'redis' ? { redis: { url: REDIS_URL, prefix } } : {}) });
   const provider = s.host.config.tenants.get('demo')!.provider;
-  t.teardown(() => s.close());
+  t.teardown(async () => {
+    await s.close();
+    if (redis) await deleteKeys(redis, prefix);
+  });
 
   t.test('every new admin route wants the token', async (t) => {
     for (const [method, path] of [
@@ -108,7 +120,7 @@ t.test('console API, audit lines and static files', async (t) => {
     t.same(((await call(s, 'GET', '/v1/admin/campaigns/campC/messages?batch=b2')).body as { messages: { msgId: string }[] }).messages.map((m) => m.msgId), ['4|campC|b2|1|0']);
 
     const o = (await call(s, 'GET', '/v1/admin/overview')).body as { at: number; store: Record<string, unknown>; tenants: { id: string; answers: Record<string, number>; bsp: { count: number; p50: number; buckets: [number | null, number][] }; mapping: { name: string; version: string }; dead: number; quarantined: number }[] };
-    t.match(o.store, { kind: 'sqlite', outboxDead: 0, quarantine: 0 });
+    t.match(o.store, { kind: store, outboxDead: 0, quarantine: 0 });
     t.same(o.tenants.map((x) => x.id), ['demo', 'keyed']);
     const d = o.tenants[0]!;
     t.ok(d.answers.success! >= 3 && d.answers['2001']! >= 1, JSON.stringify(d.answers));

@@ -70,6 +70,8 @@ export interface StackOptions {
   clickRate?: number;
   /** server.trustProxy. */
   trustProxy?: boolean | string;
+  /** The Redis store at this URL under this key prefix, instead of SQLite (the caller removes the keys). */
+  redis?: { url: string; prefix: string };
 }
 
 export function writeConfig(file: string, o: { port: number; bspPort: number; sinkUrl: string; mappings: string; sqlite: string } & StackOptions): void {
@@ -85,7 +87,7 @@ server:
   mappings: ${o.mappings}
   logLevel: info
 ${o.overload ? `  overload: ${JSON.stringify(o.overload)}\n` : ''}${o.clickRate !== undefined ? `  clickRate: ${o.clickRate}\n` : ''}${o.trustProxy !== undefined ? `  trustProxy: ${JSON.stringify(o.trustProxy)}\n` : ''}store:
-  sqlite: ${o.sqlite}
+${o.redis ? `  redis: ${o.redis.url}\n  redisPrefix: ${JSON.stringify(o.redis.prefix)}` : `  sqlite: ${o.sqlite}`}
 callbacks:
   baseDelay: ${o.retry?.baseDelay ?? '50ms'}
   maxDelay: ${o.retry?.maxDelay ?? '200ms'}
