@@ -173,14 +173,32 @@ export class CallbackDelivery {
       for (const r of records) if (r.kind === 'incoming') posts.push({ tenant, kind: 'incoming', url: target.inboundUrl, body: r.payload, records: [r] });
     }
     let next = 0;
+    const delivered: { post: Post; ms: number }[] = [];
     const lane = async () => {
-      while (next < posts.length) await this.deliver(posts[next++] as Post);
+      while (next < posts.length) {
+        const post = posts[next++] as Post;
+        const ms = await this.deliver(post);
+        if (ms !== undefined) delivered.push({ post, ms });
+      }
     };
     await Promise.all(Array.from({ length: Math.min(this.o.concurrency, posts.length) }, lane));
+    // One mark for the round's deliveries, not one per POST: the next round waits for this one
+    // anyway, and a crash before the mark only sends them again (at-least-once).
+    if (delivered.length > 0) await this.o.store.markDelivered(delivered.flatMap((d) => ids(d.post.records)), this.o.now());
+    for (const { post, ms } of delivered) this.delivered(post, ms);
     return due.length;
   }
 
-  private async deliver(post: Post): Promise<void> {
+  private delivered(post: Post, ms: number): void {
+    this.o.onDelivered?.(post.records, ms);
+    const implied = post.records.filter((r) => r.implied);
+    this.o.logger.debug({ tenant: post.tenant, kind: post.kind, count: post.records.length, implied: implied.length }, 'callbacks delivered');
+    // Statuses CleverTap counted that the BSP had not (yet) reported: an operator reconciling counts needs them.
+    if (implied.length > 0) this.o.logger.info({ tenant: post.tenant, implied: implied.map((r) => `${r.msgId} ${(r.payload as { status?: string }).status}`) }, 'implied statuses delivered');
+  }
+
+  /** POSTs one batch and records a failure; returns how long a successful POST took (its mark is the round's). */
+  private async deliver(post: Post): Promise<number | undefined> {
     const started = performance.now();
     const at = this.o.now();
     const outcome = await this.post(post);
@@ -190,18 +208,10 @@ export class CallbackDelivery {
       if (!outcome.ok) attempt.error = outcome.error;
       this.o.onAttempt(post.records, attempt);
     }
-    if (outcome.ok) {
-      await this.o.store.markDelivered(ids(post.records), this.o.now());
-      this.o.onDelivered?.(post.records, performance.now() - started);
-      const implied = post.records.filter((r) => r.implied);
-      this.o.logger.debug({ tenant: post.tenant, kind: post.kind, count: post.records.length, implied: implied.length }, 'callbacks delivered');
-      // Statuses CleverTap counted that the BSP had not (yet) reported: an operator reconciling counts needs them.
-      if (implied.length > 0) this.o.logger.info({ tenant: post.tenant, implied: implied.map((r) => `${r.msgId} ${(r.payload as { status?: string }).status}`) }, 'implied statuses delivered');
-    } else if (!outcome.retry) {
-      await this.dead(post.records, outcome.error);
-    } else {
-      await this.failed(post, outcome.error);
-    }
+    if (outcome.ok) return performance.now() - started;
+    if (!outcome.retry) await this.dead(post.records, outcome.error);
+    else await this.failed(post, outcome.error);
+    return undefined;
   }
 
   private async post(post: Post): Promise<Outcome> {

@@ -69,6 +69,30 @@ export class PendingResolver {
     }, ms);
   }
 
+  /** The msgId of each look-up, in order: one store call per tenant in the round, not one per status. */
+  private async lookUp(due: readonly PendingRecord[]): Promise<(string | undefined)[]> {
+    const byTenant = new Map<string, Set<string>>();
+    for (const p of due) {
+      const ids = byTenant.get(p.tenant) ?? new Set<string>();
+      ids.add(p.providerMessageId);
+      byTenant.set(p.tenant, ids);
+    }
+    const found = new Map<string, Map<string, string>>();
+    await Promise.all(
+      [...byTenant].map(async ([tenant, set]) => {
+        const ids = [...set];
+        const msgIds = await this.o.store.findMsgIds(tenant, ids);
+        const m = new Map<string, string>();
+        ids.forEach((id, i) => {
+          const msgId = msgIds[i];
+          if (typeof msgId === 'string') m.set(id, msgId);
+        });
+        found.set(tenant, m);
+      }),
+    );
+    return due.map((p) => found.get(p.tenant)?.get(p.providerMessageId));
+  }
+
   private async round(): Promise<number> {
     const now = this.o.now();
     const due = await this.o.store.duePending(now, this.o.batchSize);
@@ -76,26 +100,39 @@ export class PendingResolver {
     // implied `sent` with read's timestamp, and the real one would then be a duplicate.
     const group = (p: PendingRecord) => `${p.tenant}\u0000${p.providerMessageId}`;
     due.sort((a, b) => (group(a) < group(b) ? -1 : group(a) > group(b) ? 1 : statusRank(a.event.status) - statusRank(b.event.status)));
-    for (const p of due) {
-      const msgId = await this.o.store.findMsgId(p.tenant, p.providerMessageId);
+    const msgIds = await this.lookUp(due);
+    // Every write of the round goes out at once, in the order above: on SQLite they share one group
+    // commit and one sync, on Redis one pipeline, instead of a commit and a round trip each.
+    const writes: Promise<void>[] = [];
+    for (const [i, p] of due.entries()) {
+      const msgId = msgIds[i];
       if (msgId !== undefined) {
         const callback = statusCallbackFor(p.tenant, msgId, p.event, p.mappingVersion);
-        await this.o.store.resolvePending(p.id, [callback, ...impliedCallbacks([callback])], now);
-        this.o.onResolved?.(p, msgId, now);
-        this.o.logger.debug({ tenant: p.tenant, providerMessageId: p.providerMessageId, msgId, waitedMs: now - p.firstSeenAt }, 'late correlation resolved');
+        writes.push(
+          this.o.store.resolvePending(p.id, [callback, ...impliedCallbacks([callback])], now).then(() => {
+            this.o.onResolved?.(p, msgId, now);
+            this.o.logger.debug({ tenant: p.tenant, providerMessageId: p.providerMessageId, msgId, waitedMs: now - p.firstSeenAt }, 'late correlation resolved');
+          }),
+        );
         continue;
       }
       const windowEnd = p.firstSeenAt + this.o.windowMs;
       if (now >= windowEnd) {
-        await this.o.store.reschedulePending(p.id, now, true);
-        this.o.onUnmatched?.(p);
-        this.o.logger.warn({ tenant: p.tenant, providerMessageId: p.providerMessageId, status: p.event.status, attempts: p.attempts + 1 }, 'status never matched a sent message; kept as unmatched');
+        writes.push(
+          this.o.store.reschedulePending(p.id, now, true).then(() => {
+            this.o.onUnmatched?.(p);
+            this.o.logger.warn({ tenant: p.tenant, providerMessageId: p.providerMessageId, status: p.event.status, attempts: p.attempts + 1 }, 'status never matched a sent message; kept as unmatched');
+          }),
+        );
         continue;
       }
       // The last look-up lands exactly at the end of the window, not up to maxDelayMs past it.
       const delay = Math.min(this.o.maxDelayMs, this.o.baseDelayMs * 2 ** Math.min(p.attempts, 30));
-      await this.o.store.reschedulePending(p.id, Math.min(now + delay, windowEnd), false);
+      writes.push(this.o.store.reschedulePending(p.id, Math.min(now + delay, windowEnd), false));
     }
+    // Each write settles on its own; the round fails (and is logged) if one did.
+    const failed = (await Promise.allSettled(writes)).find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
     return due.length;
   }
 }

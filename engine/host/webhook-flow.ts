@@ -107,16 +107,39 @@ function quarantineEntry(tenant: string, mapping: Mapping, u: Unmapped): NewQuar
   };
 }
 
+/**
+ * The msgIds of every BSP id the events need (statuses the mapping did not give one, the messages
+ * replies answer), in one store call for the whole webhook: a batch of statuses must not cost a
+ * round trip each.
+ */
+async function correlated(store: Store, tenant: string, events: readonly WebhookEvent[]): Promise<Map<string, string>> {
+  const wanted = new Set<string>();
+  for (const ev of events) {
+    const id = ev.event === 'status' ? (ev.msgId === undefined ? ev.providerMessageId : undefined) : ev.replyTo;
+    if (id) wanted.add(id);
+  }
+  const out = new Map<string, string>();
+  if (wanted.size === 0) return out;
+  const ids = [...wanted];
+  const found = await store.findMsgIds(tenant, ids);
+  ids.forEach((id, i) => {
+    const msgId = found[i];
+    if (typeof msgId === 'string') out.set(id, msgId);
+  });
+  return out;
+}
+
 /** Events → callbacks and pending look-ups, durably in the store. */
 async function ingestEvents(deps: WebhookDeps, tenant: TenantConfig, mapping: Mapping, events: readonly WebhookEvent[], now: number) {
   const callbacks: NewCallback[] = [];
   const pending: NewPending[] = [];
   const tracing = deps.tracer?.enabled === true;
   const traces: TraceEvent[] = [];
+  const msgIdOf = await correlated(deps.store, tenant.id, events);
   for (const ev of events) {
     deps.metrics.events.inc({ tenant: tenant.id, event: ev.event === 'status' ? ev.status : 'incoming' });
     if (ev.event === 'status') {
-      const msgId = ev.msgId ?? (ev.providerMessageId ? await deps.store.findMsgId(tenant.id, ev.providerMessageId) : undefined);
+      const msgId = ev.msgId ?? (ev.providerMessageId ? msgIdOf.get(ev.providerMessageId) : undefined);
       if (msgId) callbacks.push(statusCallbackFor(tenant.id, msgId, ev, mapping.version));
       else if (ev.providerMessageId) pending.push({ tenant: tenant.id, providerMessageId: ev.providerMessageId, event: ev, dedupeKey: statusDedupeKey(tenant.id, ev, ev.providerMessageId), mappingVersion: mapping.version });
       if (tracing && (msgId || ev.providerMessageId)) {
@@ -130,7 +153,7 @@ async function ingestEvents(deps: WebhookDeps, tenant: TenantConfig, mapping: Ma
         traces.push(t);
       }
     } else {
-      const contextMsgId = ev.replyTo ? await deps.store.findMsgId(tenant.id, ev.replyTo) : undefined;
+      const contextMsgId = ev.replyTo ? msgIdOf.get(ev.replyTo) : undefined;
       callbacks.push(incomingCallbackFor(tenant, withMediaLinks(tenant.id, ev, deps.media), contextMsgId, mapping.version));
       if (tracing && (contextMsgId || ev.providerMessageId)) {
         const data: Record<string, unknown> = { messageType: ev.message.type, from: maskPhone(ev.message.from), mappingVersion: mapping.version };

@@ -755,6 +755,12 @@ class RedisStore implements Store {
     return (await this.redis.get(this.correlationKey(tenant, providerMessageId))) ?? undefined;
   }
 
+  async findMsgIds(tenant: string, providerMessageIds: readonly string[]): Promise<(string | undefined)[]> {
+    if (providerMessageIds.length === 0) return [];
+    const found = await this.redis.mget(providerMessageIds.map((id) => this.correlationKey(tenant, id)));
+    return found.map((m) => m ?? undefined);
+  }
+
   async ingest(items: { callbacks: NewCallback[]; pending: NewPending[] }, now: number): Promise<IngestResult> {
     const args: Arg[] = [Math.ceil(this.dedupeTtlMs), now];
     for (const c of items.callbacks) args.push(...callbackItem(c));

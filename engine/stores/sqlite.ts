@@ -25,6 +25,8 @@ export interface SqliteStoreOptions {
   dedupeTtlMs?: number;
   /** Clock for correlation expiry (the Store interface passes no `now` there). */
   clock?: () => number;
+  /** Hears every statement SQLite runs (better-sqlite3's `verbose`): the status-path cost count reads it. */
+  onStatement?: (sql: string) => void;
 }
 
 const DAY = 24 * 60 * 60 * 1000;
@@ -281,7 +283,7 @@ function migrate(db: Database.Database): void {
 export function openSqliteStore(path: string, options: SqliteStoreOptions = {}): Store {
   const plainFile = path !== ':memory:' && !path.startsWith('file:');
   if (plainFile) mkdirSync(dirname(path), { recursive: true });
-  const db = new Database(path);
+  const db = new Database(path, options.onStatement ? { verbose: (sql) => options.onStatement!(String(sql)) } : {});
   db.pragma('journal_mode = WAL');
   const full = (options.synchronous ?? 'FULL') === 'FULL';
   db.pragma(`synchronous = ${full ? 'FULL' : 'NORMAL'}`);
@@ -318,17 +320,21 @@ function prepare(db: Database.Database) {
     saveCorrelation: p(`INSERT INTO correlations (tenant, provider_message_id, msg_id, expires_at) VALUES (?, ?, ?, ?)
       ON CONFLICT (tenant, provider_message_id) DO UPDATE SET msg_id = excluded.msg_id, expires_at = excluded.expires_at`),
     findMsgId: p(`SELECT msg_id FROM correlations WHERE tenant = ? AND provider_message_id = ? AND expires_at > ?`).pluck(),
+    // A batch of ids as one JSON array: one statement, each id a look-up in the primary key.
+    findMsgIds: p(`SELECT provider_message_id AS id, msg_id AS msgId FROM correlations
+      WHERE tenant = ? AND provider_message_id IN (SELECT value FROM json_each(?)) AND expires_at > ?`),
     // Inserts a key, or revives one that expired but was not swept yet; changes = 0 means duplicate.
     dedupe: p(`INSERT INTO dedupe (key, expires_at) VALUES (@key, @expires)
       ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at WHERE dedupe.expires_at <= @now`),
     insertCallback: p(`INSERT INTO outbox (tenant, kind, msg_id, rank, payload, dedupe_key, mapping_version, created_at, next_attempt_at, implied)
       VALUES (@tenant, @kind, @msgId, @rank, @payload, @dedupeKey, @mappingVersion, @now, @now, @implied)`),
-    // The chain ranks of a msgId already in the outbox, as bits 1 << rank.
-    // (Expired but not swept yet: forgotten, as dedupe keys are.)
-    covered: p(`SELECT covered FROM progress WHERE tenant = ? AND msg_id = ? AND expires_at > ?`).pluck(),
+    // Takes a chain rank of a msgId (bit 1 << rank of `covered`, the ranks already in the outbox) in
+    // one statement: changes = 0 when the rank was there already. Check and mark were a SELECT and an
+    // upsert; the upsert's WHERE does both. (Expired but not swept yet: forgotten, as dedupe keys are.)
     cover: p(`INSERT INTO progress (tenant, msg_id, max_rank, expires_at, covered) VALUES (@tenant, @msgId, 0, @expires, @bit)
       ON CONFLICT (tenant, msg_id) DO UPDATE SET covered = (CASE WHEN expires_at <= @now THEN 0 ELSE covered END) | excluded.covered,
-        expires_at = max(expires_at, excluded.expires_at)`),
+        expires_at = max(expires_at, excluded.expires_at)
+      WHERE expires_at <= @now OR (covered & excluded.covered) = 0`),
     insertPending: p(`INSERT INTO pending (tenant, provider_message_id, event, dedupe_key, mapping_version, first_seen_at, next_lookup_at)
       VALUES (@tenant, @providerMessageId, @event, @dedupeKey, @mappingVersion, @now, @now)`),
     duePending: p(`SELECT * FROM pending WHERE unmatched = 0 AND next_lookup_at <= ? ORDER BY next_lookup_at, id LIMIT ?`),
@@ -511,9 +517,7 @@ class SqliteStore implements Store {
     const take = (c: NewCallback): boolean => {
       const chain = c.msgId !== undefined && c.kind === 'status' && c.rank >= 1 && c.rank <= CHAIN_TOP;
       if (chain) {
-        const bit = 1 << c.rank;
-        if (((this.s.covered.get(c.tenant, c.msgId, now) as number | undefined) ?? 0) & bit) return false;
-        this.s.cover.run({ tenant: c.tenant, msgId: c.msgId, expires, bit, now });
+        if (this.s.cover.run({ tenant: c.tenant, msgId: c.msgId, expires, bit: 1 << c.rank, now }).changes === 0) return false;
       }
       this.s.insertCallback.run(this.callbackParams(c, now));
       return true;
@@ -626,6 +630,13 @@ class SqliteStore implements Store {
     return (this.s.findMsgId.get(tenant, providerMessageId, this.clock()) as string | undefined) ?? undefined;
   }
 
+  async findMsgIds(tenant: string, providerMessageIds: readonly string[]): Promise<(string | undefined)[]> {
+    if (providerMessageIds.length === 0) return [];
+    const rows = this.s.findMsgIds.all(tenant, JSON.stringify(providerMessageIds), this.clock()) as { id: string; msgId: string }[];
+    const found = new Map(rows.map((r) => [r.id, r.msgId]));
+    return providerMessageIds.map((id) => found.get(id));
+  }
+
   async ingest(items: { callbacks: NewCallback[]; pending: NewPending[] }, now: number): Promise<IngestResult> {
     // Committed with the other writes of this turn (IMMEDIATE: the write lock is taken up front, so a
     // concurrent writer waits for busy_timeout instead of failing half-way on lock upgrade).
@@ -636,8 +647,10 @@ class SqliteStore implements Store {
     return (this.s.duePending.all(now, limit) as PendingRow[]).map(toPending);
   }
 
+  // The look-ups' and the outbox's writes below join the group commit: a round of them (the resolver
+  // and the delivery worker issue a round's writes at once) costs one transaction and one sync.
   async resolvePending(id: string, callbacks: readonly NewCallback[], now: number): Promise<void> {
-    await this.write(() => {
+    await this.commit(() => {
       // The dedupe key was recorded when the pending status was ingested; a second resolver that
       // lost the race finds the row gone and adds nothing.
       if (this.s.deletePending.run(Number(id)).changes === 1) this.addCallbacks(callbacks, now);
@@ -645,7 +658,7 @@ class SqliteStore implements Store {
   }
 
   async reschedulePending(id: string, nextLookupAt: number, unmatched: boolean): Promise<void> {
-    await this.write(() => this.s.reschedulePending.run(nextLookupAt, unmatched ? 1 : 0, Number(id)));
+    await this.commit(() => this.s.reschedulePending.run(nextLookupAt, unmatched ? 1 : 0, Number(id)));
   }
 
   async listUnmatched(limit: number): Promise<PendingRecord[]> {
@@ -679,14 +692,14 @@ class SqliteStore implements Store {
 
   async markDelivered(ids: readonly string[], now: number): Promise<void> {
     const list = JSON.stringify(ids.map(Number));
-    await this.write(() => {
+    await this.commit(() => {
       this.s.deliveredAll.run(now, list);
       this.s.progressAll.run(now + this.dedupeTtlMs, list);
     });
   }
 
   async markFailed(ids: readonly string[], error: string, nextAttemptAt: number): Promise<void> {
-    await this.write(() => {
+    await this.commit(() => {
       for (const id of ids) {
         const r = this.s.failed.get({ error, next: nextAttemptAt, id: Number(id) }) as { tenant: string; msg_id: string | null; rank: number } | undefined;
         if (r && r.rank > 0 && r.msg_id !== null) this.s.holdFollowers.run({ next: nextAttemptAt, tenant: r.tenant, msgId: r.msg_id, id: Number(id) });
@@ -695,7 +708,7 @@ class SqliteStore implements Store {
   }
 
   async markDead(ids: readonly string[], error: string): Promise<void> {
-    await this.write(() => ids.forEach((id) => this.s.dead.run(error, Number(id))));
+    await this.commit(() => ids.forEach((id) => this.s.dead.run(error, Number(id))));
   }
 
   async listDead(limit: number, tenant?: string): Promise<CallbackRecord[]> {

@@ -185,22 +185,26 @@ t.test('a write resolves only once the WAL sync after its commit is done; commit
   t.equal(calls.length, 1, 'one sync started for the first commit');
   if (process.platform === 'linux') t.equal(calls[0]!.file, `${file}-wal`, "the sync is the WAL's");
   t.equal(await s.findMsgId('acme', 'wamid.1'), 'm1', 'the commit itself is done (readable)');
-  // two more group commits and a direct write while the first sync runs
+  // three more group commits (a correlation, a webhook, an outbox mark) and a direct write while the first sync runs
   const b = s.saveCorrelation('acme', 'wamid.2', 'm2', DAY);
   await new Promise((r) => setImmediate(r));
   const c = s.ingest({ callbacks: [sent('m3')], pending: [] }, T0);
   await new Promise((r) => setImmediate(r));
   const d = s.markDead(['1'], 'x');
+  await new Promise((r) => setImmediate(r));
+  const e = s.replayDead(T0, ['1']);
   t.equal(calls.length, 1, 'no second sync while one runs');
   calls[0]!.done();
   t.equal(await settled(a), 'resolved');
   t.equal(await settled(b), 'pending', 'committed after the first sync began: waits for the next');
   t.equal(await settled(d), 'pending');
+  t.equal(await settled(e), 'pending');
   t.equal(calls.length, 2, 'one sync for everything committed meanwhile');
   calls[1]!.done();
   t.equal(await settled(b), 'resolved');
   t.same(await c, { accepted: 1, duplicates: 0, implied: 0 });
   t.equal(await settled(d), 'resolved');
+  t.equal(await e, 1, 'the dead callback was replayed');
   t.equal(calls.length, 2);
 });
 
@@ -213,7 +217,8 @@ t.test('a failed WAL sync fails the writes waiting for it, and every write and h
   calls[0]!.done(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' }));
   await t.rejects(a, /syncing the write-ahead log to disk failed \(EIO: i\/o error, fdatasync\)/, 'the acknowledgement never happens');
   await t.rejects(s.saveCorrelation('acme', 'wamid.9', 'm9', DAY), /write-ahead log/, 'a later group-committed write fails');
-  await t.rejects(s.markDelivered(['1'], T0), /write-ahead log/, 'a later direct write fails');
+  await t.rejects(s.markDelivered(['1'], T0), /write-ahead log/, 'a later outbox mark fails');
+  await t.rejects(s.replayDead(T0), /write-ahead log/, 'a later direct write fails');
   await t.rejects(s.ping(), /write-ahead log/, 'the health check reports it');
   t.equal(calls.length, 1, 'no further sync is attempted: a later success would prove nothing');
 });

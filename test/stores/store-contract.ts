@@ -62,6 +62,24 @@ export function storeContract(t: Test, name: string, open: () => Promise<Store>)
     t.equal(await s.findMsgId('acme', 'wamid.old'), undefined, 'an expired correlation is not found');
   });
 
+  withStore('correlations: many at once, in the order asked, gaps, tenants apart, expiry', async (t, s) => {
+    await s.saveCorrelation('acme', 'wamid.1', 'm1', 60_000);
+    await s.saveCorrelation('acme', 'wamid.2', 'm2', 60_000);
+    await s.saveCorrelation('other', 'wamid.3', 'm3', 60_000);
+    await s.saveCorrelation('acme', 'wamid.old', 'm0', 0);
+    const got = await s.findMsgIds('acme', ['wamid.2', 'wamid.x', 'wamid.1', 'wamid.3', 'wamid.old', 'wamid.2']);
+    t.equal(got.length, 6, 'one answer per id asked');
+    t.same(
+      got.map((m) => m ?? null),
+      ['m2', null, 'm1', null, null, 'm2'],
+      'in order; unknown, another tenant’s and expired ids have none; a repeated id is answered twice',
+    );
+    t.same(await s.findMsgIds('acme', []), [], 'nothing asked, nothing answered');
+    // Ids that would mean something to the store itself are only ids.
+    await s.saveCorrelation('acme', 'constructor', 'm4', 60_000);
+    t.same((await s.findMsgIds('acme', ['constructor', '__proto__', "x' OR 1=1 --", '*'])).map((m) => m ?? null), ['m4', null, null, null]);
+  });
+
   withStore('ingest: counts, dedupe within and across calls, pending too', async (t, s) => {
     const first = await s.ingest({ callbacks: [status('m1', 'sent'), status('m1', 'sent'), incoming('a')], pending: [pendingOf('w1')] }, T0);
     t.same(first, { accepted: 3, duplicates: 1, implied: 0 });
