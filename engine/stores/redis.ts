@@ -126,6 +126,11 @@ local function load(key)
   return h
 end
 local function num(v, default) if v == nil or v == false then return default end return tonumber(v) end
+local function flat(h)
+  local a = {}
+  for k, v in pairs(h) do a[#a + 1] = k; a[#a + 1] = v end
+  return a
+end
 
 -- Rescore a msgId queue in 'due' from its head and lease; drop it when the queue is empty.
 local function requeue(tm)
@@ -175,9 +180,9 @@ local function leave(id, h)
   end
 end
 
--- New callback from field/value pairs ARGV[first .. first + 2n - 1]; returns its id.
-local function insertCallback(first, n, now)
-  local id = string.format('%d', redis.call('INCR', P .. 'seq:cb'))
+-- Writes callback id from field/value pairs ARGV[first .. first + 2n - 1], pending, not yet
+-- queued; returns its fields.
+local function writeCallback(id, first, n, now)
   local h = { createdAt = now, nextAttemptAt = now }
   local args = { 'id', id, 'createdAt', now, 'nextAttemptAt', now, 'attempts', 0, 'leaseUntil', 0, 'state', 'pending' }
   for j = first, first + 2 * n - 1, 2 do
@@ -186,7 +191,13 @@ local function insertCallback(first, n, now)
     args[#args + 1] = ARGV[j + 1]
   end
   redis.call('HSET', cbkey(id), unpack(args))
-  enqueue(id, h)
+  return h
+end
+
+-- New callback from field/value pairs ARGV[first .. first + 2n - 1]; returns its id.
+local function insertCallback(first, n, now)
+  local id = string.format('%d', redis.call('INCR', P .. 'seq:cb'))
+  enqueue(id, writeCallback(id, first, n, now))
   return id
 end
 
@@ -207,15 +218,25 @@ end
 -- decided before anything is written: a script that fails half-way is not rolled back by Redis.
 -- Returns accepted, duplicates, implied.
 local function addItems(items, now, ttl, dedupe)
-  local seen, cov, keep = {}, {}, {}
+  local seen, keep = {}, {}
   local acc, dup, imp = 0, 0, 0
-  -- (rank is one digit, so tm .. '#' .. rank cannot be ambiguous)
+  -- The chain ranks each msgId has in the outbox: read once per msgId (a status and the ones it
+  -- implies share it), then kept up to date here.
+  local ranks = {}
+  local function ranksOf(tm)
+    local r = ranks[tm]
+    if not r then
+      local v = redis.call('HMGET', P .. 'm:' .. tm, 'c1', 'c2', 'c3')
+      r = { v[1] ~= false, v[2] ~= false, v[3] ~= false }
+      ranks[tm] = r
+    end
+    return r
+  end
   local function covered(it)
     if it.tm == '' then return false end
-    if cov[it.tm .. '#' .. it.rank] then return true end
-    return redis.call('HEXISTS', P .. 'm:' .. it.tm, 'c' .. it.rank) == 1
+    return ranksOf(it.tm)[tonumber(it.rank)]
   end
-  local function cover(it) if it.tm ~= '' then cov[it.tm .. '#' .. it.rank] = true end end
+  local function cover(it) if it.tm ~= '' then ranksOf(it.tm)[tonumber(it.rank)] = true end end
   for _, it in ipairs(items) do
     if it.kind ~= 'i' then
       if dedupe and (seen[it.dk] or redis.call('EXISTS', P .. 'd:' .. it.dk) == 1) then
@@ -240,6 +261,19 @@ local function addItems(items, now, ttl, dedupe)
       keep[#keep + 1] = it
     end
   end
+  -- Written together: ids taken at once, each msgId queue filled and rescored once, its ranks marked
+  -- once (a status with the two it implies was three of each).
+  local ncb = 0
+  for _, it in ipairs(keep) do if not it.keyOnly and it.kind ~= 'p' then ncb = ncb + 1 end end
+  local lastId = 0
+  if ncb > 0 then lastId = redis.call('INCRBY', P .. 'seq:cb', ncb) - ncb end
+  local queues, marks, tms = {}, {}, {}
+  local function touched(tm)
+    if not queues[tm] then
+      queues[tm], marks[tm] = {}, {}
+      tms[#tms + 1] = tm
+    end
+  end
   for _, it in ipairs(keep) do
     if dedupe and it.kind ~= 'i' then redis.call('SET', P .. 'd:' .. it.dk, '1', 'PX', ttl) end
     if it.keyOnly then
@@ -251,12 +285,35 @@ local function addItems(items, now, ttl, dedupe)
       redis.call('HSET', P .. 'pd:' .. id, unpack(args))
       redis.call('ZADD', P .. 'pending', now, pad(id))
     else
-      insertCallback(it.at, it.n, now)
-      if it.tm ~= '' then
-        local m = P .. 'm:' .. it.tm
-        redis.call('HSET', m, 'c' .. it.rank, '1')
-        redis.call('PEXPIRE', m, ttl)
+      lastId = lastId + 1
+      local id = string.format('%d', lastId)
+      local h = writeCallback(id, it.at, it.n, now)
+      if h.tm then
+        touched(h.tm)
+        local q = queues[h.tm]
+        q[#q + 1] = tonumber(h.rank) * 1e13 + tonumber(now)
+        q[#q + 1] = pad(id)
+      else
+        redis.call('ZADD', P .. 'due', now, 'c:' .. pad(id))
       end
+      if it.tm ~= '' then
+        touched(it.tm)
+        local f = marks[it.tm]
+        f[#f + 1] = 'c' .. it.rank
+        f[#f + 1] = '1'
+      end
+    end
+  end
+  if ncb > 0 then redis.call('HINCRBY', P .. 'stats', 'pending', ncb) end
+  for _, tm in ipairs(tms) do
+    if #queues[tm] > 0 then
+      redis.call('ZADD', P .. 'q:' .. tm, unpack(queues[tm]))
+      requeue(tm)
+    end
+    if #marks[tm] > 0 then
+      local m = P .. 'm:' .. tm
+      redis.call('HSET', m, unpack(marks[tm]))
+      redis.call('PEXPIRE', m, ttl)
     end
   end
   return acc, dup, imp
@@ -292,7 +349,8 @@ while #out < limit and guard < 100 do
       elseif tonumber(h.nextAttemptAt) <= now and tonumber(h.leaseUntil) <= now then
         redis.call('HSET', cbkey(id), 'leaseUntil', leaseUntil)
         redis.call('ZADD', due, leaseUntil, member)
-        out[#out + 1] = redis.call('HGETALL', cbkey(id))
+        h.leaseUntil = leaseUntil
+        out[#out + 1] = flat(h)
       else
         redis.call('ZADD', due, math.max(tonumber(h.nextAttemptAt), tonumber(h.leaseUntil)), member)
       end
@@ -327,7 +385,8 @@ while #out < limit and guard < 100 do
             redis.call('HSET', m, 'leaseUntil', leaseUntil, 'leased', id)
             redis.call('PEXPIRE', m, metaTtl)
             redis.call('ZADD', due, leaseUntil, member)
-            out[#out + 1] = redis.call('HGETALL', cbkey(id))
+            h.leaseUntil = leaseUntil
+            out[#out + 1] = flat(h)
             break
           else
             redis.call('ZADD', due, tonumber(h.nextAttemptAt), member)
