@@ -400,24 +400,42 @@ end
 return out
 `);
 
-// ARGV: P, now, metaTtlMs, ids...
+// ARGV: P, now, metaTtlMs, ids... A delivered callback in flight leaves its msgId queue; each queue
+// is rescored once and the counters and the delivered index written once for the whole batch.
 const DELIVERED = script(`
 local now, metaTtl = ARGV[2], ARGV[3]
+local left, tms, seen, done = 0, {}, {}, {}
 for i = 4, #ARGV do
   local id = ARGV[i]
   local h = load(cbkey(id))
   if h and h.state ~= 'delivered' then
-    leave(id, h)
-    redis.call('HSET', cbkey(id), 'state', 'delivered', 'deliveredAt', now, 'leaseUntil', 0)
-    redis.call('ZADD', P .. 'delivered', now, id)
     local rank = tonumber(h.rank)
-    if h.tm and rank > 0 and rank <= ${CHAIN_TOP} then
+    local chain = h.tm and rank > 0 and rank <= ${CHAIN_TOP}
+    if h.state == 'pending' and h.tm then
+      left = left + 1
+      redis.call('ZREM', P .. 'q:' .. h.tm, pad(id))
       local m = P .. 'm:' .. h.tm
-      if rank > num(redis.call('HGET', m, 'maxRank'), -1) then redis.call('HSET', m, 'maxRank', h.rank) end
-      redis.call('PEXPIRE', m, metaTtl)
+      local v = redis.call('HMGET', m, 'leased', 'maxRank')
+      if v[1] == id then redis.call('HDEL', m, 'leaseUntil', 'leased') end
+      if chain and rank > num(v[2], -1) then redis.call('HSET', m, 'maxRank', h.rank) end
+      if not seen[h.tm] then
+        seen[h.tm] = true
+        tms[#tms + 1] = h.tm
+      end
+    else
+      leave(id, h)
+      if chain and rank > num(redis.call('HGET', P .. 'm:' .. h.tm, 'maxRank'), -1) then redis.call('HSET', P .. 'm:' .. h.tm, 'maxRank', h.rank) end
     end
+    if chain then redis.call('PEXPIRE', P .. 'm:' .. h.tm, metaTtl) end
+    redis.call('HSET', cbkey(id), 'state', 'delivered', 'deliveredAt', now, 'leaseUntil', 0)
+    done[#done + 1] = now
+    done[#done + 1] = id
   end
 end
+if left > 0 then redis.call('HINCRBY', P .. 'stats', 'pending', -left) end
+for _, tm in ipairs(tms) do requeue(tm) end
+-- (in slices: unpack's stack is bounded)
+for j = 1, #done, 1000 do redis.call('ZADD', P .. 'delivered', unpack(done, j, math.min(j + 999, #done))) end
 return 0
 `);
 
