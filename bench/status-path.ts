@@ -5,6 +5,7 @@
 // command (those its scripts run too, read from MONITOR). Traces are off: they are written apart.
 //   node --import tsx bench/status-path.ts [--messages N] [--only sqlite,redis]
 import { createServer, type Server } from 'node:http';
+import { connect, type Socket } from 'node:net';
 import { mkdtempSync, rmSync, fdatasync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -172,45 +173,72 @@ export async function measureSqlite(scenario: Scenario, messages: number): Promi
   }
 }
 
+/**
+ * Redis's MONITOR on a socket of its own, read line by line: ioredis's monitor() mistakes lines that
+ * arrive before it has switched modes for replies when the Redis is busy (other tests share it).
+ * Calls `onLine(source, command, line)` for each line that mentions `prefix`.
+ */
+async function monitorRedis(url: string, prefix: string, onLine: (lua: boolean, command: string, line: string) => void): Promise<Socket> {
+  const u = new URL(url);
+  const socket = connect(Number(u.port || 6379), u.hostname);
+  await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+  if (u.password) socket.write(`AUTH ${u.username ? `${decodeURIComponent(u.username)} ` : ''}${decodeURIComponent(u.password)}\r\n`);
+  socket.write('MONITOR\r\n');
+  let rest = '';
+  let ready!: () => void;
+  const started = new Promise<void>((r) => (ready = r));
+  socket.on('data', (chunk: Buffer) => {
+    const lines = (rest + chunk.toString('latin1')).split('\r\n');
+    rest = lines.pop() ?? '';
+    for (const line of lines) {
+      if (line === '+OK') ready();
+      if (!line.includes(prefix)) continue;
+      const m = /^\+[\d.]+ \[\d+ ([^\]]+)\] "([^"]*)"/.exec(line);
+      if (m) onLine(m[1] === 'lua', m[2]!.toLowerCase(), line);
+    }
+  });
+  socket.on('error', () => undefined);
+  await started;
+  return socket;
+}
+
 export async function measureRedis(scenario: Scenario, messages: number, url = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'): Promise<PathCost> {
   const { Redis } = await import('ioredis');
   const prefix = `wabcost:${process.pid}:${Date.now()}:${Math.random().toString(36).slice(2)}:`;
   const s = await sink();
-  const admin = new Redis(url, { maxRetriesPerRequest: 1 });
-  const monitor = await admin.monitor();
   let top = 0;
   let inScripts = 0;
   let seenEnd = false;
   const endKey = `${prefix}end`;
   const counting = { on: true };
   const byName: Record<string, number> = {};
-  monitor.on('monitor', (_time: string, args: string[], source: string) => {
+  const monitor = await monitorRedis(url, prefix, (lua, command, line) => {
+    if (line.includes(endKey)) return void (seenEnd = true);
     if (!counting.on) return;
-    if (!args.some((a) => a.includes(prefix))) return;
-    if (args.includes(endKey)) return void (seenEnd = true);
-    if (source === 'lua') inScripts++;
+    if (lua) inScripts++;
     else top++;
-    if (process.env.COST_DETAIL) byName[`${source === 'lua' ? 'lua ' : ''}${args[0]}`] = (byName[`${source === 'lua' ? 'lua ' : ''}${args[0]}`] ?? 0) + 1;
+    if (process.env.COST_DETAIL) byName[`${lua ? 'lua ' : ''}${command}`] = (byName[`${lua ? 'lua ' : ''}${command}`] ?? 0) + 1;
   });
+  const admin = new Redis(url, { maxRetriesPerRequest: 1 });
   const raw = await openRedisStore(url, { prefix });
   const calls: Record<string, number> = {};
   try {
     await drive(counted(raw, calls), scenario, messages, s.url, counting);
-    await admin.duplicate().get(endKey).then(() => undefined);
-    for (let i = 0; i < 200 && !seenEnd; i++) await new Promise((r) => setTimeout(r, 10));
+    // MONITOR lines come after the commands: wait for the one of a command sent after all of them.
+    await admin.get(endKey);
+    for (let i = 0; i < 500 && !seenEnd; i++) await new Promise((r) => setTimeout(r, 10));
+    if (!seenEnd) throw new Error('MONITOR did not show the end marker within 5 s');
     if (process.env.COST_DETAIL) console.error(scenario, byName);
     return summary(scenario, messages, calls, s.statuses(), { redisCommands: top, redisScriptCommands: inScripts });
   } finally {
     await raw.close();
-    monitor.disconnect();
-    const cleaner = new Redis(url, { maxRetriesPerRequest: 1 });
+    monitor.destroy();
     let cursor = '0';
     do {
-      const [next, keys] = await cleaner.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
+      const [next, keys] = await admin.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
       cursor = next;
-      if (keys.length > 0) await cleaner.del(...keys);
+      if (keys.length > 0) await admin.del(...keys);
     } while (cursor !== '0');
-    cleaner.disconnect();
     admin.disconnect();
     s.server.close();
   }

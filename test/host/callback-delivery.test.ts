@@ -155,6 +155,21 @@ test('statuses of a tenant go in one POST; incoming one each; tenants apart', as
   t.equal(await w.runOnce(), 0, 'nothing left');
 });
 
+test("a round's POSTs are marked delivered in one store call", async (t, { store, worker, ingest }) => {
+  await ingest(status('acme', 'm1', 'sent'), status('acme', 'm2', 'sent'), incoming('acme', 'wamid.in1'), incoming('acme', 'wamid.in2'), status('beta', 'm1', 'sent'));
+  const marks: string[][] = [];
+  const counting = new Proxy(store, {
+    get: (target, key) => (key === 'markDelivered' ? (ids: string[], now: number) => (marks.push([...ids]), target.markDelivered(ids, now)) : (Reflect.get(target, key) as unknown)),
+  });
+  const delivered: number[] = [];
+  const w = worker({ store: counting, onDelivered: (recs) => delivered.push(recs.length) });
+  t.equal(await w.runOnce(), 5);
+  t.equal(marks.length, 1, 'one mark for the four POSTs');
+  t.equal(marks[0]!.length, 5, 'with every callback they carried');
+  t.same(delivered.sort(), [1, 1, 1, 2], 'each POST still reported on its own');
+  t.match(await store.stats(), { delivered: 5, outboxPending: 0 });
+});
+
 test('a msgId keeps its order across failures and retries', async (t, { sink, clock, worker, ingest }) => {
   await ingest(status('acme', 'm1', 'read'), status('acme', 'm1', 'delivered'), status('acme', 'm1', 'sent'), status('acme', 'm2', 'sent'));
   sink.reply({ status: 503 }, { status: 500 });

@@ -232,3 +232,31 @@ t.test('synchronous NORMAL and in-memory stores never wait for a sync', async (t
     await s.close();
   }
 });
+
+t.test('a status costs one statement per step: dedupe key, chain rank checked and taken together, outbox row', async (t) => {
+  const run: string[] = [];
+  const s = openSqliteStore(':memory:', { onStatement: (sql) => run.push(sql.trim().split(/\s+/).slice(0, 3).join(' ')) });
+  t.teardown(() => s.close());
+  const delivered: NewCallback = { ...sent('m1'), rank: 2, payload: { msgId: 'm1', status: 'delivered', timestamp: '1700000000' }, dedupeKey: 'acme|m1|delivered' };
+  run.length = 0;
+  t.same(await s.ingest({ callbacks: [sent('m1')], pending: [] }, T0), { accepted: 1, duplicates: 0, implied: 0 });
+  t.same(run, ['BEGIN IMMEDIATE', 'INSERT INTO dedupe', 'INSERT INTO progress', 'INSERT INTO outbox', 'COMMIT']);
+  run.length = 0;
+  // delivered, with the sent it implies (already there: taken by nobody, one statement to find out)
+  t.same(await s.ingest({ callbacks: [delivered, { ...sent('m1'), implied: true }], pending: [] }, T0), { accepted: 1, duplicates: 0, implied: 0 });
+  t.same(run, ['BEGIN IMMEDIATE', 'INSERT INTO dedupe', 'INSERT INTO progress', 'INSERT INTO outbox', 'INSERT INTO progress', 'COMMIT']);
+});
+
+t.test('the look-up of many BSP ids is one statement on the primary key', async (t) => {
+  const run: string[] = [];
+  const s = openSqliteStore(':memory:', { onStatement: (sql) => run.push(sql) });
+  t.teardown(() => s.close());
+  run.length = 0;
+  await s.findMsgIds('acme', ['w1', 'w2', 'w3']);
+  t.equal(run.length, 1);
+  const db = new Database(':memory:');
+  t.teardown(() => db.close());
+  for (const m of MIGRATIONS) db.exec(m);
+  const plan = db.prepare(`EXPLAIN QUERY PLAN ${run[0]!}`).all() as { detail: string }[];
+  t.match(plan.map((p) => p.detail).join('\n'), /SEARCH correlations USING PRIMARY KEY \(tenant=\? AND provider_message_id=\?\)/);
+});
