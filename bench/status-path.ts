@@ -57,7 +57,7 @@ function webhookOf(meta: Mapping, statuses: object[]) {
     object: 'whatsapp_business_account',
     entry: [{ id: '1', changes: [{ field: 'messages', value: { messaging_product: 'whatsapp', metadata: { display_phone_number: '15550783881', phone_number_id: '1' }, statuses } }] }],
   });
-  return { url: 'http://h/v1/tenants/acme/webhook', query: {}, rawBody, headers: { 'content-type': 'application/json', 'X-Hub-Signature-256': sign(meta, rawBody, SETTINGS.appSecret) } };
+  return { url: 'http://h/v1/tenants/acme/webhook', query: {}, rawBody, headers: { 'content-type': 'application/json', 'X-Hub-Signature-256': sign(meta, rawBody, String(SETTINGS.appSecret)) } };
 }
 
 /** A store whose calls are counted by method. */
