@@ -96,6 +96,17 @@ export class Admission {
     return this.queued > 0 || this.lagMs > this.options.targetLagMs;
   }
 
+  /**
+   * When a request that arrived at `arrivedAt` and finds no room is answered 429. Not at once: a client
+   * that gets 429 at once sends again at once, and instant 429s then take the CPU the admitted requests
+   * need; a waiting request costs nothing. But the loop's lateness is time the request already waited
+   * unseen (its bytes sat on the socket until wabridge read them) and will wait again before its answer
+   * is written, so it comes out of the wait, twice, down to half of `maxWaitMs`.
+   */
+  answerBy(arrivedAt: number): number {
+    return arrivedAt + Math.max(this.options.maxWaitMs / 2, this.options.maxWaitMs - 2 * this.lagMs);
+  }
+
   /** Takes a slot: true at once when one is free, else a promise of true (a slot) or false (shed). */
   enter(arrivedAt: number): boolean | Promise<boolean> {
     if (this.closed) {
@@ -106,16 +117,8 @@ export class Admission {
       this.inFlight++;
       return true;
     }
-    // The loop's lateness is time the request already waited unseen (its bytes sat on the socket until
-    // wabridge read them) and will wait again before its answer is written: both come out of its wait,
-    // so that wait plus the lateness still fits CleverTap's second. Past that, 429 at once.
-    const until = arrivedAt + this.options.maxWaitMs - 2 * this.lagMs;
-    if (until <= performance.now()) {
-      this.onShed('queue_timeout');
-      return false;
-    }
     return new Promise<boolean>((resolve) => {
-      this.waiters.push({ until, resolve });
+      this.waiters.push({ until: this.answerBy(arrivedAt), resolve });
       if (!this.expiry) this.armExpiry();
     });
   }

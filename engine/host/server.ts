@@ -195,6 +195,12 @@ export function buildServer(deps: HostDeps) {
     if (!(await limiter.acquire(tenant.id, tenant.concurrency))) {
       metrics.requests.inc({ tenant: tenant.id, answer: '429' });
       if (tracer.enabled) traceTooMany(tenant, mapping, typeof req.body === 'string' ? req.body : '');
+      // Past the tenant's concurrency the client is past CleverTap's contract. Its 429 is held like
+      // admission's (without the slot, which goes to the next request), so a client that retries at
+      // once cannot turn the excess into a storm of 429s that starves the requests within the contract.
+      release(req);
+      const wait = admission.answerBy(req.arrivedAt) - performance.now();
+      if (wait > 1) await new Promise((r) => setTimeout(r, wait));
       return reply.code(429).send({ message: 'Too many requests to process' });
     }
     try {

@@ -53,3 +53,20 @@ t.test('the deadline counts from arrival: time spent waiting for a slot comes ou
   t.match(second.body, { status: 'failure', error: { code: 2004, message: /within 700 ms/ } }, 'answered at its own deadline');
   t.ok(second.ms < 1100, `answered after ${second.ms.toFixed(0)} ms: its 700 ms count from arrival, not from the slot (that would be ~1150)`);
 });
+
+t.test("past the tenant's concurrency (CleverTap's contract) the 429 is held like admission's, and the slot goes on", async (t) => {
+  const s = await startStack({ concurrency: 2, overload: { maxWait: '400ms' } });
+  t.teardown(() => s.close());
+  s.sim.setScenario({ scenario: 'slow', delayMs: 700 });
+  const answers = await Promise.all(Array.from({ length: 6 }, (_, i) => timed(s.send(payload(`tenantcap|1|1|${i}`)))));
+  const ok = answers.filter((a) => a.status === 200);
+  const over = answers.filter((a) => a.status === 429);
+  t.equal(ok.length, 2, 'the tenant concurrency (2) is answered');
+  t.equal(over.length, 4, 'the rest are past it');
+  for (const a of over) {
+    t.same(a.body, { message: 'Too many requests to process' });
+    // Held for half of maxWait at least (an instant 429 invites an instant retry), well within the second.
+    t.ok(a.ms >= 190 && a.ms < 900, `a 429 past the tenant's concurrency after ${a.ms.toFixed(0)} ms`);
+  }
+  t.equal(s.sim.sent().length, 2, 'nothing past the concurrency reached the BSP');
+});
