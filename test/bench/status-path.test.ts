@@ -3,29 +3,18 @@
 // resolver round's writes share one SQLite sync, and a delivery round's deliveries share one mark.
 // Needs Redis for the Redis half (REDIS_URL, default redis://127.0.0.1:6379); skipped without one.
 import t from 'tap';
-import { Redis } from 'ioredis';
 import { measureRedis, measureSqlite, type PathCost, type Scenario } from '../../bench/status-path.js';
+import { probeRedis } from '../support/fleet.js';
 
 const N = 8;
 const url = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const total = (c: PathCost, method: string) => Math.round((c.calls[method] ?? 0) * c.messages);
 
-async function redisThere(): Promise<boolean> {
-  const r = new Redis(url, { lazyConnect: true, connectTimeout: 1000, maxRetriesPerRequest: 0, retryStrategy: () => null });
-  r.on('error', () => undefined);
-  try {
-    await r.connect();
-    await r.ping();
-    return true;
-  } catch {
-    return false;
-  } finally {
-    r.disconnect();
-  }
-}
 
 const stores: [string, (s: Scenario, n: number) => Promise<PathCost>][] = [['sqlite', measureSqlite]];
-if (await redisThere()) stores.push(['redis', (s, n) => measureRedis(s, n, url)]);
+const redis = await probeRedis(url);
+redis?.disconnect();
+if (redis) stores.push(['redis', (s, n) => measureRedis(s, n, url)]);
 else t.comment(`no Redis at ${url}: the Redis half is skipped`);
 
 for (const [name, measure] of stores) {
