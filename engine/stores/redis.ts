@@ -828,10 +828,6 @@ class RedisStore implements Store {
     else await this.redis.set(key, msgId, 'PX', Math.ceil(ttlMs));
   }
 
-  async findMsgId(tenant: string, providerMessageId: string): Promise<string | undefined> {
-    return (await this.redis.get(this.correlationKey(tenant, providerMessageId))) ?? undefined;
-  }
-
   async findMsgIds(tenant: string, providerMessageIds: readonly string[]): Promise<(string | undefined)[]> {
     if (providerMessageIds.length === 0) return [];
     const found = await this.redis.mget(providerMessageIds.map((id) => this.correlationKey(tenant, id)));

@@ -144,7 +144,6 @@ class ThreadStore implements Store {
   }
 
   saveCorrelation: Store['saveCorrelation'] = (...a) => this.call('saveCorrelation', a);
-  findMsgId: Store['findMsgId'] = (...a) => this.call('findMsgId', a);
   findMsgIds: Store['findMsgIds'] = (...a) => this.call('findMsgIds', a);
   ingest: Store['ingest'] = (...a) => this.call('ingest', a);
   duePending: Store['duePending'] = (...a) => this.call('duePending', a);

@@ -319,7 +319,6 @@ function prepare(db: Database.Database) {
   return {
     saveCorrelation: p(`INSERT INTO correlations (tenant, provider_message_id, msg_id, expires_at) VALUES (?, ?, ?, ?)
       ON CONFLICT (tenant, provider_message_id) DO UPDATE SET msg_id = excluded.msg_id, expires_at = excluded.expires_at`),
-    findMsgId: p(`SELECT msg_id FROM correlations WHERE tenant = ? AND provider_message_id = ? AND expires_at > ?`).pluck(),
     // A batch of ids as one JSON array: one statement, each id a look-up in the primary key.
     findMsgIds: p(`SELECT provider_message_id AS id, msg_id AS msgId FROM correlations
       WHERE tenant = ? AND provider_message_id IN (SELECT value FROM json_each(?)) AND expires_at > ?`),
@@ -624,10 +623,6 @@ class SqliteStore implements Store {
   async saveCorrelation(tenant: string, providerMessageId: string, msgId: string, ttlMs: number): Promise<void> {
     const expires = this.clock() + ttlMs;
     await this.commit(() => this.s.saveCorrelation.run(tenant, providerMessageId, msgId, expires));
-  }
-
-  async findMsgId(tenant: string, providerMessageId: string): Promise<string | undefined> {
-    return (this.s.findMsgId.get(tenant, providerMessageId, this.clock()) as string | undefined) ?? undefined;
   }
 
   async findMsgIds(tenant: string, providerMessageIds: readonly string[]): Promise<(string | undefined)[]> {

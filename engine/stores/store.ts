@@ -149,10 +149,9 @@ export interface Store {
 
   /** msgId ↔ BSP id, kept `ttlMs`. Re-saving the same pair is harmless. */
   saveCorrelation(tenant: string, providerMessageId: string, msgId: string, ttlMs: number): Promise<void>;
-  findMsgId(tenant: string, providerMessageId: string): Promise<string | undefined>;
   /**
-   * findMsgId for many BSP ids of one tenant in one store call (a webhook's batch, a round of pending
-   * look-ups): the msgIds in the order asked, undefined where none is known.
+   * The msgIds of BSP ids of one tenant, in one store call (a webhook's batch, a round of pending
+   * look-ups; one id is a batch of one): in the order asked, undefined where none is known.
    */
   findMsgIds(tenant: string, providerMessageIds: readonly string[]): Promise<(string | undefined)[]>;
 

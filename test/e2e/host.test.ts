@@ -238,7 +238,7 @@ t.test('a BSP slower than the deadline gets 2004 in time, and its late success i
   // The BSP's late answer is still read and its id stored, so a BSP that does not echo the msgId
   // (most do not) still gets its statuses correlated.
   const wamid = s.sim.sent().find((x) => x.msgId === 'e2e|slow|1|1')!.providerMessageId!;
-  await eventually(async () => (await s.host.store.findMsgId('demo', wamid)) === 'e2e|slow|1|1', 'the late correlation', 15_000);
+  await eventually(async () => (await s.host.store.findMsgIds('demo', [wamid]).then((m) => m[0])) === 'e2e|slow|1|1', 'the late correlation', 15_000);
   // counted once the correlation is on disk, which comes a WAL sync after it is readable
   const lateCounted = /wabridge_bsp_late_success_total\{tenant="demo"\} 1/;
   await eventually(async () => lateCounted.test(await (await request(`${s.host.url}/metrics`)).body.text()), 'the late success counted', 15_000);

@@ -149,13 +149,13 @@ if (!admin) {
     const pttl = await admin.pttl(`${prefix}c:acme:wamid.long`);
     t.ok(pttl > 99_000 && pttl <= 100_000, `PTTL ${pttl}`);
     await s.saveCorrelation('acme', 'wamid.short', 'm2', 150);
-    t.equal(await s.findMsgId('acme', 'wamid.short'), 'm2');
+    t.equal(await s.findMsgIds('acme', ['wamid.short']).then((m) => m[0]), 'm2');
     await sleep(250);
-    t.equal(await s.findMsgId('acme', 'wamid.short'), undefined, 'gone after its TTL');
+    t.equal(await s.findMsgIds('acme', ['wamid.short']).then((m) => m[0]), undefined, 'gone after its TTL');
     t.equal(await admin.exists(`${prefix}c:acme:wamid.short`), 0, 'removed by Redis, no sweep needed');
     await s.saveCorrelation('te:nant', 'x', 'm3', 60_000);
-    t.equal(await s.findMsgId('te:nant', 'x'), 'm3', 'a tenant with a colon gets its own keys');
-    t.equal(await s.findMsgId('te', 'nant:x'), undefined);
+    t.equal(await s.findMsgIds('te:nant', ['x']).then((m) => m[0]), 'm3', 'a tenant with a colon gets its own keys');
+    t.equal(await s.findMsgIds('te', ['nant:x']).then((m) => m[0]), undefined);
 
     const ttlStore = await openRedisStore(url, { prefix, dedupeTtlMs: 200 });
     t.teardown(() => ttlStore.close());
@@ -208,7 +208,7 @@ if (!admin) {
     await t.rejects(s.claimDue(T0, 10, LEASE), /Redis not connected/, 'a poll is not queued either');
     t.ok(performance.now() - started < 50, 'ping and the poll answer at once');
     started = performance.now();
-    await t.rejects(s.findMsgId('acme', 'w1'), /timed out/i);
+    await t.rejects(s.findMsgIds('acme', ['w1']).then((m) => m[0]), /timed out/i);
     const waited = performance.now() - started;
     t.ok(waited >= 350 && waited < 1500, `a command waited ${waited.toFixed(0)} ms, then failed`);
 
@@ -218,7 +218,7 @@ if (!admin) {
       await sleep(50);
     }
     await t.resolves(s.ping(), 'ready again once Redis is back');
-    t.equal(await s.findMsgId('acme', 'w1'), undefined);
+    t.equal(await s.findMsgIds('acme', ['w1']).then((m) => m[0]), undefined);
   });
 
   t.test('redis: opening fails clearly when Redis is not there, without leaking the password', async (t) => {

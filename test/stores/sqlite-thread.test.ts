@@ -37,7 +37,7 @@ t.test('what the thread wrote, the in-process store reads back', async (t) => {
   await s.close(); // twice is harmless
   const again = openSqliteStore(file);
   t.teardown(() => again.close());
-  t.equal(await again.findMsgId('acme', 'wamid.1'), 'm1');
+  t.equal(await again.findMsgIds('acme', ['wamid.1']).then((m) => m[0]), 'm1');
   t.match(await again.stats(), { outboxPending: 1 });
 });
 
@@ -81,7 +81,7 @@ t.test('an idle thread does not keep its process alive', async (t) => {
     `import { openSqliteStoreThread } from ${JSON.stringify(storeUrl)};
 const s = await openSqliteStoreThread(${JSON.stringify(join(dir, 'idle.db'))});
 await s.saveCorrelation('acme', 'wamid.9', 'm9', 60_000);
-process.stdout.write(String(await s.findMsgId('acme', 'wamid.9')));
+process.stdout.write(String(await s.findMsgIds('acme', ['wamid.9']).then((m) => m[0])));
 `,
   );
   const child = spawn(process.execPath, ['--import', 'tsx', script], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });

@@ -79,9 +79,9 @@ t.test('one failing write in a group commit undoes only itself', async (t) => {
   ]);
   t.same(results.map((r) => r.status), ['fulfilled', 'rejected', 'fulfilled', 'fulfilled']);
   t.match((results[1] as PromiseRejectedResult).reason, { code: 'SQLITE_CONSTRAINT_NOTNULL' }, 'the failing write gets its own error');
-  t.equal(await s.findMsgId('acme', 'w1'), 'm1', 'the write before it is kept');
-  t.equal(await s.findMsgId('acme', 'w3'), 'm3', 'the write after it is kept');
-  t.equal(await s.findMsgId('acme', 'w2'), undefined);
+  t.equal(await s.findMsgIds('acme', ['w1']).then((m) => m[0]), 'm1', 'the write before it is kept');
+  t.equal(await s.findMsgIds('acme', ['w3']).then((m) => m[0]), 'm3', 'the write after it is kept');
+  t.equal(await s.findMsgIds('acme', ['w2']).then((m) => m[0]), undefined);
   t.match(await s.stats(), { outboxPending: 1 }, 'the ingest is kept');
 });
 
@@ -91,12 +91,12 @@ t.test('correlations expire by the store clock and are swept', async (t) => {
   t.teardown(() => s.close());
   await s.saveCorrelation('acme', 'w1', 'm1', 1000);
   now = T0 + 999;
-  t.equal(await s.findMsgId('acme', 'w1'), 'm1');
+  t.equal(await s.findMsgIds('acme', ['w1']).then((m) => m[0]), 'm1');
   now = T0 + 1000;
-  t.equal(await s.findMsgId('acme', 'w1'), undefined);
+  t.equal(await s.findMsgIds('acme', ['w1']).then((m) => m[0]), undefined);
   now = T0;
   await s.sweep(T0 + 1000, DAY);
-  t.equal(await s.findMsgId('acme', 'w1'), undefined, 'deleted, not only hidden');
+  t.equal(await s.findMsgIds('acme', ['w1']).then((m) => m[0]), undefined, 'deleted, not only hidden');
 });
 
 t.test('claimDue stays fast with many rows', async (t) => {
@@ -184,7 +184,7 @@ t.test('a write resolves only once the WAL sync after its commit is done; commit
   t.equal(await settled(a), 'pending', 'committed, but not yet on disk: not resolved');
   t.equal(calls.length, 1, 'one sync started for the first commit');
   if (process.platform === 'linux') t.equal(calls[0]!.file, `${file}-wal`, "the sync is the WAL's");
-  t.equal(await s.findMsgId('acme', 'wamid.1'), 'm1', 'the commit itself is done (readable)');
+  t.equal(await s.findMsgIds('acme', ['wamid.1']).then((m) => m[0]), 'm1', 'the commit itself is done (readable)');
   // three more group commits (a correlation, a webhook, an outbox mark) and a direct write while the first sync runs
   const b = s.saveCorrelation('acme', 'wamid.2', 'm2', DAY);
   await new Promise((r) => setImmediate(r));

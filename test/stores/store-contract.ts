@@ -53,13 +53,13 @@ export function storeContract(t: Test, name: string, open: () => Promise<Store>)
   withStore('correlations: save, find, re-save, tenants apart, expiry', async (t, s) => {
     await s.saveCorrelation('acme', 'wamid.1', 'm1', 60_000);
     await s.saveCorrelation('acme', 'wamid.1', 'm1', 60_000);
-    t.equal(await s.findMsgId('acme', 'wamid.1'), 'm1');
-    t.equal(await s.findMsgId('other', 'wamid.1'), undefined, 'tenants do not share ids');
-    t.equal(await s.findMsgId('acme', 'wamid.2'), undefined);
+    t.equal(await s.findMsgIds('acme', ['wamid.1']).then((m) => m[0]), 'm1');
+    t.equal(await s.findMsgIds('other', ['wamid.1']).then((m) => m[0]), undefined, 'tenants do not share ids');
+    t.equal(await s.findMsgIds('acme', ['wamid.2']).then((m) => m[0]), undefined);
     await s.saveCorrelation('acme', 'wamid.1', 'm1b', 60_000);
-    t.equal(await s.findMsgId('acme', 'wamid.1'), 'm1b', 'the latest pair wins');
+    t.equal(await s.findMsgIds('acme', ['wamid.1']).then((m) => m[0]), 'm1b', 'the latest pair wins');
     await s.saveCorrelation('acme', 'wamid.old', 'm0', 0);
-    t.equal(await s.findMsgId('acme', 'wamid.old'), undefined, 'an expired correlation is not found');
+    t.equal(await s.findMsgIds('acme', ['wamid.old']).then((m) => m[0]), undefined, 'an expired correlation is not found');
   });
 
   withStore('correlations: many at once, in the order asked, gaps, tenants apart, expiry', async (t, s) => {
@@ -440,7 +440,7 @@ export function storeContract(t: Test, name: string, open: () => Promise<Store>)
     const many = Array.from({ length: 1100 }, (_, i) => ev('send', T0 + i, { msgId: `big${i % 7}`, providerMessageId: `wbig${i}` }, { i }));
     // A write the caller waits for, issued while the batch is being written, is not lost or reordered.
     await Promise.all([s.appendTrace(many, 60_000), s.saveCorrelation('acme', 'wbig-corr', 'big-corr', 60_000)]);
-    t.equal(await s.findMsgId('acme', 'wbig-corr'), 'big-corr');
+    t.equal(await s.findMsgIds('acme', ['wbig-corr']).then((m) => m[0]), 'big-corr');
     const events = await s.readTrace('big3', 10_000);
     t.equal(events.length, many.filter((e) => e.msgId === 'big3').length, 'every event of the msgId');
     t.same(events.map((e) => e.data.i), many.filter((e) => e.msgId === 'big3').map((e) => e.data.i), 'oldest first, data as given');
