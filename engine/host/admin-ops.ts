@@ -24,7 +24,6 @@ export interface OpsDeps {
   metrics: Metrics;
   logger: Logger;
   cluster?: ClusterView;
-  queueStats?: () => Promise<Record<string, number>>;
 }
 
 type Guard = (req: FastifyRequest, reply: FastifyReply) => Promise<unknown>;

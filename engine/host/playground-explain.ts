@@ -3,7 +3,8 @@
 import { WabError } from '../mapping/errors.js';
 import { evaluateNow, isPromise, Rejection, type Compiled } from '../mapping/expression.js';
 import type { Mapping } from '../mapping/loader.js';
-import { CREDENTIAL_NAME, redactNamed, type Redact } from './playground-redact.js';
+import { redactNamed, type Redact } from './playground-redact.js';
+import { CREDENTIAL_NAME } from './trace.js';
 
 /** Longest value text an explain row carries. */
 const VALUE_CHARS = 2_000;

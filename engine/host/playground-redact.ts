@@ -1,10 +1,8 @@
 // What the console playground shows is redacted first: the values of a mapping's secret settings
 // (named, so the page still shows where they go), credential-named headers and query parameters,
 // and anything shaped like a JWT.
-import { REDACTED } from './trace.js';
+import { CREDENTIAL_NAME, REDACTED } from './trace.js';
 
-/** Looks like a credential wherever it is a header or query name (as trace.ts judges headers). */
-export const CREDENTIAL_NAME = /auth|token|key|secret|signature|cookie|password|credential/i;
 const JWT = /\beyJ[\w-]{4,}\.[\w-]{4,}\.[\w-]{4,}/g;
 
 export type Redact = (text: string) => string;

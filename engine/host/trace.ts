@@ -178,8 +178,11 @@ export function callbackEvents(records: readonly CallbackRecord[], type: 'callba
   return out;
 }
 
-/** Header names whose values are credentials: never kept in a trace or the quarantine, as the logger never writes them. */
-const SECRET_HEADER = /auth|token|key|secret|signature|cookie|password|credential/i;
+/**
+ * Header (and query) names whose values are credentials: never kept in a trace or the quarantine, as
+ * the logger never writes them, and never shown by the console's playground.
+ */
+export const CREDENTIAL_NAME = /auth|token|key|secret|signature|cookie|password|credential/i;
 export const REDACTED = '[redacted]';
 
 // The same few header names come with every send and answer: each is tested once. Bounded, as a
@@ -190,7 +193,7 @@ function isSecretHeader(name: string): boolean {
   let secret = secretName.get(name);
   if (secret === undefined) {
     if (secretName.size >= 1000) secretName.clear();
-    secretName.set(name, (secret = SECRET_HEADER.test(name)));
+    secretName.set(name, (secret = CREDENTIAL_NAME.test(name)));
   }
   return secret;
 }
