@@ -116,7 +116,7 @@ ${o.bspRate !== undefined ? `    bspRate: ${o.bspRate}\n` : ''}${o.incomingAudio
   );
 }
 
-export async function startStack(opts: StackOptions = {}): Promise<Stack> {
+export async function startStack(opts: StackOptions = {}, attempt = 1): Promise<Stack> {
   const dir = mkdtempSync(join(tmpdir(), 'wabridge-e2e-'));
   const source = opts.mappingsDir ?? join(ROOT, 'mappings');
   const mappings = opts.copyMappings ? join(dir, 'mappings') : source;
@@ -139,10 +139,21 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     out.on('data', (chunk: Buffer) => logs.push(...chunk.toString('utf8').split('\n').filter(Boolean)));
     return startHost({ configFile, logDestination: out });
   };
+  let host: Host;
+  try {
+    host = await launch();
+  } catch (e) {
+    // freePort's port can be taken by a parallel test before the host listens on it: start over on another.
+    await sim.close();
+    await sink.close();
+    rmSync(dir, { recursive: true, force: true });
+    if ((e as { code?: string }).code === 'EADDRINUSE' && attempt < 3) return startStack(opts, attempt + 1);
+    throw e;
+  }
   const stack: Stack = {
     dir,
     configFile,
-    host: await launch(),
+    host,
     sim,
     sink,
     logs,
