@@ -89,7 +89,7 @@ async function sink(): Promise<{ server: Server; url: string; statuses: () => nu
 }
 
 /** Runs one scenario on `store` (fresh, empty); the counters are read by the caller. */
-async function drive(store: Store, scenario: Scenario, messages: number, sinkUrl: string, counting: { on: boolean }): Promise<void> {
+async function drive(store: Store, scenario: Scenario, messages: number, sinkUrl: string, counting: { on: boolean; settle?: () => Promise<void> }): Promise<void> {
   const meta = mapping();
   const deps: WebhookDeps = { store, metrics: createMetrics(), logger: pino({ level: 'silent' }), media: { url: () => 'http://m' } as never };
   const tenant = { id: 'acme', provider: 'meta-cloud', settings: { ...SETTINGS, apiVersion: 'v21.0', baseUrl: 'http://127.0.0.1:1' } } as unknown as TenantConfig;
@@ -98,6 +98,8 @@ async function drive(store: Store, scenario: Scenario, messages: number, sinkUrl
   const correlate = async () => {
     counting.on = false;
     for (let i = 0; i < messages; i++) await store.saveCorrelation('acme', wamid(i), `cost|c1|${i}|1`, 3_600_000);
+    // Redis's MONITOR shows a command after it ran: its lines for these writes must be in before counting.
+    await counting.settle?.();
     counting.on = true;
   };
   const post = async (statuses: object[]) => {
@@ -210,16 +212,27 @@ export async function measureRedis(scenario: Scenario, messages: number, url = p
   let inScripts = 0;
   let seenEnd = false;
   const endKey = `${prefix}end`;
-  const counting = { on: true };
   const byName: Record<string, number> = {};
+  let marks = 0;
+  let seenMarks = 0;
+  const markKey = `${prefix}mark`;
   const monitor = await monitorRedis(url, prefix, (lua, command, line) => {
     if (line.includes(endKey)) return void (seenEnd = true);
+    if (line.includes(markKey)) return void seenMarks++;
     if (!counting.on) return;
     if (lua) inScripts++;
     else top++;
     if (process.env.COST_DETAIL) byName[`${lua ? 'lua ' : ''}${command}`] = (byName[`${lua ? 'lua ' : ''}${command}`] ?? 0) + 1;
   });
   const admin = new Redis(url, { maxRetriesPerRequest: 1 });
+  const counting = {
+    on: true,
+    async settle() {
+      const want = ++marks;
+      await admin.get(markKey);
+      for (let i = 0; i < 500 && seenMarks < want; i++) await new Promise((r) => setTimeout(r, 10));
+    },
+  };
   const raw = await openRedisStore(url, { prefix });
   const calls: Record<string, number> = {};
   try {
