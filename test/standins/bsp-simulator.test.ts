@@ -7,6 +7,8 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, copyFileSy
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { request } from 'undici';
 import { parse as parseYaml } from 'yaml';
 import { loadMapping, type Mapping } from '../../engine/mapping/loader.js';
@@ -304,6 +306,40 @@ t.test('webhook delivery is retried at most 3 times', async (t) => {
   t.equal(r.outcome, 500);
   t.equal(hook.got.length, 4, 'one attempt plus three retries');
   t.equal(errors.length, 1, 'logged once');
+});
+
+t.test('webhooks beyond the connections wait their turn: the timeout runs from the POST, not from the queue', async (t) => {
+  // A receiver that takes 60 ms per webhook behind one connection: nine webhooks need 540 ms, well
+  // past the 150 ms timeout, yet each one is posted once and none is aborted while it waits.
+  let open = 0;
+  let most = 0;
+  const got: string[] = [];
+  const server = createServer((req, res) => {
+    open++;
+    most = Math.max(most, open);
+    req.resume();
+    req.on('end', () =>
+      setTimeout(() => {
+        open--;
+        got.push(req.url ?? '');
+        res.end();
+      }, 60),
+    );
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/webhooks/${NAME}/demo`;
+  const sim = await simulator(t, url, { webhookConnections: 1, webhookTimeoutMs: 150, statusDelaysMs: { sent: 1, delivered: 2, read: 3 } });
+  for (let i = 0; i < 3; i++) t.equal((await send(sim, message({ msgId: `queue-${i}` }))).status, 200);
+  await sim.idle(10_000);
+  t.equal(got.length, 9, 'three statuses for each of three sends');
+  t.equal(most, 1, 'one connection: one webhook in flight at a time');
+  t.same(
+    sim.webhooks().map((w) => [w.delivered, w.attempts]),
+    Array.from({ length: 9 }, () => [true, 1]),
+    'each delivered at its first attempt',
+  );
+  t.same(logged.get(sim), [], 'nothing given up');
 });
 
 t.test('close() stops scheduled webhooks and releases hanging requests', async (t) => {
