@@ -48,6 +48,8 @@ export class Admission {
   /** The worst lateness of the probe timer over the last full sample, in ms. */
   lagMs = 0;
   private windowLagMs = 0;
+  /** When the probe should fire next. */
+  private expected = 0;
   private readonly waiters: Waiter[] = [];
   private head = 0;
   private probe: NodeJS.Timeout | undefined;
@@ -65,14 +67,22 @@ export class Admission {
     this.limit = Math.min(this.options.maxLimit, Math.max(this.options.minLimit, this.options.initialLimit));
   }
 
+  /**
+   * How late the loop runs now: the worst of the last full sample, of the sample under way, and of the
+   * probe that is due and has not fired (during one long turn of the loop, the samples are stale).
+   */
+  lagNowMs(now = performance.now()): number {
+    return Math.max(this.lagMs, this.windowLagMs, this.probe ? now - this.expected : 0);
+  }
+
   start(): void {
     if (this.probe || this.closed) return;
-    let expected = performance.now() + PROBE_MS;
+    this.expected = performance.now() + PROBE_MS;
     const tick = () => {
       const now = performance.now();
-      const late = now - expected;
+      const late = now - this.expected;
       if (late > this.windowLagMs) this.windowLagMs = late;
-      expected = now + PROBE_MS;
+      this.expected = now + PROBE_MS;
       this.probe = setTimeout(tick, PROBE_MS);
       this.probe.unref();
     };
@@ -104,7 +114,7 @@ export class Admission {
    * is written, so it comes out of the wait, twice, down to half of `maxWaitMs`.
    */
   answerBy(arrivedAt: number): number {
-    return arrivedAt + Math.max(this.options.maxWaitMs / 2, this.options.maxWaitMs - 2 * this.lagMs);
+    return arrivedAt + Math.max(this.options.maxWaitMs / 2, this.options.maxWaitMs - 2 * this.lagNowMs());
   }
 
   /** Takes a slot: true at once when one is free, else a promise of true (a slot) or false (shed). */

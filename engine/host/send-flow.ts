@@ -30,6 +30,18 @@ export interface SendDeps {
   rate?: RateLimiter;
   /** Where each message's timeline goes (docs/operations.md); absent: not traced. */
   tracer?: Tracer;
+  /** How late the event loop runs now (ms); absent: not measured, taken as 0. */
+  lagMs?: () => number;
+}
+
+/**
+ * How long the BSP may take for a request that arrived at `started`. The tenant's deadline leaves
+ * CleverTap's second a margin for reading the request and writing the answer; while the event loop
+ * runs late, each of those takes about the lag, so the BSP's share shrinks by twice it (down to half
+ * the deadline): a 2004 decided at 900 ms and written 150 ms later reached the client after its second.
+ */
+export function bspBudgetMs(deadlineMs: number, lagMs: number): number {
+  return Math.round(Math.max(deadlineMs / 2, deadlineMs - 2 * lagMs));
 }
 
 /** What the trace will keep of the BSP call: references now, redacted when the event is written. */
@@ -132,6 +144,7 @@ function codeOf(a: Answer): string {
 /** `arrivedAt`: performance.now() when the request reached the host; the tenant's deadline counts from there. */
 export async function handleSend(deps: SendDeps, tenant: TenantConfig, mapping: Mapping, bodyText: string, arrivedAt = performance.now()): Promise<SendOutcome> {
   const started = arrivedAt;
+  const budgetMs = bspBudgetMs(tenant.deadlineMs, deps.lagMs?.() ?? 0);
   const canonical = toCanonical(bodyText);
   if (!canonical.ok) {
     // Unreadable JSON is a transport-level problem (400); a payload we read but cannot send gets the
@@ -161,18 +174,18 @@ export async function handleSend(deps: SendDeps, tenant: TenantConfig, mapping: 
     const plan = refused ? ({ kind: 'answer', answer: refused } as const) : await planSend(mapping, sendable, tenant.settings, token);
     if (plan.kind === 'answer') {
       answer = plan.answer;
-    } else if (tenant.bspRate !== undefined && deps.rate && !(await deps.rate.take(tenant.id, tenant.bspRate, tenant.deadlineMs - (performance.now() - started)))) {
+    } else if (tenant.bspRate !== undefined && deps.rate && !(await deps.rate.take(tenant.id, tenant.bspRate, budgetMs - (performance.now() - started)))) {
       // Over the rate, and the next free second comes after the deadline: CleverTap retries later.
       answer = failure(2004, `BSP rate limit of ${tenant.bspRate}/s reached`);
       deps.metrics.rateLimited.inc({ tenant: tenant.id });
     } else {
-      const remaining = Math.max(1, tenant.deadlineMs - (performance.now() - started));
+      const remaining = Math.max(1, budgetMs - (performance.now() - started));
       const t0 = performance.now();
       const call = deps.client.send(plan.request, Math.ceil(remaining + deps.lateWindowMs));
       if (deps.tracer?.enabled) bsp = { request: plan.request };
       const first = await within(call, Math.ceil(remaining));
       if (first === DEADLINE) {
-        answer = failure(2004, `BSP did not answer within ${tenant.deadlineMs} ms`);
+        answer = failure(2004, `BSP did not answer within ${budgetMs} ms`);
         void correlateLate(deps, tenant, mapping, message, call);
       } else {
         bspMs = performance.now() - t0;

@@ -158,7 +158,7 @@ export function buildServer(deps: HostDeps) {
     if (msgId === undefined) return;
     tracer.record({ at: Date.now(), tenant: tenant.id, msgId, type: 'send', data: { mapping: mapping.name, mappingVersion: mapping.version, answer: { status: 'failure', error: { code: 429, message: 'Too many requests to process' } }, ms: 0 } });
   };
-  const sendDeps = { store, tokens, client: deps.client, metrics, logger: deps.logger, correlationTtlMs: config.store.correlationTtlMs, lateWindowMs: 30_000, rate: deps.rate ?? new LocalRateLimiter(), tracer };
+  const sendDeps = { store, tokens, client: deps.client, metrics, logger: deps.logger, correlationTtlMs: config.store.correlationTtlMs, lateWindowMs: 30_000, rate: deps.rate ?? new LocalRateLimiter(), tracer, lagMs: () => admission.lagNowMs() };
   const webhookDeps = { store, metrics, logger: deps.logger, media: deps.media, tracer };
 
   app.removeAllContentTypeParsers();

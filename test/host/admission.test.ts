@@ -5,6 +5,7 @@ import t from 'tap';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Admission, type ShedReason } from '../../engine/host/admission.js';
 import { BackgroundGate } from '../../engine/host/background-gate.js';
+import { bspBudgetMs } from '../../engine/host/send-flow.js';
 
 const make = (o: ConstructorParameters<typeof Admission>[0] = {}) => {
   const shed: ShedReason[] = [];
@@ -114,6 +115,29 @@ t.test('the probe measures a blocked loop', async (t) => {
   a.adjust();
   t.ok(a.lagMs >= 90, `a 120 ms block reads as ${a.lagMs.toFixed(0)} ms of lag`);
   t.ok(a.pressed, 'lag over the target is pressure');
+});
+
+t.test('lagNowMs reads a loop blocked right now, before any sample or probe has seen it', async (t) => {
+  const a = new Admission({ sampleMs: 10_000 });
+  t.equal(a.lagNowMs(), 0, 'not started: nothing measured');
+  a.start();
+  t.teardown(() => a.close());
+  await sleep(30);
+  const until = performance.now() + 120;
+  while (performance.now() < until);
+  // Still inside the same turn of the loop: the probe is due and has not fired.
+  const now = a.lagNowMs();
+  t.ok(now >= 100, `read during a 120 ms block: ${now.toFixed(0)} ms`);
+  t.equal(a.lagMs, 0, 'the last full sample does not know yet');
+  const at = performance.now();
+  t.ok(a.answerBy(at) - at <= a.options.maxWaitMs - 200 + 1, 'a 429 is held for less while the loop runs late');
+});
+
+t.test('bspBudgetMs: the deadline less twice the lag, never under half of it', async (t) => {
+  t.equal(bspBudgetMs(900, 0), 900);
+  t.equal(bspBudgetMs(900, 100), 700);
+  t.equal(bspBudgetMs(900, 400), 450);
+  t.equal(bspBudgetMs(900, 12.4), 875);
 });
 
 t.test('background gate: holds while pressed, at most maxHoldMs in a row, and reports how long', async (t) => {
