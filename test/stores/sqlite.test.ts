@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import Database from 'better-sqlite3';
-import { CLAIMABLE_SQL, MIGRATIONS, openSqliteStore } from '../../engine/stores/sqlite.js';
+import { CLAIMABLE_SQL, MIGRATIONS, openSqliteStore, registerSqlFunctions } from '../../engine/stores/sqlite.js';
 import type { NewCallback } from '../../engine/stores/store.js';
 import { storeContract } from './store-contract.js';
 import { killAfter } from '../support/kill-after.js';
@@ -256,7 +256,47 @@ t.test('the look-up of many BSP ids is one statement on the primary key', async 
   t.equal(run.length, 1);
   const db = new Database(':memory:');
   t.teardown(() => db.close());
+  registerSqlFunctions(db);
   for (const m of MIGRATIONS) db.exec(m);
   const plan = db.prepare(`EXPLAIN QUERY PLAN ${run[0]!}`).all() as { detail: string }[];
   t.match(plan.map((p) => p.detail).join('\n'), /SEARCH correlations USING PRIMARY KEY \(tenant=\? AND provider_message_id=\?\)/);
+});
+
+t.test('a store written before the trace had one key opens with its timelines found by either id', async (t) => {
+  const file = join(dir, 'trace-upgrade.db');
+  const old = new Database(file);
+  for (const m of MIGRATIONS.slice(0, -1)) old.exec(m);
+  old.pragma(`user_version = ${MIGRATIONS.length - 1}`);
+  const insert = old.prepare('INSERT INTO trace (at, tenant, msg_id, provider_message_id, campaign, type, data) VALUES (?, ?, ?, ?, ?, ?, ?)');
+  insert.run(1000, 'acme', 'm1', 'w1', 'c1', 'send', '{"n":1}');
+  insert.run(2000, 'acme', null, 'w1', null, 'status', '{"n":2}');
+  insert.run(3000, 'acme', 'm1', 'w1', 'c1', 'status', '{"n":3}');
+  insert.run(4000, 'acme', 'm2', null, null, 'send', '{"n":4}');
+  old.close();
+  const s = openSqliteStore(file);
+  t.teardown(() => s.close());
+  const n = (events: { data: Record<string, unknown> }[]) => events.map((e) => e.data.n);
+  t.same(n(await s.readTrace('m1', 100)), [1, 2, 3], 'by msgId, the held status through its BSP id');
+  t.same(n(await s.readTrace('w1', 100)), [1, 2, 3], 'by BSP id');
+  t.same(n(await s.readTrace('m2', 100)), [4]);
+  t.same((await s.campaignMessages('c1', 10)).messages.map((m) => [m.msgId, n(m.events)]), [['m1', [1, 3]]], 'a campaign\'s messages');
+  t.equal(await s.sweepTrace(3500 + 7 * 86_400_000, 7 * 86_400_000, 1000), 3, 'the sweep removes the rows before the first one kept');
+  t.same(n(await s.readTrace('w1', 100)), []);
+  t.same(n(await s.readTrace('m2', 100)), [4]);
+});
+
+t.test('a trace look-up reads one index: the integer key', async (t) => {
+  const run: string[] = [];
+  const s = openSqliteStore(':memory:', { onStatement: (sql) => run.push(sql) });
+  t.teardown(() => s.close());
+  await s.appendTrace([{ at: 1, tenant: 'acme', msgId: 'm1', providerMessageId: 'w1', type: 'send', data: {} }], 60_000);
+  run.length = 0;
+  t.equal((await s.readTrace('w1', 10)).length, 1);
+  const db = new Database(':memory:');
+  t.teardown(() => db.close());
+  registerSqlFunctions(db);
+  for (const m of MIGRATIONS) db.exec(m);
+  const plans = run.filter((q) => /FROM trace(_links)? WHERE/.test(q)).map((q) => (db.prepare(`EXPLAIN QUERY PLAN ${q}`).all() as { detail: string }[]).map((p) => p.detail).join('; '));
+  t.ok(plans.length >= 2, 'links, then rows');
+  for (const p of plans) t.match(p, /SEARCH trace(_links)? USING INDEX (trace_key|trace_links_provider)/, p);
 });
