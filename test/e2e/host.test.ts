@@ -230,7 +230,8 @@ t.test('a BSP slower than the deadline gets 2004 in time, and its late success i
   const started = Date.now();
   const r = await s.send(withMsgId('template-body-footer.json', 'e2e|slow|1|1'));
   const took = Date.now() - started;
-  t.match(r.body, { status: 'failure', error: { code: 2004, message: /within 900 ms/ } });
+  // (the BSP's share is the deadline, less while the loop runs late: send-budget.test.ts)
+  t.match(r.body, { status: 'failure', error: { code: 2004, message: /^BSP did not answer within \d+ ms$/ } });
   // 900 ms plus scheduling: well before the BSP's 2.5 s (a loaded CI machine gets some slack).
   t.ok(took < 2000, `answered at the deadline, not when the BSP answered (${took} ms)`);
   await eventually(() => statusesOf(s, 'e2e|slow|1|1').includes('read'), 'statuses of the late message', 15_000);

@@ -50,7 +50,7 @@ t.test('the deadline counts from arrival: time spent waiting for a slot comes ou
   })()]);
   t.same(first.body, { status: 'success' }, 'the first holds the only slot for 450 ms');
   // The second waits ~430 ms for the slot, so ~270 ms of its 700 are left for a 450 ms BSP.
-  t.match(second.body, { status: 'failure', error: { code: 2004, message: /within 700 ms/ } }, 'answered at its own deadline');
+  t.match(second.body, { status: 'failure', error: { code: 2004, message: /^BSP did not answer within \d+ ms$/ } }, 'answered at its own deadline');
   t.ok(second.ms < 1100, `answered after ${second.ms.toFixed(0)} ms: its 700 ms count from arrival, not from the slot (that would be ~1150)`);
 });
 
