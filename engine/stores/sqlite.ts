@@ -156,22 +156,22 @@ export const MIGRATIONS = [
   CREATE INDEX trace_campaigns_recent ON trace_campaigns (last_at);
   `,
   `
-  -- A trace event had three indexes on it (msgId, BSP id, time), two on random keys: each cost a leaf
-  -- write per event, together 40 µs of the store thread per event at 300,000 rows and a third of
-  -- wabridge's CPU per message at -c 1500. Now one integer key: wab_trace_key(msgId, else the BSP id),
-  -- 17 µs. An event that pairs a BSP id with a msgId leaves a link (the first for that BSP id), so a
-  -- timeline is still found by either id; rows and links go oldest id first (ids follow time).
+  -- A trace event had three indexes on it (msgId, BSP id, time), two on random text keys: each cost a
+  -- leaf write per event, together 44 µs of the store thread per event at 300,000 rows and a third of
+  -- wabridge's CPU per message at -c 1500. Now integer keys: \`key\` = wab_trace_key(msgId, else the BSP
+  -- id) on every event, and \`pair_key\` = wab_trace_key(BSP id) on an event that pairs a BSP id with a
+  -- msgId when the store has not just written that pair (a message's statuses and callbacks carry it
+  -- again): 17 µs per event, 28 µs for one that pairs. A timeline is found by either id; rows go oldest
+  -- id first (ids follow time).
   ALTER TABLE trace ADD COLUMN key INTEGER;
-  UPDATE trace SET key = wab_trace_key(coalesce(msg_id, provider_message_id));
+  ALTER TABLE trace ADD COLUMN pair_key INTEGER;
+  UPDATE trace SET key = wab_trace_key(coalesce(msg_id, provider_message_id)),
+    pair_key = CASE WHEN msg_id IS NOT NULL THEN wab_trace_key(provider_message_id) END;
   DROP INDEX trace_msg;
   DROP INDEX trace_provider;
   DROP INDEX trace_at;
   CREATE INDEX trace_key ON trace (key) WHERE key IS NOT NULL;
-  CREATE TABLE trace_links (trace_id INTEGER PRIMARY KEY, provider_message_id TEXT NOT NULL, msg_id TEXT NOT NULL);
-  CREATE INDEX trace_links_provider ON trace_links (provider_message_id);
-  INSERT INTO trace_links (trace_id, provider_message_id, msg_id)
-    SELECT min(id), provider_message_id, msg_id FROM trace
-    WHERE msg_id IS NOT NULL AND provider_message_id IS NOT NULL GROUP BY provider_message_id, msg_id;
+  CREATE INDEX trace_pair_key ON trace (pair_key) WHERE pair_key IS NOT NULL;
   `,
 ];
 
@@ -396,9 +396,9 @@ function prepare(db: Database.Database) {
       WHERE state = 'pending' AND rank > 0 AND tenant = @tenant AND msg_id = @msgId AND id <> @id AND next_attempt_at < @next`),
     dead: p(`UPDATE outbox SET state = 'dead', last_error = ?, lease_until = 0 WHERE id = ? AND state = 'pending'`),
     listDead: p(`SELECT * FROM outbox WHERE state = 'dead' ORDER BY id LIMIT ?`),
-    insertTrace: p(`INSERT INTO trace (at, tenant, key, msg_id, provider_message_id, campaign, type, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
-    insertTraceLink: p(`INSERT INTO trace_links (trace_id, provider_message_id, msg_id) VALUES (?, ?, ?)`),
-    traceLinks: p(`SELECT DISTINCT msg_id FROM trace_links WHERE provider_message_id IN (SELECT value FROM json_each(?))`).pluck(),
+    insertTrace: p(`INSERT INTO trace (at, tenant, key, pair_key, msg_id, provider_message_id, campaign, type, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+    // The msgIds paired with these BSP ids (the keys; a collision's msgId is told apart by the caller).
+    tracePairs: p(`SELECT DISTINCT msg_id, provider_message_id FROM trace WHERE pair_key IN (SELECT value FROM json_each(?))`),
     touchCampaign: p(`INSERT INTO trace_campaigns (campaign, tenant, last_at) VALUES (?, ?, ?)
       ON CONFLICT (campaign, tenant) DO UPDATE SET last_at = max(last_at, excluded.last_at)`),
     campaignTrace: p(`SELECT * FROM trace WHERE campaign = @campaign AND (at, id) > (@at, @id) ORDER BY at, id LIMIT @limit`),
@@ -413,7 +413,6 @@ function prepare(db: Database.Database) {
     // not hold the write lock for seconds.
     traceKeptFrom: p(`SELECT id FROM trace WHERE at >= ? ORDER BY id LIMIT 1`).pluck(),
     sweepTraceBefore: p(`DELETE FROM trace WHERE id < min(?, (SELECT min(id) FROM trace) + 10000)`),
-    sweepTraceLinks: p(`DELETE FROM trace_links WHERE trace_id < min(coalesce((SELECT min(id) FROM trace), (SELECT max(trace_id) + 1 FROM trace_links)), (SELECT min(trace_id) FROM trace_links) + 10000)`),
     sweepTraceOver: p(`DELETE FROM trace WHERE id IN (SELECT id FROM trace WHERE id <= (SELECT max(id) FROM trace) - ? ORDER BY id LIMIT 10000)`),
     listDeadOf: p(`SELECT * FROM outbox WHERE state = 'dead' AND tenant = ? ORDER BY id LIMIT ?`),
     // A replayed callback gets a fresh retry window: createdAt becomes the time it re-entered.
@@ -449,10 +448,11 @@ type Statements = ReturnType<typeof prepare>;
 /** Trace rows per transaction of their own (appendTrace). */
 const TRACE_CHUNK = 64;
 /**
- * BSP ids whose link to a msgId was written lately: a message's statuses and callbacks carry the pair
- * again and need no link of their own. (Forgotten, or after a restart, a pair is linked again: harmless.)
+ * BSP ids whose pairing with a msgId was written lately: a message's statuses and callbacks carry the
+ * pair again and need no pair_key of their own. (Forgotten, or after a restart, a pair is written
+ * again: harmless.)
  */
-const LINKS_REMEMBERED = 100_000;
+const PAIRS_REMEMBERED = 100_000;
 
 /** Thrown out of a group commit's first, all-or-nothing run when one of its writes fails. */
 const WRITE_FAILED = Symbol('a write failed');
@@ -463,8 +463,8 @@ class SqliteStore implements Store {
 
   // Prepared once: preparing is most of the cost of a small statement.
   private readonly s: Statements;
-  /** BSP id → msgId of the trace links written lately (LINKS_REMEMBERED), oldest first. */
-  private readonly traceLinked = new Map<string, string>();
+  /** BSP id → msgId of the trace pairs written lately (PAIRS_REMEMBERED), oldest first. */
+  private readonly tracePaired = new Map<string, string>();
 
   constructor(
     private readonly db: Database.Database,
@@ -843,14 +843,14 @@ class SqliteStore implements Store {
         if ((campaigns.get(key)?.[2] ?? -Infinity) < e.at) campaigns.set(key, [e.campaignId, e.tenant, e.at]);
       }
       this.immediate(() => {
-        for (const r of chunk) {
-          const rowid = this.s.insertTrace.run(...r).lastInsertRowid;
-          const [msgId, providerMessageId] = [r[3], r[4]];
-          if (msgId !== null && providerMessageId !== null && this.traceLinked.get(providerMessageId) !== msgId) {
-            this.s.insertTraceLink.run(rowid, providerMessageId, msgId);
-            this.traceLinked.set(providerMessageId, msgId);
-            if (this.traceLinked.size > LINKS_REMEMBERED) this.traceLinked.delete(this.traceLinked.keys().next().value!);
+        for (const [at, tenant, key, msgId, providerMessageId, campaignId, type, data] of chunk) {
+          let pairKey: number | null = null;
+          if (msgId !== null && providerMessageId !== null && this.tracePaired.get(providerMessageId) !== msgId) {
+            pairKey = traceKey(providerMessageId);
+            this.tracePaired.set(providerMessageId, msgId);
+            if (this.tracePaired.size > PAIRS_REMEMBERED) this.tracePaired.delete(this.tracePaired.keys().next().value!);
           }
+          this.s.insertTrace.run(at, tenant, key, pairKey, msgId, providerMessageId, campaignId, type, data);
         }
         for (const c of campaigns.values()) this.s.touchCampaign.run(...c);
       });
@@ -862,7 +862,8 @@ class SqliteStore implements Store {
     const msgIds = new Set([id]);
     const ids = new Set([id]);
     for (let round = 0; ; round++) {
-      for (const m of this.s.traceLinks.all(JSON.stringify([...ids])) as string[]) msgIds.add(m);
+      const pairs = this.s.tracePairs.all(JSON.stringify([...ids].map(traceKey))) as { msg_id: string; provider_message_id: string }[];
+      for (const p of pairs) if (ids.has(p.provider_message_id)) msgIds.add(p.msg_id);
       const keys = new Set<number>();
       for (const x of msgIds) keys.add(traceKey(x));
       for (const x of ids) keys.add(traceKey(x));
@@ -893,7 +894,6 @@ class SqliteStore implements Store {
       removed += n;
       if (n < 10_000) break;
     }
-    while (this.immediate(() => this.s.sweepTraceLinks.run().changes) > 0);
     return removed;
   }
 
