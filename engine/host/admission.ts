@@ -143,6 +143,8 @@ export class Admission {
   close(): void {
     this.closed = true;
     clearTimeout(this.probe);
+    // No probe is due any more: a stopped timer must not read as a loop running later and later.
+    this.probe = undefined;
     clearInterval(this.sampler);
     clearTimeout(this.expiry);
     this.expiry = undefined;

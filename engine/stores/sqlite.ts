@@ -157,8 +157,7 @@ export const MIGRATIONS = [
   `,
   `
   -- A trace event had three indexes on it (msgId, BSP id, time), two on random text keys: each cost a
-  -- leaf write per event, together 44 µs of the store thread per event at 300,000 rows and a third of
-  -- wabridge's CPU per message at -c 1500. Now integer keys: \`key\` = wab_trace_key(msgId, else the BSP
+  -- leaf write per event, 44 µs of the store thread per send event at 300,000 rows. Now integer keys: \`key\` = wab_trace_key(msgId, else the BSP
   -- id) on every event, and \`pair_key\` = wab_trace_key(BSP id) on an event that pairs a BSP id with a
   -- msgId when the store has not just written that pair (a message's statuses and callbacks carry it
   -- again): 17 µs per event, 28 µs for one that pairs. A timeline is found by either id; rows go oldest

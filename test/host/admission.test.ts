@@ -104,6 +104,14 @@ t.test('close answers every waiter and later request false', async (t) => {
   t.strictSame(shed, ['closing']);
 });
 
+t.test('a closed admission reads no lag from its stopped probe', async (t) => {
+  const a = new Admission({ sampleMs: 10_000 });
+  a.start();
+  a.close();
+  await sleep(60);
+  t.equal(a.lagNowMs(), 0, 'requests still in flight at shutdown keep their whole budget');
+});
+
 t.test('the probe measures a blocked loop', async (t) => {
   const a = new Admission({ sampleMs: 1000, targetLagMs: 50 });
   a.start();
