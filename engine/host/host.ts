@@ -183,7 +183,7 @@ export async function startHost(opts: HostOptions): Promise<Host> {
     // attempt can come in between, and the timeline must still read held → resolved → callback.
     onResolved: (p, msgId, at) => {
       const implies = impliedBy(p.event.status);
-      tracer.record({ at, tenant: p.tenant, msgId, providerMessageId: p.providerMessageId, type: 'resolved', data: { status: p.event.status, ...(implies.length > 0 ? { implies } : {}) } });
+      tracer.record({ at, tenant: p.tenant, msgId, providerMessageId: p.providerMessageId, type: 'resolved', data: { status: p.event.status, ...(implies.length > 0 ? { implies } : {}) }, correlated: true });
     },
   });
 

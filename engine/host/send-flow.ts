@@ -90,7 +90,10 @@ function traceSend(deps: SendDeps, tenant: TenantConfig, mapping: Mapping, messa
     const e: TraceEvent = { at, tenant: tenant.id, msgId: message.msgId, type: 'send', data };
     // Known already: the tracer need not parse the msgId again.
     if (message.msgIdParts.campaignId) e.campaignId = message.msgIdParts.campaignId;
-    if (bsp?.providerMessageId) e.providerMessageId = bsp.providerMessageId;
+    if (bsp?.providerMessageId) {
+      e.providerMessageId = bsp.providerMessageId;
+      e.correlated = true; // saved before the answer
+    }
     return e;
   });
 }
@@ -249,10 +252,12 @@ async function correlateLate(deps: SendDeps, tenant: TenantConfig, mapping: Mapp
     if (mapped.answer.status === 'success' && mapped.providerMessageId) {
       await deps.store.saveCorrelation(tenant.id, mapped.providerMessageId, message.msgId, deps.correlationTtlMs);
       deps.metrics.lateSuccess.inc({ tenant: tenant.id });
-      deps.tracer?.record({ at: Date.now(), tenant: tenant.id, msgId: message.msgId, providerMessageId: mapped.providerMessageId, type: 'late', data: { status: r.status } });
+      deps.tracer?.record({ at: Date.now(), tenant: tenant.id, msgId: message.msgId, providerMessageId: mapped.providerMessageId, type: 'late', data: { status: r.status }, correlated: true });
       deps.logger.warn({ tenant: tenant.id, msgId: message.msgId, providerMessageId: mapped.providerMessageId }, 'BSP accepted after the deadline; correlated anyway');
     }
   } catch (e) {
     deps.logger.info({ tenant: tenant.id, msgId: message.msgId, err: (e as Error).message }, 'late BSP call ended without success');
   }
 }
+
+

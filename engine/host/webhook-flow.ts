@@ -150,6 +150,7 @@ async function ingestEvents(deps: WebhookDeps, tenant: TenantConfig, mapping: Ma
         const t: TraceEvent = { at: now, tenant: tenant.id, type: 'status', data };
         if (msgId) t.msgId = msgId;
         if (ev.providerMessageId) t.providerMessageId = ev.providerMessageId;
+        if (msgId && ev.msgId === undefined) t.correlated = true; // found by its BSP id
         traces.push(t);
       }
     } else {

@@ -1005,7 +1005,7 @@ class RedisStore implements Store {
       const list = e.msgId !== undefined ? `m:${e.msgId}` : e.providerMessageId !== undefined ? `b:${e.providerMessageId}` : undefined;
       if (list === undefined) continue; // nothing could ever find it
       const alias = e.msgId !== undefined && e.providerMessageId !== undefined ? e.providerMessageId : '';
-      args.push(list, alias, e.msgId ?? '', JSON.stringify(e), e.at, e.msgId !== undefined ? (e.campaignId ?? '') : '', e.tenant);
+      args.push(list, alias, e.msgId ?? '', JSON.stringify(e.correlated ? { ...e, correlated: undefined } : e), e.at, e.msgId !== undefined ? (e.campaignId ?? '') : '', e.tenant);
     }
     if (args.length > 1) await this.run('wabTrace', ...args);
   }

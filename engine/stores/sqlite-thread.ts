@@ -21,7 +21,7 @@ export type ThreadCall = [number, string, unknown[]];
 /** [call id, 0, value] or [call id, 1, the error's name, message and code] */
 export type ThreadReply = [number, 0, unknown] | [number, 1, PlainError];
 /** Options that can cross to the thread (functions cannot). */
-export type ThreadStoreOptions = Pick<SqliteStoreOptions, 'synchronous' | 'dedupeTtlMs'>;
+export type ThreadStoreOptions = Pick<SqliteStoreOptions, 'synchronous' | 'dedupeTtlMs' | 'part'>;
 
 function startWorker(path: string, options: ThreadStoreOptions): Worker {
   const entry = new URL(`./sqlite-worker${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url);
@@ -92,13 +92,13 @@ export function answerCalls(target: object, calls: ThreadCall[], reply: (r: Thre
   }
 }
 
-function threadPort(worker: Worker): StorePort {
+function threadPort(worker: Worker, name = 'store'): StorePort {
   return {
     post: (calls) => worker.postMessage(calls),
     listen(onReplies, onGone) {
       worker.on('message', onReplies);
-      worker.on('error', (e) => onGone(new Error(`SQLite store thread failed: ${e.message}`)));
-      worker.on('exit', (code) => onGone(new Error(`SQLite store thread exited (code ${code})`)));
+      worker.on('error', (e) => onGone(new Error(`SQLite ${name} thread failed: ${e.message}`)));
+      worker.on('exit', (code) => onGone(new Error(`SQLite ${name} thread exited (code ${code})`)));
       worker.unref();
     },
     busy: (waiting) => void (waiting ? worker.ref() : worker.unref()),
@@ -106,20 +106,15 @@ function threadPort(worker: Worker): StorePort {
   };
 }
 
-class ThreadStore implements Store {
-  readonly kind = 'sqlite' as const;
+/** One side of a port: calls out, their answers back, every call failing once the other side is gone. */
+class Channel {
   private nextId = 1;
   private readonly waiting = new Map<number, { resolve: (v: never) => void; reject: (e: Error) => void }>();
   private readonly send: (call: ThreadCall) => void;
-  /** Set once the thread is gone: every call fails with it. */
-  private dead: Error | undefined;
-  private closing: Promise<void> | undefined;
+  /** Set once the other side is gone: every call fails with it. */
+  dead: Error | undefined;
 
-  /** `worker`: the thread itself, for diagnostics and for tests that make it fail (absent over IPC). */
-  constructor(
-    private readonly port: StorePort,
-    readonly worker?: Worker,
-  ) {
+  constructor(readonly port: StorePort) {
     this.send = perTurn((calls) => port.post(calls));
     port.listen(
       (replies) => {
@@ -133,14 +128,44 @@ class ThreadStore implements Store {
         // Idle, the port must not keep a process alive that has nothing else to do.
         if (this.waiting.size === 0) port.busy(false);
       },
-      (e) => this.fail(e),
+      (e) => {
+        this.dead ??= e;
+        for (const w of this.waiting.values()) w.reject(this.dead);
+        this.waiting.clear();
+      },
     );
   }
 
-  private fail(e: Error): void {
-    this.dead ??= e;
-    for (const w of this.waiting.values()) w.reject(this.dead);
-    this.waiting.clear();
+  request<T>(method: string, args: unknown[]): Promise<T> {
+    if (this.dead) return Promise.reject(this.dead);
+    return new Promise<T>((resolve, reject) => {
+      const id = this.nextId++;
+      if (this.waiting.size === 0) this.port.busy(true);
+      this.waiting.set(id, { resolve, reject });
+      this.send([id, method, args]);
+    });
+  }
+}
+
+class ThreadStore implements Store {
+  readonly kind = 'sqlite' as const;
+  private readonly main: Channel;
+  /** The trace's thread; the main one when the store has no second (over IPC, in memory). */
+  private readonly traces: Channel;
+  private closing: Promise<void> | undefined;
+
+  /**
+   * `worker`, `traceWorker`: the threads themselves, for diagnostics and for tests that make them fail
+   * (absent over IPC).
+   */
+  constructor(
+    port: StorePort,
+    readonly worker?: Worker,
+    tracePort?: StorePort,
+    readonly traceWorker?: Worker,
+  ) {
+    this.main = new Channel(port);
+    this.traces = tracePort ? new Channel(tracePort) : this.main;
   }
 
   saveCorrelation: Store['saveCorrelation'] = (...a) => this.call('saveCorrelation', a);
@@ -166,35 +191,32 @@ class ThreadStore implements Store {
   removeQuarantined: Store['removeQuarantined'] = (...a) => this.call('removeQuarantined', a);
   quarantineSize: Store['quarantineSize'] = () => this.call('quarantineSize', []);
   sweep: Store['sweep'] = (...a) => this.call('sweep', a);
-  appendTrace: Store['appendTrace'] = (...a) => this.call('appendTrace', a);
-  readTrace: Store['readTrace'] = (...a) => this.call('readTrace', a);
-  sweepTrace: Store['sweepTrace'] = (...a) => this.call('sweepTrace', a);
-  campaignTrace: Store['campaignTrace'] = (...a) => this.call('campaignTrace', a);
-  listCampaigns: Store['listCampaigns'] = (...a) => this.call('listCampaigns', a);
-  campaignMessages: Store['campaignMessages'] = (...a) => this.call('campaignMessages', a);
+  appendTrace: Store['appendTrace'] = (...a) => this.traces.request('appendTrace', a);
+  readTrace: Store['readTrace'] = (...a) => this.traces.request('readTrace', a);
+  sweepTrace: Store['sweepTrace'] = (...a) => this.traces.request('sweepTrace', a);
+  campaignTrace: Store['campaignTrace'] = (...a) => this.traces.request('campaignTrace', a);
+  listCampaigns: Store['listCampaigns'] = (...a) => this.traces.request('listCampaigns', a);
+  campaignMessages: Store['campaignMessages'] = (...a) => this.traces.request('campaignMessages', a);
   stats: Store['stats'] = () => this.call('stats', []);
   ping: Store['ping'] = () => this.call('ping', []);
 
   private call<T>(method: keyof Store, args: unknown[]): Promise<T> {
-    return this.request<T>(method, args);
+    return this.main.request<T>(method, args);
   }
 
   /** Any call the other side answers: the store's methods, and (over IPC) the primary's `limits.*`. */
   request<T>(method: string, args: unknown[]): Promise<T> {
-    if (this.dead) return Promise.reject(this.dead);
-    return new Promise<T>((resolve, reject) => {
-      const id = this.nextId++;
-      if (this.waiting.size === 0) this.port.busy(true);
-      this.waiting.set(id, { resolve, reject });
-      this.send([id, method, args]);
-    });
+    return this.main.request<T>(method, args);
   }
 
   close(): Promise<void> {
     return (this.closing ??= (async () => {
       // Over IPC the store is the owner's: this side only lets go of it.
-      if (!this.dead && this.worker) await this.call<void>('close', []);
-      await this.port.end();
+      const closeOne = async (c: Channel, worker: Worker | undefined) => {
+        if (!c.dead && worker) await c.request<void>('close', []);
+        await c.port.end();
+      };
+      await Promise.all([closeOne(this.main, this.worker), ...(this.traces !== this.main ? [closeOne(this.traces, this.traceWorker)] : [])]);
     })());
   }
 }
@@ -204,6 +226,20 @@ class ThreadStore implements Store {
  * store's own error when the file cannot be opened or migrated.
  */
 export async function openSqliteStoreThread(path: string, options: ThreadStoreOptions = {}): Promise<Store> {
+  // The trace on a thread and connection of its own (a file of its own, engine/stores/sqlite.ts): its
+  // writes, their checkpoints and syncs never hold up a commit an answer waits for. An in-memory
+  // database is one connection's: one thread serves it all.
+  if (path === ':memory:') return new ThreadStore(threadPort(await startedWorker(path, options)));
+  const worker = await startedWorker(path, { ...options, part: 'store' });
+  // Opened once the store has migrated both files.
+  const traceWorker = await startedWorker(path, { ...options, part: 'trace' }).catch(async (e: unknown) => {
+    await worker.terminate();
+    throw e;
+  });
+  return new ThreadStore(threadPort(worker), worker, threadPort(traceWorker, 'trace'), traceWorker);
+}
+
+async function startedWorker(path: string, options: ThreadStoreOptions): Promise<Worker> {
   const worker = startWorker(path, options);
   await new Promise<void>((resolve, reject) => {
     const onExit = (code: number) => reject(new Error(`SQLite store thread exited while opening ${path} (code ${code})`));
@@ -219,7 +255,7 @@ export async function openSqliteStoreThread(path: string, options: ThreadStoreOp
     await worker.terminate();
     throw e;
   });
-  return new ThreadStore(threadPort(worker), worker);
+  return worker;
 }
 
 /** A store whose calls go through `port` to a store that another thread or process owns. */

@@ -110,6 +110,12 @@ export interface TraceEvent {
    */
   type: 'send' | 'status' | 'incoming' | 'late' | 'resolved' | 'callback' | 'dead';
   data: Record<string, unknown>;
+  /**
+   * Set by the recording flow when the store's correlations hold this msgId ↔ BSP id pair (saved by a
+   * send, or found there by a webhook): a store may find the pair there instead of indexing it again.
+   * Not kept with the event.
+   */
+  correlated?: true;
 }
 
 export interface StoreStats {

@@ -51,6 +51,24 @@ t.test('a thread that dies fails the calls in flight and every later one, saying
   await s.close();
 });
 
+t.test('the trace has a thread of its own: a trace write in progress does not hold up a commit, and its death fails only the trace', async (t) => {
+  const s = await openSqliteStoreThread(join(dir, 'trace-thread.db'));
+  const { worker, traceWorker } = s as unknown as { worker: Worker; traceWorker: Worker };
+  t.ok(traceWorker && traceWorker !== worker, 'two threads');
+  const many = Array.from({ length: 20_000 }, (_, i) => ({ at: T0 + i, tenant: 'acme', msgId: `m${i}`, type: 'send' as const, data: { i } }));
+  let traced = false;
+  const writing = s.appendTrace(many, 60_000).then(() => (traced = true));
+  await s.saveCorrelation('acme', 'wamid.3', 'm3', 60_000);
+  t.notOk(traced, 'the commit came back while 20,000 trace events were still being written');
+  await writing;
+  t.equal((await s.readTrace('m19999', 10)).length, 1);
+  await traceWorker.terminate();
+  await t.rejects(s.readTrace('m1', 10), /SQLite trace thread exited/);
+  t.equal(await s.findMsgIds('acme', ['wamid.3']).then((m) => m[0]), 'm3', 'the store goes on');
+  await s.ping();
+  await s.close();
+});
+
 t.test('acknowledged ingests survive kill -9 of a process using the thread', async (t) => {
   const file = join(dir, 'durable.db');
   const N = 200;

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import Database from 'better-sqlite3';
-import { CLAIMABLE_SQL, MIGRATIONS, openSqliteStore, registerSqlFunctions } from '../../engine/stores/sqlite.js';
+import { CLAIMABLE_SQL, MIGRATIONS, TRACE_MIGRATIONS, openSqliteStore, registerSqlFunctions, traceKey, tracePathOf } from '../../engine/stores/sqlite.js';
 import type { NewCallback } from '../../engine/stores/store.js';
 import { storeContract } from './store-contract.js';
 import { killAfter } from '../support/kill-after.js';
@@ -296,7 +296,77 @@ t.test('a trace look-up reads integer keys only', async (t) => {
   t.teardown(() => db.close());
   registerSqlFunctions(db);
   for (const m of MIGRATIONS) db.exec(m);
-  const plans = run.filter((q) => /FROM trace WHERE/.test(q)).map((q) => (db.prepare(`EXPLAIN QUERY PLAN ${q}`).all() as { detail: string }[]).map((p) => p.detail).join('; '));
+  db.exec(`ATTACH ':memory:' AS tr`);
+  for (const m of TRACE_MIGRATIONS) db.exec(m);
+  const plans = run.filter((q) => /FROM tr\.trace WHERE/.test(q)).map((q) => (db.prepare(`EXPLAIN QUERY PLAN ${q}`).all() as { detail: string }[]).map((p) => p.detail).join('; '));
   t.ok(plans.length >= 2, 'pairs, then rows');
-  for (const p of plans) t.match(p, /SEARCH trace USING INDEX (trace_key|trace_pair_key) \((pair_)?key=\?\)/, p);
+  for (const p of plans) t.match(p, /SEARCH tr\.trace USING INDEX (trace_key|trace_pair_key) \((pair_)?key=\?\)/, p);
+  const correlated = run.filter((q) => /FROM correlations/.test(q)).map((q) => (db.prepare(`EXPLAIN QUERY PLAN ${q}`).all() as { detail: string }[]).map((p) => p.detail).join('; '));
+  t.ok(correlated.length >= 1, 'and the correlations');
+  for (const p of correlated) {
+    t.match(p, /SEARCH c USING PRIMARY KEY \(tenant=\? AND provider_message_id=\?\)/, 'by primary key, tenant by tenant');
+    t.notMatch(p, /SCAN correlations/);
+  }
+});
+
+t.test('a trace event whose pair the correlations hold writes no pair_key; other pairs once while remembered', async (t) => {
+  const file = join(dir, 'trace-pairs.db');
+  const s = openSqliteStore(file);
+  t.teardown(() => s.close());
+  await s.saveCorrelation('acme', 'w1', 'm1', 60_000);
+  await s.appendTrace([
+    { at: 1, tenant: 'acme', msgId: 'm1', providerMessageId: 'w1', type: 'send', data: {}, correlated: true },
+    { at: 2, tenant: 'acme', msgId: 'm2', providerMessageId: 'w2', type: 'status', data: {} },
+    { at: 3, tenant: 'acme', msgId: 'm2', providerMessageId: 'w2', type: 'status', data: {} },
+  ], 60_000);
+  const db = new Database(tracePathOf(file), { readonly: true });
+  t.teardown(() => db.close());
+  t.same(db.prepare('SELECT msg_id, pair_key IS NOT NULL AS indexed FROM trace ORDER BY id').all(), [
+    { msg_id: 'm1', indexed: 0 },
+    { msg_id: 'm2', indexed: 1 },
+    { msg_id: 'm2', indexed: 0 },
+  ]);
+  t.same((await s.readTrace('w2', 10)).length, 2, 'the uncorrelated pair found by its BSP id');
+  t.same((await s.readTrace('w1', 10)).length, 1, 'the correlated one through the correlations');
+});
+
+t.test('the trace lives in a file of its own; a store that kept it in its own file has it moved there on open', async (t) => {
+  const file = join(dir, 'trace-move.db');
+  const old = new Database(file);
+  registerSqlFunctions(old);
+  for (const m of MIGRATIONS) old.exec(m);
+  old.pragma(`user_version = ${MIGRATIONS.length}`);
+  const insert = old.prepare('INSERT INTO trace (at, tenant, key, msg_id, provider_message_id, campaign, type, data) VALUES (?, ?, wab_trace_key(?), ?, ?, ?, ?, ?)');
+  insert.run(1000, 'acme', 'm1', 'm1', 'w1', 'c1', 'send', '{"n":1}');
+  insert.run(2000, 'acme', 'm1', 'm1', null, 'c1', 'callback', '{"n":2}');
+  old.prepare('INSERT INTO trace_campaigns (campaign, tenant, last_at) VALUES (?, ?, ?)').run('c1', 'acme', 2000);
+  old.close();
+  // A stop between the copy and the drop: the copy is there already, and is made again over it.
+  const early = new Database(tracePathOf(file));
+  early.exec(`ATTACH ':memory:' AS unused`);
+  early.exec(TRACE_MIGRATIONS[0]!.replaceAll('tr.', ''));
+  early.pragma(`user_version = ${TRACE_MIGRATIONS.length}`);
+  early.prepare(`INSERT INTO trace (id, at, tenant, key, msg_id, provider_message_id, campaign, type, data) VALUES (1, 1000, 'acme', ?, 'm1', 'w1', 'c1', 'send', '{"n":1}')`).run(traceKey('m1'));
+  early.close();
+
+  const s = openSqliteStore(file);
+  t.teardown(() => s.close());
+  await s.saveCorrelation('acme', 'w1', 'm1', 60_000);
+  t.same((await s.readTrace('m1', 100)).map((e) => e.data.n), [1, 2], 'every event once, found by msgId');
+  t.same((await s.readTrace('w1', 100)).map((e) => e.data.n), [1, 2], 'and by BSP id');
+  t.same((await s.listCampaigns(10)).map((c) => c.campaignId), ['c1']);
+  await s.appendTrace([{ at: 3000, tenant: 'acme', msgId: 'm1', type: 'callback', data: { n: 3 } }], 60_000);
+  t.same((await s.readTrace('m1', 100)).map((e) => e.data.n), [1, 2, 3], 'new events after the moved ones');
+  const main = new Database(file, { readonly: true });
+  t.teardown(() => main.close());
+  t.same(main.prepare(`SELECT name FROM sqlite_master WHERE name LIKE 'trace%'`).all(), [], 'none left in the store\'s file');
+  const traced = new Database(tracePathOf(file), { readonly: true });
+  t.teardown(() => traced.close());
+  t.same(traced.prepare('SELECT id FROM trace ORDER BY id').pluck().all(), [1, 2, 3], 'ids kept, never reused');
+});
+
+t.test('tracePathOf: beside the store, in memory for an in-memory store', async (t) => {
+  t.equal(tracePathOf('/var/lib/wabridge/wabridge.db'), '/var/lib/wabridge/wabridge.db-trace');
+  t.equal(tracePathOf(':memory:'), ':memory:');
+  t.equal(tracePathOf('file:data/w.db?mode=rwc'), 'file:data/w.db-trace?mode=rwc');
 });

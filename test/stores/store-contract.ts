@@ -436,6 +436,19 @@ export function storeContract(t: Test, name: string, open: () => Promise<Store>)
     await s.appendTrace([], 60_000);
   });
 
+  withStore('trace: a pair the correlations hold is found by its BSP id, the hint not kept', async (t, s) => {
+    await s.saveCorrelation('other', 'w9', 'm9', 60_000);
+    const send: TraceEvent = { ...ev('send', T0, { msgId: 'm9', providerMessageId: 'w9' }, { answer: { status: 'success' } }), tenant: 'other', correlated: true };
+    const held = ev('status', T0 + 2000, { providerMessageId: 'w9' }, { status: 'read', held: true });
+    const status: TraceEvent = { ...ev('status', T0 + 1000, { msgId: 'm9', providerMessageId: 'w9' }, { status: 'delivered' }), correlated: true };
+    await s.appendTrace([send, held, status], 60_000);
+    const plain = (e: TraceEvent) => ({ ...e, correlated: undefined });
+    const whole = JSON.parse(JSON.stringify([send, status, held].map(plain))) as TraceEvent[];
+    t.same(await s.readTrace('w9', 100), whole, 'by BSP id, tenant unknown to the caller');
+    t.same(await s.readTrace('m9', 100), whole, 'by msgId');
+    t.notOk((await s.readTrace('w9', 100)).some((e) => 'correlated' in e), 'the hint is not stored');
+  });
+
   withStore('trace: a large batch (as the Tracer sends under load) lands whole, with writes interleaved', async (t, s) => {
     const many = Array.from({ length: 1100 }, (_, i) => ev('send', T0 + i, { msgId: `big${i % 7}`, providerMessageId: `wbig${i}` }, { i }));
     // A write the caller waits for, issued while the batch is being written, is not lost or reordered.
