@@ -187,7 +187,7 @@ export const MIGRATIONS = [
  * tr.user_version` like MIGRATIONS. Its own file because of what it writes: every event puts a leaf of
  * the key index at random into the WAL, 5-9 KB written per send event (WAL and checkpoint) at 100,000
  * to 300,000 rows, and in the store's file that all went to disk inside the fdatasync that every
- * acknowledgement waits for: the group commit took 50-60 ms (median) at -c 1500 instead of 16-20 with
+ * acknowledgement waits for: the group commit took 45-60 ms (median) at -c 1500 instead of 16-20 with
  * the trace off. Here the trace's WAL is synced by its own checkpoints (synchronous=NORMAL: a power cut
  * may lose its last transactions, never a file that opens broken). Up to version 3 of MIGRATIONS the
  * trace lived in the store's file; openSqliteStore moves it here.
