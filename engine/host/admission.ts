@@ -28,7 +28,7 @@ export const ADMISSION_DEFAULTS: AdmissionOptions = {
   maxWaitMs: 500,
   minLimit: 16,
   maxLimit: 10_000,
-  initialLimit: 256,
+  initialLimit: 64,
   sampleMs: 100,
 };
 
