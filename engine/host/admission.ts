@@ -28,7 +28,7 @@ export const ADMISSION_DEFAULTS: AdmissionOptions = {
   maxWaitMs: 500,
   minLimit: 16,
   maxLimit: 10_000,
-  initialLimit: 64,
+  initialLimit: 256,
   sampleMs: 100,
 };
 
