@@ -259,5 +259,3 @@ async function correlateLate(deps: SendDeps, tenant: TenantConfig, mapping: Mapp
     deps.logger.info({ tenant: tenant.id, msgId: message.msgId, err: (e as Error).message }, 'late BSP call ended without success');
   }
 }
-
-

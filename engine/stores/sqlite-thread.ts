@@ -114,7 +114,11 @@ class Channel {
   /** Set once the other side is gone: every call fails with it. */
   dead: Error | undefined;
 
-  constructor(readonly port: StorePort) {
+  /** `worker`: the thread on the other side, which owns the store (absent over IPC: the owner is another process's). */
+  constructor(
+    private readonly port: StorePort,
+    readonly worker?: Worker,
+  ) {
     this.send = perTurn((calls) => port.post(calls));
     port.listen(
       (replies) => {
@@ -145,27 +149,31 @@ class Channel {
       this.send([id, method, args]);
     });
   }
+
+  /** Closes the store when this side owns it, then lets go of the port. */
+  async close(): Promise<void> {
+    if (!this.dead && this.worker) await this.request<void>('close', []);
+    await this.port.end();
+  }
 }
 
 class ThreadStore implements Store {
   readonly kind = 'sqlite' as const;
-  private readonly main: Channel;
-  /** The trace's thread; the main one when the store has no second (over IPC, in memory). */
-  private readonly traces: Channel;
   private closing: Promise<void> | undefined;
 
-  /**
-   * `worker`, `traceWorker`: the threads themselves, for diagnostics and for tests that make them fail
-   * (absent over IPC).
-   */
+  /** `traces`: the trace's thread; the main one when the store has no second (over IPC, in memory). */
   constructor(
-    port: StorePort,
-    readonly worker?: Worker,
-    tracePort?: StorePort,
-    readonly traceWorker?: Worker,
-  ) {
-    this.main = new Channel(port);
-    this.traces = tracePort ? new Channel(tracePort) : this.main;
+    private readonly main: Channel,
+    private readonly traces: Channel = main,
+  ) {}
+
+  /** The threads themselves, for diagnostics and for tests that make them fail (absent over IPC). */
+  get worker(): Worker | undefined {
+    return this.main.worker;
+  }
+
+  get traceWorker(): Worker | undefined {
+    return this.traces.worker;
   }
 
   saveCorrelation: Store['saveCorrelation'] = (...a) => this.call('saveCorrelation', a);
@@ -212,11 +220,7 @@ class ThreadStore implements Store {
   close(): Promise<void> {
     return (this.closing ??= (async () => {
       // Over IPC the store is the owner's: this side only lets go of it.
-      const closeOne = async (c: Channel, worker: Worker | undefined) => {
-        if (!c.dead && worker) await c.request<void>('close', []);
-        await c.port.end();
-      };
-      await Promise.all([closeOne(this.main, this.worker), ...(this.traces !== this.main ? [closeOne(this.traces, this.traceWorker)] : [])]);
+      await Promise.all([this.main.close(), ...(this.traces !== this.main ? [this.traces.close()] : [])]);
     })());
   }
 }
@@ -229,14 +233,17 @@ export async function openSqliteStoreThread(path: string, options: ThreadStoreOp
   // The trace on a thread and connection of its own (a file of its own, engine/stores/sqlite.ts): its
   // writes, their checkpoints and syncs never hold up a commit an answer waits for. An in-memory
   // database is one connection's: one thread serves it all.
-  if (path === ':memory:') return new ThreadStore(threadPort(await startedWorker(path, options)));
+  if (path === ':memory:') {
+    const worker = await startedWorker(path, options);
+    return new ThreadStore(new Channel(threadPort(worker), worker));
+  }
   const worker = await startedWorker(path, { ...options, part: 'store' });
   // Opened once the store has migrated both files.
   const traceWorker = await startedWorker(path, { ...options, part: 'trace' }).catch(async (e: unknown) => {
     await worker.terminate();
     throw e;
   });
-  return new ThreadStore(threadPort(worker), worker, threadPort(traceWorker, 'trace'), traceWorker);
+  return new ThreadStore(new Channel(threadPort(worker), worker), new Channel(threadPort(traceWorker, 'trace'), traceWorker));
 }
 
 async function startedWorker(path: string, options: ThreadStoreOptions): Promise<Worker> {
@@ -260,5 +267,5 @@ async function startedWorker(path: string, options: ThreadStoreOptions): Promise
 
 /** A store whose calls go through `port` to a store that another thread or process owns. */
 export function remoteStore(port: StorePort): Store & { request<T>(method: string, args: unknown[]): Promise<T> } {
-  return new ThreadStore(port);
+  return new ThreadStore(new Channel(port));
 }

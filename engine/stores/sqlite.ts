@@ -350,13 +350,13 @@ function toQuarantined(r: QuarantineRow): QuarantineRecord {
   return rec;
 }
 
-function migrate(db: Database.Database): void {
-  registerSqlFunctions(db);
+/** Brings `schema` up to the last of `migrations`, by its PRAGMA user_version, in one transaction. */
+function migrate(db: Database.Database, schema: 'main' | 'tr', migrations: readonly string[]): void {
   db.transaction(() => {
-    const version = db.pragma('user_version', { simple: true }) as number;
-    for (let v = version; v < MIGRATIONS.length; v++) {
-      db.exec(MIGRATIONS[v] as string);
-      db.pragma(`user_version = ${v + 1}`);
+    const version = db.pragma(`${schema}.user_version`, { simple: true }) as number;
+    for (let v = version; v < migrations.length; v++) {
+      db.exec(migrations[v]!);
+      db.pragma(`${schema}.user_version = ${v + 1}`);
     }
   }).immediate();
 }
@@ -366,13 +366,7 @@ function attachTrace(db: Database.Database, tracePath: string): void {
   db.prepare('ATTACH DATABASE ? AS tr').run(tracePath);
   db.pragma('tr.journal_mode = WAL');
   db.pragma('tr.synchronous = NORMAL');
-  db.transaction(() => {
-    const version = db.pragma('tr.user_version', { simple: true }) as number;
-    for (let v = version; v < TRACE_MIGRATIONS.length; v++) {
-      db.exec(TRACE_MIGRATIONS[v] as string);
-      db.pragma(`tr.user_version = ${v + 1}`);
-    }
-  }).immediate();
+  migrate(db, 'tr', TRACE_MIGRATIONS);
 }
 
 /**
@@ -406,7 +400,8 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
   if (part === 'trace') {
     attachTrace(db, tracePathOf(path));
   } else {
-    migrate(db);
+    registerSqlFunctions(db);
+    migrate(db, 'main', MIGRATIONS);
     attachTrace(db, tracePathOf(path));
     moveTrace(db);
     if (part === 'store') db.exec('DETACH DATABASE tr');
@@ -939,21 +934,18 @@ class SqliteStore implements Store {
     });
   }
 
-  // Not in the group commit: a trace row dirties a leaf of its key's and its campaign's indexes, pages
-  // the commit an answer waits for would otherwise write and sync. The Tracer sends hundreds at once;
-  // they commit here in transactions of their own, with no sync of their own (the next group commit's
-  // sync covers them; a power cut may lose the last ones, a diagnostic), TRACE_CHUNK rows at a time
-  // with a turn between, so a group commit waiting behind them goes first. Serialized here (on
-  // SQLite's thread, not the host's event loop), all before the first commit: data that cannot be (a
-  // BigInt, a cycle) fails this call alone.
+  // In the trace's own file (TRACE_MIGRATIONS: never in the sync a group commit waits for), in
+  // transactions of their own, TRACE_CHUNK rows at a time with a turn between, so other calls to this
+  // connection go first. Serialized here (on SQLite's thread, not the host's event loop), all before
+  // the first commit: data that cannot be (a BigInt, a cycle) fails this call alone.
   // A pair the correlations hold (a send's, a status found by its BSP id) gets no pair_key: readTrace
   // finds it there, and a send event is written with one random index leaf instead of two (16 -> 11
   // µs, 100,000 rows).
   async appendTrace(events: readonly TraceEvent[], _keepMs: number): Promise<void> {
     const rows = events.map((e) => {
       const id = e.msgId ?? e.providerMessageId;
-      const pair = e.msgId !== undefined && e.providerMessageId !== undefined && e.correlated !== true;
-      return [e.at, e.tenant, id === undefined ? null : traceKey(id), pair ? e.msgId! : null, e.msgId ?? null, e.providerMessageId ?? null, e.campaignId ?? null, e.type, JSON.stringify(e.data)] as const;
+      const pairs = e.msgId !== undefined && e.providerMessageId !== undefined && e.correlated !== true;
+      return [e.at, e.tenant, id === undefined ? null : traceKey(id), pairs, e.msgId ?? null, e.providerMessageId ?? null, e.campaignId ?? null, e.type, JSON.stringify(e.data)] as const;
     });
     for (let i = 0; i < events.length; i += TRACE_CHUNK) {
       if (this.syncFailure) throw this.syncFailure;
@@ -968,7 +960,7 @@ class SqliteStore implements Store {
       this.traceWrite(() => {
         for (const [at, tenant, key, pairs, msgId, providerMessageId, campaignId, type, data] of chunk) {
           let pairKey: number | null = null;
-          if (pairs !== null && !this.pairWritten(providerMessageId!, pairs)) pairKey = traceKey(providerMessageId!);
+          if (pairs && !this.pairWritten(providerMessageId!, msgId!)) pairKey = traceKey(providerMessageId!);
           this.t.insertTrace.run(at, tenant, key, pairKey, msgId, providerMessageId, campaignId, type, data);
         }
         for (const c of campaigns.values()) this.t.touchCampaign.run(...c);
