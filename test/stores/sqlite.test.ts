@@ -289,18 +289,22 @@ t.test('a trace look-up reads integer keys only', async (t) => {
   const run: string[] = [];
   const s = openSqliteStore(':memory:', { onStatement: (sql) => run.push(sql) });
   t.teardown(() => s.close());
-  await s.appendTrace([{ at: 1, tenant: 'acme', msgId: 'm1', providerMessageId: 'w1', type: 'send', data: {} }], 60_000);
+  await s.appendTrace([{ at: 1, tenant: 'acme', msgId: 'm1', providerMessageId: 'w1', campaignId: 'c1', type: 'send', data: {} }], 60_000);
   run.length = 0;
   t.equal((await s.readTrace('w1', 10)).length, 1);
+  t.equal((await s.campaignMessages('c1', 10)).messages[0]?.events.length, 1);
   const db = new Database(':memory:');
   t.teardown(() => db.close());
   registerSqlFunctions(db);
   for (const m of MIGRATIONS) db.exec(m);
   db.exec(`ATTACH ':memory:' AS tr`);
   for (const m of TRACE_MIGRATIONS) db.exec(m);
-  const plans = run.filter((q) => /FROM tr\.trace WHERE/.test(q)).map((q) => (db.prepare(`EXPLAIN QUERY PLAN ${q}`).all() as { detail: string }[]).map((p) => p.detail).join('; '));
+  const plans = run.filter((q) => /FROM tr\.trace\s+WHERE/.test(q) && !/DISTINCT msg_id FROM tr\.trace WHERE campaign/.test(q)).map((q) => (db.prepare(`EXPLAIN QUERY PLAN ${q}`).all() as { detail: string }[]).map((p) => p.detail).join('; '));
   t.ok(plans.length >= 2, 'pairs, then rows');
-  for (const p of plans) t.match(p, /SEARCH tr\.trace USING INDEX (trace_key|trace_pair_key) \((pair_)?key=\?\)/, p);
+  for (const p of plans) {
+    t.match(p, /SEARCH tr\.trace USING INDEX (trace_block_key \(<expr>=\? AND key=\?\)|trace_pair_key \(pair_key=\?\))/, p);
+    t.notMatch(p, /SCAN tr\.trace/, 'never every row');
+  }
   const correlated = run.filter((q) => /FROM correlations/.test(q)).map((q) => (db.prepare(`EXPLAIN QUERY PLAN ${q}`).all() as { detail: string }[]).map((p) => p.detail).join('; '));
   t.ok(correlated.length >= 1, 'and the correlations');
   for (const p of correlated) {
