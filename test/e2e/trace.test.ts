@@ -52,8 +52,7 @@ t.test('message trace', async (t) => {
     t.equal(send.type, 'send', 'the request comes first');
     t.match(send, { tenant: 'demo', msgId, providerMessageId: bspId, data: { to: '9199******99', messageType: 'template', mapping: DEMO.provider, answer: { status: 'success' }, bsp: { method: 'POST', status: 200, providerMessageId: bspId } } });
     t.equal(typeof (send.data.mappingVersion as string), 'string');
-    const headers = Object.entries((send.data.bsp as { headers: Record<string, string> }).headers);
-    t.same(headers.filter(([k]) => k.toLowerCase() === 'authorization').map(([, v]) => v), ['[redacted]'], 'the BSP credential is not kept');
+    t.notOk('headers' in (send.data.bsp as object) || 'responseHeaders' in (send.data.bsp as object), 'no headers for a send that went well');
     t.ok(typeof (send.data.bsp as { ms: number }).ms === 'number', 'BSP latency');
     const whole = JSON.stringify(events);
     for (const [name, value] of secretValues(s.host.registry.get(DEMO.provider)!, SETTINGS)) t.notOk(whole.includes(value), `no ${name} anywhere in the trace`);
@@ -73,6 +72,20 @@ t.test('message trace', async (t) => {
     t.match(events.find((e) => e.type === 'callback'), { data: { httpStatus: 200, attempt: 1, kind: 'status' } });
 
     t.same(await eventsOf(s, bspId), events, 'the BSP id finds the same timeline');
+  });
+
+  t.test('a send the BSP refused keeps the headers both ways, credentials redacted', async (t) => {
+    const msgId = 'e2e|trace|4|1';
+    s.sim.setScenario({ scenario: 'auth', times: 1 });
+    const answer = (await s.send({ ...example, msgId })).body as { status: string };
+    t.equal(answer.status, 'failure');
+    await eventually(async () => (await eventsOf(s, msgId)).some((e) => e.type === 'send'), 'the send event');
+    const bsp = (await eventsOf(s, msgId)).find((e) => e.type === 'send')!.data.bsp as { status: number; headers: Record<string, string>; responseHeaders: Record<string, string> };
+    t.ok(bsp.status >= 400, `the BSP's status (${bsp.status})`);
+    t.same(Object.entries(bsp.headers).filter(([k]) => k.toLowerCase() === 'authorization').map(([, v]) => v), ['[redacted]'], 'the BSP credential is not kept');
+    t.ok(Object.keys(bsp.responseHeaders).length > 0, 'the response headers');
+    const whole = JSON.stringify(bsp);
+    for (const [name, value] of secretValues(s.host.registry.get(DEMO.provider)!, SETTINGS)) t.notOk(whole.includes(value), `no ${name} in the headers`);
   });
 
   t.test('a status that implies lower ones, a callback CleverTap refuses, the dead-letter move', async (t) => {
