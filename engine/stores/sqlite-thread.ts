@@ -157,14 +157,26 @@ class Channel {
   }
 }
 
+/** The first wait before a trace thread that failed to start is started again; it doubles up to TRACE_RESTART_MAX_MS. */
+const TRACE_RESTART_MS = 1_000;
+const TRACE_RESTART_MAX_MS = 60_000;
+
 class ThreadStore implements Store {
   readonly kind = 'sqlite' as const;
   private closing: Promise<void> | undefined;
+  private traceRestart: Promise<void> | undefined;
+  private traceRestartAfter = 0;
+  private traceRestartWaitMs = TRACE_RESTART_MS;
 
-  /** `traces`: the trace's thread; the main one when the store has no second (over IPC, in memory). */
+  /**
+   * `traces`: the trace's thread; the main one when the store has no second (over IPC, in memory).
+   * `reopenTrace`: starts a new trace thread when the one there is gone (diagnostics must not stop for
+   * the life of the process because their thread died; the calls in flight on the dead one fail).
+   */
   constructor(
     private readonly main: Channel,
-    private readonly traces: Channel = main,
+    private traces: Channel = main,
+    private readonly reopenTrace?: () => Promise<Channel>,
   ) {}
 
   /** The threads themselves, for diagnostics and for tests that make them fail (absent over IPC). */
@@ -199,17 +211,41 @@ class ThreadStore implements Store {
   removeQuarantined: Store['removeQuarantined'] = (...a) => this.call('removeQuarantined', a);
   quarantineSize: Store['quarantineSize'] = () => this.call('quarantineSize', []);
   sweep: Store['sweep'] = (...a) => this.call('sweep', a);
-  appendTrace: Store['appendTrace'] = (...a) => this.traces.request('appendTrace', a);
-  readTrace: Store['readTrace'] = (...a) => this.traces.request('readTrace', a);
-  sweepTrace: Store['sweepTrace'] = (...a) => this.traces.request('sweepTrace', a);
-  campaignTrace: Store['campaignTrace'] = (...a) => this.traces.request('campaignTrace', a);
-  listCampaigns: Store['listCampaigns'] = (...a) => this.traces.request('listCampaigns', a);
-  campaignMessages: Store['campaignMessages'] = (...a) => this.traces.request('campaignMessages', a);
+  appendTrace: Store['appendTrace'] = (...a) => this.traceCall('appendTrace', a);
+  readTrace: Store['readTrace'] = (...a) => this.traceCall('readTrace', a);
+  sweepTrace: Store['sweepTrace'] = (...a) => this.traceCall('sweepTrace', a);
+  campaignTrace: Store['campaignTrace'] = (...a) => this.traceCall('campaignTrace', a);
+  listCampaigns: Store['listCampaigns'] = (...a) => this.traceCall('listCampaigns', a);
+  campaignMessages: Store['campaignMessages'] = (...a) => this.traceCall('campaignMessages', a);
   stats: Store['stats'] = () => this.call('stats', []);
   ping: Store['ping'] = () => this.call('ping', []);
 
   private call<T>(method: keyof Store, args: unknown[]): Promise<T> {
     return this.main.request<T>(method, args);
+  }
+
+  /** A trace call: on a new trace thread if the last one is gone (a call waits for its start). */
+  private async traceCall<T>(method: keyof Store, args: unknown[]): Promise<T> {
+    if (this.traces.dead && this.reopenTrace && !this.closing) {
+      if (!this.traceRestart && performance.now() >= this.traceRestartAfter) {
+        this.traceRestart = this.reopenTrace().then(
+          (c) => {
+            if (this.closing) void c.close();
+            else this.traces = c;
+            this.traceRestartWaitMs = TRACE_RESTART_MS;
+          },
+          () => {
+            // It did not start (its file cannot be opened, say): the calls fail with the old
+            // thread's error until the next try, which waits longer each time.
+            this.traceRestartAfter = performance.now() + this.traceRestartWaitMs;
+            this.traceRestartWaitMs = Math.min(TRACE_RESTART_MAX_MS, this.traceRestartWaitMs * 2);
+          },
+        );
+        void this.traceRestart.finally(() => (this.traceRestart = undefined));
+      }
+      await this.traceRestart;
+    }
+    return this.traces.request<T>(method, args);
   }
 
   /** Any call the other side answers: the store's methods, and (over IPC) the primary's `limits.*`. */
@@ -220,6 +256,7 @@ class ThreadStore implements Store {
   close(): Promise<void> {
     return (this.closing ??= (async () => {
       // Over IPC the store is the owner's: this side only lets go of it.
+      await this.traceRestart;
       await Promise.all([this.main.close(), ...(this.traces !== this.main ? [this.traces.close()] : [])]);
     })());
   }
@@ -239,11 +276,15 @@ export async function openSqliteStoreThread(path: string, options: ThreadStoreOp
   }
   const worker = await startedWorker(path, { ...options, part: 'store' });
   // Opened once the store has migrated both files.
-  const traceWorker = await startedWorker(path, { ...options, part: 'trace' }).catch(async (e: unknown) => {
+  const openTrace = async () => {
+    const traceWorker = await startedWorker(path, { ...options, part: 'trace' });
+    return new Channel(threadPort(traceWorker, 'trace'), traceWorker);
+  };
+  const traces = await openTrace().catch(async (e: unknown) => {
     await worker.terminate();
     throw e;
   });
-  return new ThreadStore(new Channel(threadPort(worker), worker), new Channel(threadPort(traceWorker, 'trace'), traceWorker));
+  return new ThreadStore(new Channel(threadPort(worker), worker), traces, openTrace);
 }
 
 async function startedWorker(path: string, options: ThreadStoreOptions): Promise<Worker> {

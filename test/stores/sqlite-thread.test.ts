@@ -51,7 +51,7 @@ t.test('a thread that dies fails the calls in flight and every later one, saying
   await s.close();
 });
 
-t.test('the trace has a thread of its own: a trace write in progress does not hold up a commit, and its death fails only the trace', async (t) => {
+t.test('the trace has a thread of its own: a trace write in progress does not hold up a commit, and its death fails only the trace calls in flight; the next one starts a new thread', async (t) => {
   const s = await openSqliteStoreThread(join(dir, 'trace-thread.db'));
   const { worker, traceWorker } = s as unknown as { worker: Worker; traceWorker: Worker };
   t.ok(traceWorker && traceWorker !== worker, 'two threads');
@@ -62,11 +62,19 @@ t.test('the trace has a thread of its own: a trace write in progress does not ho
   t.notOk(traced, 'the commit came back while 20,000 trace events were still being written');
   await writing;
   t.equal((await s.readTrace('m19999', 10)).length, 1);
+  const inFlight = s.readTrace('m1', 10);
   await traceWorker.terminate();
-  await t.rejects(s.readTrace('m1', 10), /SQLite trace thread exited/);
+  await t.rejects(inFlight, /SQLite trace thread exited/, 'the call in flight fails');
   t.equal(await s.findMsgIds('acme', ['wamid.3']).then((m) => m[0]), 'm3', 'the store goes on');
   await s.ping();
+  const [a, b] = await Promise.all([s.readTrace('m19999', 10), s.readTrace('m1', 10)]);
+  t.same([a.length, b.length], [1, 1], 'the next calls are answered by a new trace thread, with what the old one wrote');
+  const again = (s as unknown as { traceWorker: Worker }).traceWorker;
+  t.ok(again && again !== traceWorker && again !== worker, 'one new thread');
+  await s.appendTrace([{ at: T0, tenant: 'acme', msgId: 'after', type: 'send', data: {} }], 60_000);
+  t.equal((await s.readTrace('after', 10)).length, 1, 'and it writes');
   await s.close();
+  await t.resolves(new Promise((r) => (again.threadId === -1 ? r(undefined) : again.once('exit', r))), 'closed with the store');
 });
 
 t.test('acknowledged ingests survive kill -9 of a process using the thread', async (t) => {
