@@ -230,9 +230,10 @@ class ThreadStore implements Store {
       if (!this.traceRestart && performance.now() >= this.traceRestartAfter) {
         this.traceRestart = this.reopenTrace().then(
           (c) => {
-            if (this.closing) void c.close();
-            else this.traces = c;
             this.traceRestartWaitMs = TRACE_RESTART_MS;
+            // (a close that began meanwhile waits for this one too)
+            if (this.closing) return c.close();
+            this.traces = c;
           },
           () => {
             // It did not start (its file cannot be opened, say): the calls fail with the old
