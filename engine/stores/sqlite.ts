@@ -209,7 +209,7 @@ export const TRACE_MIGRATIONS = [
   // The key index by blocks of 4,096 ids (id >> 12) first: a block's entries are ~20 leaves, so a write of
   // 256 events dirties those leaves and not 256 leaves at random over the whole index (at 300,000 rows:
   // 19.4 -> 11.2 µs of CPU and 36 -> 12 µs of wall time per event, the same as no key index at all).
-  // A look-up seeks each block (traceOf): ~1,200 blocks at the default 5,000,000 events.
+  // A look-up seeks each block (TRACE_BY_KEYS): ~1,200 blocks at the default 5,000,000 events.
   `
   DROP INDEX tr.trace_key;
   CREATE INDEX tr.trace_block_key ON trace ((id >> 12), key) WHERE key IS NOT NULL;
@@ -512,9 +512,13 @@ function prepare(db: Database.Database) {
 
 type Statements = ReturnType<typeof prepare>;
 
-/** Every block of the trace's ids (TRACE_MIGRATIONS' key index), oldest to newest, as `blocks(b)`. */
-const TRACE_BLOCKS = `WITH RECURSIVE blocks(b) AS (SELECT (SELECT min(id) FROM tr.trace) >> 12
-  UNION ALL SELECT b + 1 FROM blocks WHERE b < (SELECT max(id) FROM tr.trace) >> 12)`;
+/**
+ * The trace rows of the keys in JSON array @keys: one seek of TRACE_MIGRATIONS' key index per block of
+ * ids (every block from the oldest row's to the newest's) and key. Callers add conditions and the order.
+ */
+const TRACE_BY_KEYS = `WITH RECURSIVE blocks(b) AS (SELECT (SELECT min(id) FROM tr.trace) >> 12
+    UNION ALL SELECT b + 1 FROM blocks WHERE b < (SELECT max(id) FROM tr.trace) >> 12)
+  SELECT * FROM tr.trace WHERE (id >> 12) IN (SELECT b FROM blocks) AND key IN (SELECT value FROM json_each(@keys))`;
 
 /** The trace's statements: on its file (schema tr), and the correlations for a look-up by BSP id. */
 function prepareTrace(db: Database.Database) {
@@ -535,12 +539,10 @@ function prepareTrace(db: Database.Database) {
     // No index on (campaign, msg_id): it would cost every trace write; the drill-down is an operator's look.
     campaignMsgIds: p(`SELECT DISTINCT msg_id FROM tr.trace WHERE campaign = @campaign AND msg_id > @after ORDER BY msg_id LIMIT @limit`).pluck(),
     // (+campaign: by the key index, not by reading all of the campaign's events)
-    campaignMsgEvents: p(`${TRACE_BLOCKS} SELECT * FROM tr.trace
-      WHERE (id >> 12) IN (SELECT b FROM blocks) AND key IN (SELECT value FROM json_each(@keys)) AND +campaign = @campaign ORDER BY at, id`),
+    campaignMsgEvents: p(`${TRACE_BY_KEYS} AND +campaign = @campaign ORDER BY at, id`),
     listCampaigns: p(`SELECT campaign AS campaignId, tenant, last_at AS lastActivity FROM tr.trace_campaigns ORDER BY last_at DESC LIMIT ?`),
     sweepCampaigns: p(`DELETE FROM tr.trace_campaigns WHERE last_at < ?`),
-    traceOf: p(`${TRACE_BLOCKS} SELECT * FROM tr.trace
-      WHERE (id >> 12) IN (SELECT b FROM blocks) AND key IN (SELECT value FROM json_each(@keys)) ORDER BY at, id LIMIT @limit`),
+    traceOf: p(`${TRACE_BY_KEYS} ORDER BY at, id LIMIT @limit`),
     // Ids follow time: what is older than keep is the rows before the first one that is not (found by
     // reading the old rows once, in id order), removed in batches so one sweep after a long pause does
     // not hold the write lock for seconds.
