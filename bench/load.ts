@@ -41,8 +41,8 @@ export interface LoadSpec {
   /**
    * Each connection's first answer is left out of the figures and reported apart (firstMax,
    * firstLate), without a warm-up. autocannon starts the clock of a connection's first request when
-   * it calls connect(), and a load generator opening thousands of connections on a shared CPU gets to
-   * some of them seconds later, before the server can see them.
+   * it calls connect(): that answer also counts the load generator's own delay in opening thousands of
+   * connections on a shared CPU and the connection's wait in the server's accept queue.
    */
   firstApart?: boolean;
 }

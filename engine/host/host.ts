@@ -16,6 +16,7 @@ import { createMetrics, type Metrics } from './metrics.js';
 import { PendingResolver } from './pending-resolver.js';
 import { MappingRegistry } from './registry.js';
 import { buildServer } from './server.js';
+import { holdConnectionBursts } from './connection-bursts.js';
 import { checkSettings } from '../mapping/settings.js';
 import { openRedisStore, redactRedisUrl } from '../stores/redis.js';
 import { openSqliteStoreThread } from '../stores/sqlite-thread.js';
@@ -193,6 +194,7 @@ export async function startHost(opts: HostOptions): Promise<Host> {
     admission: admission.snapshot(),
   });
   const app = buildServer({ config, registry, store, client, metrics, logger, media, limiter, rate, admission, tracer, ...(opts.cluster ? { cluster: opts.cluster } : {}) });
+  const stopHolding = holdConnectionBursts(app.server, undefined, (n) => metrics.connectionsHeld.inc(n));
   const gauges = setInterval(() => {
     store
       .stats()
@@ -237,6 +239,7 @@ export async function startHost(opts: HostOptions): Promise<Host> {
       clearInterval(gauges);
       clearInterval(sweeper);
       clearInterval(traceSweeper);
+      stopHolding();
       await app.close();
       admission.close();
       await resolver.stop();

@@ -30,6 +30,7 @@ export function createMetrics() {
     admissionLimit: new Gauge({ name: 'wabridge_admission_limit', help: 'Messaging requests this process lets in flight now (follows the event loop)', registers: [registry] }),
     admissionInFlight: new Gauge({ name: 'wabridge_admission_in_flight', help: 'Messaging requests in flight', registers: [registry] }),
     admissionQueued: new Gauge({ name: 'wabridge_admission_queued', help: 'Messaging requests waiting for a slot', registers: [registry] }),
+    connectionsHeld: new Counter({ name: 'wabridge_connections_held_total', help: 'Connections accepted during a burst and read only once the kernel had handed over the rest (see engine/host/connection-bursts.ts)', registers: [registry] }),
     eventLoopLag: new Gauge({ name: 'wabridge_event_loop_lag_seconds', help: 'How late a 10 ms timer fired, worst of the last 100 ms', registers: [registry] }),
     traceDropped: new Counter({ name: 'wabridge_trace_dropped_total', help: 'Message trace events not written: the buffer was full (writes put off while answers waited, or the store slow) or the write failed', labelNames: ['reason'] as const, registers: [registry] }),
     backgroundHeld: new Counter({ name: 'wabridge_background_held_seconds_total', help: 'Time background rounds were put off so sends could be answered in time, by worker', labelNames: ['worker'] as const, registers: [registry] }),

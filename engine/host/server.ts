@@ -23,6 +23,7 @@ import { campaignReport } from './campaigns.js';
 import { audit, registerOpsRoutes, replayIds } from './admin-ops.js';
 import { registerConsole } from './console-route.js';
 import { registerPlayground } from './playground.js';
+import { heldSince } from './connection-bursts.js';
 import { interceptors, request as undiciRequest } from 'undici';
 
 export interface HostDeps {
@@ -138,7 +139,7 @@ export function buildServer(deps: HostDeps) {
   };
   // Before the body is read: a shed request costs its headers and this answer, nothing more.
   const admit = async (req: FastifyRequest<TenantParams>, reply: FastifyReply) => {
-    req.arrivedAt = performance.now();
+    req.arrivedAt = heldSince(req.raw.socket) ?? performance.now();
     const slot = admission.enter(req.arrivedAt);
     if (slot === true || (slot !== false && (await slot))) {
       req.admitted = true;
