@@ -1,8 +1,10 @@
 // The messaging endpoint past capacity, through the real server: a burst over the in-flight limit is
 // answered CleverTap's 429 within the configured wait, the admitted requests succeed, and the tenant's
-// deadline counts from the request's arrival, so the time it waited for a slot is not given twice.
+// deadline counts from the request's arrival, so the time it waited for a slot is not given twice. A
+// burst of new connections is taken from the kernel before any of it is read.
 import t from 'tap';
 import { readFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { ROOT, startStack } from '../support/stack.js';
@@ -69,4 +71,35 @@ t.test("past the tenant's concurrency (CleverTap's contract) the 429 is held lik
     t.ok(a.ms >= 190 && a.ms < 900, `a 429 past the tenant's concurrency after ${a.ms.toFixed(0)} ms`);
   }
   t.equal(s.sim.sent().length, 2, 'nothing past the concurrency reached the BSP');
+});
+
+t.test('a burst of new connections is accepted before it is read, and every request of it is answered', async (t) => {
+  const s = await startStack();
+  t.teardown(() => s.close());
+  const { hostname, port } = new URL(s.host.url);
+  const N = 60;
+  const answers = Array.from({ length: N }, (_, i) => {
+    const body = JSON.stringify(payload(`burst|1|1|${i}`));
+    const socket = connect({ host: hostname, port: Number(port) });
+    socket.write(
+      `POST /v1/tenants/demo/messages HTTP/1.1\r\nhost: ${hostname}\r\nconnection: close\r\ncontent-type: application/json\r\n` +
+        `authorization: Basic ${Buffer.from('demo:s3cret').toString('base64')}\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    );
+    return new Promise<string>((resolve, reject) => {
+      let text = '';
+      socket.on('data', (b: Buffer) => (text += b.toString()));
+      socket.on('end', () => resolve(text));
+      socket.on('error', reject);
+    });
+  });
+  // The connects go out on the next tick; while this loop is blocked the kernel queues all of them.
+  await new Promise((r) => setImmediate(r));
+  const until = performance.now() + 200;
+  while (performance.now() < until);
+  const texts = await Promise.all(answers);
+  const bodies = texts.map((x) => x.slice(x.indexOf('\r\n\r\n') + 4));
+  t.equal(bodies.filter((b) => b === '{"status":"success"}').length, N, `all ${N} answered success`);
+  const metrics = await (await request(`${s.host.url}/metrics`)).body.text();
+  const held = Number(/^wabridge_connections_held_total (\d+)/m.exec(metrics)?.[1]);
+  t.ok(held >= N - 2, `${held} connections held until their burst was in: the burst's ${N - 2} after its first two, and the simulator's status webhooks, which open theirs in bursts too`);
 });
