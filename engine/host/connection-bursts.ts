@@ -27,7 +27,7 @@ export function heldSince(socket: Socket): number | undefined {
 }
 
 /** Watches `server`'s connections; returns a function that stops watching (and reads what is held). */
-export function holdConnectionBursts(server: Server, opts: BurstOptions = BURST_DEFAULTS, onHeld?: (n: number) => void): () => void {
+export function holdConnectionBursts(server: Server, onHeld?: (n: number) => void, opts: BurstOptions = BURST_DEFAULTS): () => void {
   let ticking = false;
   let stopped = false;
   /** A connection came in this turn. */
@@ -85,7 +85,7 @@ export function holdConnectionBursts(server: Server, opts: BurstOptions = BURST_
       held.set(socket, performance.now());
       process.nextTick(pause, socket);
     }
-    if (!ticking && !stopped) {
+    if (!ticking) {
       ticking = true;
       streak = 0;
       setImmediate(tick);

@@ -194,7 +194,7 @@ export async function startHost(opts: HostOptions): Promise<Host> {
     admission: admission.snapshot(),
   });
   const app = buildServer({ config, registry, store, client, metrics, logger, media, limiter, rate, admission, tracer, ...(opts.cluster ? { cluster: opts.cluster } : {}) });
-  const stopHolding = holdConnectionBursts(app.server, undefined, (n) => metrics.connectionsHeld.inc(n));
+  const stopHolding = holdConnectionBursts(app.server, (n) => metrics.connectionsHeld.inc(n));
   const gauges = setInterval(() => {
     store
       .stats()

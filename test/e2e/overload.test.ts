@@ -4,10 +4,10 @@
 // burst of new connections is taken from the kernel before any of it is read.
 import t from 'tap';
 import { readFileSync } from 'node:fs';
-import { connect } from 'node:net';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { ROOT, startStack } from '../support/stack.js';
+import { connectionBurst } from '../support/burst.js';
 
 const sample = JSON.parse(readFileSync(join(ROOT, 'examples', 'clevertap', 'template-body-footer.json'), 'utf8')) as Record<string, unknown>;
 const payload = (msgId: string) => ({ ...sample, msgId });
@@ -76,28 +76,12 @@ t.test("past the tenant's concurrency (CleverTap's contract) the 429 is held lik
 t.test('a burst of new connections is accepted before it is read, and every request of it is answered', async (t) => {
   const s = await startStack();
   t.teardown(() => s.close());
-  const { hostname, port } = new URL(s.host.url);
   const N = 60;
-  const answers = Array.from({ length: N }, (_, i) => {
-    const body = JSON.stringify(payload(`burst|1|1|${i}`));
-    const socket = connect({ host: hostname, port: Number(port) });
-    socket.write(
-      `POST /v1/tenants/demo/messages HTTP/1.1\r\nhost: ${hostname}\r\nconnection: close\r\ncontent-type: application/json\r\n` +
-        `authorization: Basic ${Buffer.from('demo:s3cret').toString('base64')}\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
-    );
-    return new Promise<string>((resolve, reject) => {
-      let text = '';
-      socket.on('data', (b: Buffer) => (text += b.toString()));
-      socket.on('end', () => resolve(text));
-      socket.on('error', reject);
-    });
-  });
-  // The connects go out on the next tick; while this loop is blocked the kernel queues all of them.
-  await new Promise((r) => setImmediate(r));
-  const until = performance.now() + 200;
-  while (performance.now() < until);
-  const texts = await Promise.all(answers);
-  const bodies = texts.map((x) => x.slice(x.indexOf('\r\n\r\n') + 4));
+  const auth = `Basic ${Buffer.from('demo:s3cret').toString('base64')}`;
+  const bodies = await connectionBurst(
+    Number(new URL(s.host.url).port),
+    Array.from({ length: N }, (_, i) => ({ path: '/v1/tenants/demo/messages', headers: { authorization: auth }, body: JSON.stringify(payload(`burst|1|1|${i}`)) })),
+  );
   t.equal(bodies.filter((b) => b === '{"status":"success"}').length, N, `all ${N} answered success`);
   const metrics = await (await request(`${s.host.url}/metrics`)).body.text();
   const held = Number(/^wabridge_connections_held_total (\d+)/m.exec(metrics)?.[1]);

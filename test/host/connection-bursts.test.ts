@@ -1,20 +1,15 @@
 // A burst of connections against a busy server (engine/host/connection-bursts.ts): Node takes one
 // connection from the kernel per event-loop turn, so without the hold the first connections' requests
 // are read (and keep each turn long) while the others still wait in the kernel; with it, every
-// connection of the burst is accepted before any but the first two is read. The burst is made while
-// this process's loop is blocked, so the whole of it is in the kernel's accept queue at once, whatever
-// the machine's speed.
+// connection of the burst is accepted before any but the first two is read. The whole burst is in the
+// kernel's accept queue at once (test/support/burst.ts).
 import t from 'tap';
 import { createServer, type Server } from 'node:http';
-import { connect, type AddressInfo, type Socket } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { heldSince, holdConnectionBursts } from '../../engine/host/connection-bursts.js';
+import { busy, connectionBurst } from '../support/burst.js';
 
 const N = 40;
-
-function busy(ms: number): void {
-  const until = performance.now() + ms;
-  while (performance.now() < until);
-}
 
 /** Order of events on the server: 'a' a connection accepted, 'r' a request read. */
 async function burst(hold: boolean, maxHoldMs = 10_000): Promise<{ order: string; held: number[]; waited: number }> {
@@ -32,31 +27,11 @@ async function burst(hold: boolean, maxHoldMs = 10_000): Promise<{ order: string
     req.on('end', () => res.end('{"status":"success"}'));
   });
   server.on('connection', () => order.push('a'));
-  const stop = hold ? holdConnectionBursts(server, { maxHoldMs }, (n) => held.push(n)) : () => undefined;
+  const stop = hold ? holdConnectionBursts(server, (n) => held.push(n), { maxHoldMs }) : () => undefined;
   await new Promise<void>((r) => server.listen({ port: 0, host: '127.0.0.1', backlog: 511 }, r));
   const { port } = server.address() as AddressInfo;
-  const answered: Promise<void>[] = [];
-  const sockets: Socket[] = [];
-  for (let i = 0; i < N; i++) {
-    const s = connect({ port, host: '127.0.0.1' });
-    s.write('POST / HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}');
-    sockets.push(s);
-    answered.push(
-      new Promise((resolve, reject) => {
-        let text = '';
-        s.on('data', (b: Buffer) => {
-          text += b.toString();
-          if (text.includes('{"status":"success"}')) resolve();
-        });
-        s.on('error', reject);
-      }),
-    );
-  }
-  // The connects go out on the next tick; the kernel completes them while this loop is blocked.
-  await new Promise((r) => setImmediate(r));
-  busy(200);
-  await Promise.all(answered);
-  for (const s of sockets) s.destroy();
+  const bodies = await connectionBurst(port, Array.from({ length: N }, () => ({ path: '/', body: '{}' })));
+  if (bodies.some((b) => b !== '{"status":"success"}')) throw new Error(`not every request answered: ${JSON.stringify(bodies)}`);
   stop();
   await new Promise((r) => server.close(r));
   return { order: order.join(''), held, waited };
@@ -88,7 +63,7 @@ t.test('a hold ends after maxHoldMs even while the burst goes on', async (t) => 
 t.test('a connection that comes alone is read at once', async (t) => {
   const server = createServer((_req, res) => res.end('ok'));
   const held: number[] = [];
-  const stop = holdConnectionBursts(server, { maxHoldMs: 10_000 }, (n) => held.push(n));
+  const stop = holdConnectionBursts(server, (n) => held.push(n), { maxHoldMs: 10_000 });
   await new Promise<void>((r) => server.listen({ port: 0, host: '127.0.0.1' }, r));
   const { port } = server.address() as AddressInfo;
   for (let i = 0; i < 3; i++) {
