@@ -32,6 +32,39 @@ export interface SendDeps {
   tracer?: Tracer;
   /** How late the event loop runs now (ms); absent: not measured, taken as 0. */
   lagMs?: () => number;
+  /** How long the correlation commit took lately; absent: not measured, taken as 0. */
+  commits?: RecentWorst;
+}
+
+/**
+ * The slowest of the durations noted over the last one to two windows: a commit slow now is likely
+ * slow for the next messages too (its thread starved of CPU, its round trip waiting on long turns of
+ * the event loop), and forgotten a second later when it is not. A note costs a comparison.
+ */
+export class RecentWorst {
+  private current = 0;
+  private previous = 0;
+  private since = 0;
+
+  constructor(private readonly windowMs = 500) {}
+
+  note(ms: number, now = performance.now()): void {
+    this.roll(now);
+    if (ms > this.current) this.current = ms;
+  }
+
+  value(now = performance.now()): number {
+    this.roll(now);
+    return Math.max(this.current, this.previous);
+  }
+
+  private roll(now: number): void {
+    const age = now - this.since;
+    if (age < this.windowMs) return;
+    this.previous = age < 2 * this.windowMs ? this.current : 0;
+    this.current = 0;
+    this.since = now;
+  }
 }
 
 /**
@@ -40,10 +73,13 @@ export interface SendDeps {
  * event loop runs late, the reading and the writing each take about the lag, so the BSP's share
  * shrinks by twice it (down to half the deadline): a 2004 decided at 900 ms and written 150 ms later
  * reached the client after its second. (Shrinking it only by what twice the lag takes past the 100 ms
- * margin, `npm start` at -c 3000 read a p99 of 1,107 ms, against 904-1,002 ms.)
+ * margin, `npm start` at -c 3000 read a p99 of 1,107 ms, against 904-1,002 ms.) A success also waits
+ * for its correlation's commit after the BSP answered, so the BSP's share shrinks by the recent
+ * commit time too: under load that round trip to the store's thread took 100-450 ms, and successes
+ * the BSP gave in time reached the client after its second.
  */
-export function bspBudgetMs(deadlineMs: number, lagMs: number): number {
-  return Math.round(Math.max(deadlineMs / 2, deadlineMs - 2 * lagMs));
+export function bspBudgetMs(deadlineMs: number, lagMs: number, commitMs = 0): number {
+  return Math.round(Math.max(deadlineMs / 2, deadlineMs - 2 * lagMs - commitMs));
 }
 
 /** What the trace will keep of the BSP call: references now, redacted when the event is written. */
@@ -154,7 +190,7 @@ function codeOf(a: Answer): string {
 /** `arrivedAt`: performance.now() when the request reached the host; the tenant's deadline counts from there. */
 export async function handleSend(deps: SendDeps, tenant: TenantConfig, mapping: Mapping, bodyText: string, arrivedAt = performance.now()): Promise<SendOutcome> {
   const started = arrivedAt;
-  const budgetMs = bspBudgetMs(tenant.deadlineMs, deps.lagMs?.() ?? 0);
+  const budgetMs = bspBudgetMs(tenant.deadlineMs, deps.lagMs?.() ?? 0, deps.commits?.value() ?? 0);
   const canonical = toCanonical(bodyText);
   if (!canonical.ok) {
     // Unreadable JSON is a transport-level problem (400); a payload we read but cannot send gets the
@@ -219,7 +255,11 @@ export async function handleSend(deps: SendDeps, tenant: TenantConfig, mapping: 
           providerMessageId = mapped.providerMessageId;
           if (bsp && providerMessageId) bsp.providerMessageId = providerMessageId;
           // Stored before CleverTap hears "success": a status webhook may already be on its way.
-          if (providerMessageId) await deps.store.saveCorrelation(tenant.id, providerMessageId, message.msgId, deps.correlationTtlMs);
+          if (providerMessageId) {
+            const c0 = performance.now();
+            await deps.store.saveCorrelation(tenant.id, providerMessageId, message.msgId, deps.correlationTtlMs);
+            deps.commits?.note(performance.now() - c0);
+          }
         }
       }
     }

@@ -1,12 +1,13 @@
 // The BSP's share of CleverTap's second (engine/host/send-flow.ts): the tenant's deadline, less twice
-// the event loop's lag, counted from the request's arrival. A BSP that never answers gets the request
-// a 2004 at that budget, so the answer is written in time even while the loop runs late.
+// the event loop's lag and the recent correlation commit time, counted from the request's arrival. A
+// BSP that never answers gets the request a 2004 at that budget, so the answer is written in time even
+// while the loop runs late or the store is slow.
 import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { createLogger, logDestination } from '../../engine/host/logger.js';
 import { createMetrics } from '../../engine/host/metrics.js';
-import { handleSend, type SendDeps } from '../../engine/host/send-flow.js';
+import { RecentWorst, bspBudgetMs, handleSend, type SendDeps } from '../../engine/host/send-flow.js';
 import { checkSettings } from '../../engine/mapping/settings.js';
 import { TokenCache } from '../../engine/mapping/token-cache.js';
 import type { TenantConfig } from '../../engine/host/config.js';
@@ -19,7 +20,7 @@ const settings = checkSettings(mapping.settings, { ...demoMapping().settings, ba
 const tenant = { id: 'demo', provider: demoMapping().provider, settings, deadlineMs: 600, concurrency: 10, auth: {} } as unknown as TenantConfig;
 const body = readFileSync(fileURLToPath(new URL('../../examples/clevertap/template-body-footer.json', import.meta.url)), 'utf8');
 
-function deps(lagMs: number | undefined): SendDeps {
+function deps(lagMs: number | undefined, more: Partial<SendDeps> = {}): SendDeps {
   return {
     store: { saveCorrelation: () => Promise.resolve() } as unknown as Store,
     // A BSP that never answers.
@@ -30,6 +31,7 @@ function deps(lagMs: number | undefined): SendDeps {
     correlationTtlMs: 60_000,
     lateWindowMs: 0,
     ...(lagMs === undefined ? {} : { lagMs: () => lagMs }),
+    ...more,
   };
 }
 
@@ -54,4 +56,51 @@ t.test('however late the loop, the BSP keeps half the deadline', async (t) => {
   const out = await handleSend(deps(10_000), tenant, mapping, body, arrived);
   t.match(out.answer, { status: 'failure', error: { code: 2004, message: 'BSP did not answer within 300 ms' } });
   t.ok(performance.now() - arrived >= 295);
+});
+
+t.test('bspBudgetMs: the deadline less twice the lag and the commit time, never under half of it', async (t) => {
+  t.equal(bspBudgetMs(900, 100, 150), 550);
+  t.equal(bspBudgetMs(900, 0, 200), 700);
+  t.equal(bspBudgetMs(900, 100, 400), 450);
+});
+
+t.test('RecentWorst: the slowest note of the current and the previous window, then forgotten', async (t) => {
+  const w = new RecentWorst(500);
+  t.equal(w.value(0), 0);
+  w.note(120, 10);
+  w.note(80, 20);
+  t.equal(w.value(400), 120);
+  t.equal(w.value(700), 120, 'kept through the next window');
+  w.note(30, 800);
+  t.equal(w.value(1_300), 30, 'two windows on, only the newer note counts');
+  t.equal(w.value(3_000), 0, 'after a quiet second nothing is left');
+});
+
+t.test('a slow commit lately shortens the BSP budget by its duration', async (t) => {
+  const commits = new RecentWorst();
+  commits.note(250);
+  const arrived = performance.now();
+  const out = await handleSend(deps(0, { commits }), tenant, mapping, body, arrived);
+  const took = performance.now() - arrived;
+  t.match(out.answer, { status: 'failure', error: { code: 2004, message: 'BSP did not answer within 350 ms' } });
+  t.ok(took >= 345 && took < 595, `answered ${took.toFixed(0)} ms after arrival`);
+});
+
+t.test('the correlation commit of a success is timed for the next budgets', async (t) => {
+  const commits = new RecentWorst();
+  const answer = { status: 200, headers: { 'content-type': 'application/json' }, text: JSON.stringify({ messaging_product: 'whatsapp', contacts: [{ input: '919999999999', wa_id: '919999999999' }], messages: [{ id: 'wamid.budget-1' }] }) };
+  const saved: string[] = [];
+  const out = await handleSend(
+    deps(0, {
+      commits,
+      client: { send: () => Promise.resolve(answer) } as unknown as BspClient,
+      store: { saveCorrelation: (_t: string, id: string) => new Promise<void>((r) => setTimeout(() => (saved.push(id), r()), 60)) } as unknown as Store,
+    }),
+    tenant,
+    mapping,
+    body,
+  );
+  t.same(out.answer, { status: 'success' });
+  t.same(saved, ['wamid.budget-1']);
+  t.ok(commits.value() >= 55, `noted ${commits.value().toFixed(0)} ms`);
 });
