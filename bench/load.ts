@@ -95,6 +95,9 @@ export interface LoadResult {
   lateKinds: Record<string, number>;
   /** CPU time this process spent during the run, ms. */
   cpuMs: number;
+  /** How late the load generator's own event loop ran during the measured window (10 ms probe): p99 and worst, ms. */
+  clientLagP99Ms: number;
+  clientLagMaxMs: number;
 }
 
 const VERIFY: Record<Expect, (body: string) => boolean> = {
@@ -197,6 +200,16 @@ async function run(spec: LoadSpec): Promise<LoadResult> {
           cpu0 = process.cpuUsage();
         }, warmupMs)
       : undefined;
+  // How late this process's own event loop ran: autocannon stamps an answer when its loop reads it, so
+  // on shared cores the client's lateness is part of every latency it reports.
+  const clientLag: number[] = [];
+  let due = performance.now() + 10;
+  let probe: NodeJS.Timeout = setTimeout(function tick() {
+    const now = performance.now();
+    if (Date.now() >= from) clientLag.push(now - due);
+    due = now + 10;
+    probe = setTimeout(tick, 10);
+  }, 10);
   const latencies: number[] = [];
   const codes: Record<string, number> = {};
   let answers = 0;
@@ -288,6 +301,7 @@ async function run(spec: LoadSpec): Promise<LoadResult> {
     await once({ ...base, ...(spec.amount !== undefined ? { amount: spec.amount } : { duration: (spec.duration ?? 10) + warmupMs / 1000 }) });
   }
   clearTimeout(warm);
+  clearTimeout(probe);
   // autocannon reports on its next 1-second tick after the last answer: end the window at that answer.
   const finished = lastAnswerAt || Date.now();
   const cpu = process.cpuUsage(cpu0);
@@ -321,6 +335,8 @@ async function run(spec: LoadSpec): Promise<LoadResult> {
     kinds,
     lateKinds,
     cpuMs: Math.round((cpu.user + cpu.system) / 1000),
+    clientLagP99Ms: round(clientLag.sort((x, y) => x - y)[Math.max(0, Math.ceil(0.99 * clientLag.length) - 1)] ?? 0),
+    clientLagMaxMs: round(clientLag[clientLag.length - 1] ?? 0),
   };
 }
 

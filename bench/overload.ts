@@ -170,7 +170,7 @@ export async function runOverloadBench(o: { quick?: boolean; seconds?: number; l
       rows.push(row);
       log(
         `npm start c${String(connections).padEnd(5)} ${row.answersPerS} answers/s, ${row.successPerS} successes/s, p50 ${row.p50} ms, p99 ${row.p99} ms, max ${row.max} ms, ` +
-          `timeouts ${row.timeouts}, socket errors ${row.socketErrors}, over 1 s ${row.late} ${JSON.stringify(row.lateKinds)}, unreadable ${row.unreadable} of ${readable + row.unreadable}; ${JSON.stringify(r.kinds)}; first answers of the ${connections} connections apart: ${row.firstLate} after 1 s, slowest ${row.firstMax} ms`,
+          `timeouts ${row.timeouts}, socket errors ${row.socketErrors}, over 1 s ${row.late} ${JSON.stringify(row.lateKinds)}, unreadable ${row.unreadable} of ${readable + row.unreadable}; ${JSON.stringify(r.kinds)}; first answers of the ${connections} connections apart: ${row.firstLate} after 1 s, slowest ${row.firstMax} ms; the load generator's own loop ran late by ${r.clientLagP99Ms} ms at p99, ${r.clientLagMaxMs} ms at worst`,
       );
       // Let the process settle (queued callbacks, sockets closing) before the next level.
       await new Promise((res) => setTimeout(res, 2000));
