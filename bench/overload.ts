@@ -33,6 +33,26 @@ export interface OverloadRow {
   /** Each connection's first answer, not in the figures above: the slowest, and how many came after 1 s. */
   firstMax: number;
   firstLate: number;
+  /** wabridge's own view (wabridge_answer_seconds over the level): answers written, and those more than 1 s after arrival. */
+  serverAnswers: number;
+  serverLate: number;
+  /** Of those, written more than 0.9 s after arrival (the tenant's deadline in npm start's config). */
+  serverPast900: number;
+}
+
+/** wabridge_answer_seconds summed over its labels: answers written, and those within 0.9 and 1 s of arrival. */
+async function answerTimes(url: string): Promise<{ count: number; within900: number; within1s: number }> {
+  const text = await (await request(`${url}/metrics`)).body.text();
+  let count = 0;
+  let within900 = 0;
+  let within1s = 0;
+  for (const line of text.split('\n')) {
+    const value = Number(line.slice(line.lastIndexOf(' ') + 1));
+    if (line.startsWith('wabridge_answer_seconds_count{')) count += value;
+    else if (line.startsWith('wabridge_answer_seconds_bucket{le="0.9",')) within900 += value;
+    else if (line.startsWith('wabridge_answer_seconds_bucket{le="1",')) within1s += value;
+  }
+  return { count, within900, within1s };
 }
 
 export interface OverloadFigures {
@@ -143,11 +163,13 @@ export async function runOverloadBench(o: { quick?: boolean; seconds?: number; l
     // A fresh process compiles its hot paths in the first seconds: -c 100 is "the box at its best".
     await loadRun(load, spec(100, 3), 60_000);
     for (const connections of [100, 1500, 3000]) {
+      const before = await answerTimes(url);
       const r = await loadRun(
         load,
         spec(connections, seconds),
         (seconds + 60) * 1000,
       );
+      const after = await answerTimes(url);
       const success = r.kinds.success ?? 0;
       const readable = Object.entries(r.kinds).filter(([k]) => k !== 'other').reduce((n, [, v]) => n + v, 0);
       const row: OverloadRow = {
@@ -166,11 +188,14 @@ export async function runOverloadBench(o: { quick?: boolean; seconds?: number; l
         lateKinds: r.lateKinds,
         firstMax: r.firstMax,
         firstLate: r.firstLate,
+        serverAnswers: after.count - before.count,
+        serverLate: after.count - before.count - (after.within1s - before.within1s),
+        serverPast900: after.count - before.count - (after.within900 - before.within900),
       };
       rows.push(row);
       log(
         `npm start c${String(connections).padEnd(5)} ${row.answersPerS} answers/s, ${row.successPerS} successes/s, p50 ${row.p50} ms, p99 ${row.p99} ms, max ${row.max} ms, ` +
-          `timeouts ${row.timeouts}, socket errors ${row.socketErrors}, over 1 s ${row.late} ${JSON.stringify(row.lateKinds)}, unreadable ${row.unreadable} of ${readable + row.unreadable}; ${JSON.stringify(r.kinds)}; first answers of the ${connections} connections apart: ${row.firstLate} after 1 s, slowest ${row.firstMax} ms; the load generator's own loop ran late by ${r.clientLagP99Ms} ms at p99, ${r.clientLagMaxMs} ms at worst`,
+          `timeouts ${row.timeouts}, socket errors ${row.socketErrors}, over 1 s ${row.late} ${JSON.stringify(row.lateKinds)}, unreadable ${row.unreadable} of ${readable + row.unreadable}; ${JSON.stringify(r.kinds)}; first answers of the ${connections} connections apart: ${row.firstLate} after 1 s, slowest ${row.firstMax} ms; the load generator's own loop ran late by ${r.clientLagP99Ms} ms at p99, ${r.clientLagMaxMs} ms at worst; wabridge wrote ${row.serverPast900} of its ${row.serverAnswers} answers more than 0.9 s after their arrival and ${row.serverLate} more than 1 s (wabridge_answer_seconds, first answers included)`,
       );
       // Let the process settle (queued callbacks, sockets closing) before the next level.
       await new Promise((res) => setTimeout(res, 2000));

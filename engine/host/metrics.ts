@@ -14,6 +14,13 @@ export function createMetrics() {
       buckets: [0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 0.9, 1, 2, 5],
       registers: [registry],
     }),
+    answerTime: new Histogram({
+      name: 'wabridge_answer_seconds',
+      help: 'Time from a messaging request reaching wabridge to its answer written, by tenant and answer (CleverTap waits 1 s)',
+      labelNames: ['tenant', 'answer'] as const,
+      buckets: [0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 1, 2.5],
+      registers: [registry],
+    }),
     lateSuccess: new Counter({ name: 'wabridge_bsp_late_success_total', help: 'BSP accepted a message after CleverTap was answered 2004 (correlated anyway)', labelNames: ['tenant'] as const, registers: [registry] }),
     rateLimited: new Counter({ name: 'wabridge_bsp_rate_limited_total', help: 'Sends answered 2004 because the tenant\'s bspRate left no room before the deadline', labelNames: ['tenant'] as const, registers: [registry] }),
     webhooks: new Counter({ name: 'wabridge_webhooks_total', help: 'BSP webhooks, by tenant and outcome', labelNames: ['tenant', 'outcome'] as const, registers: [registry] }),

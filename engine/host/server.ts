@@ -54,6 +54,8 @@ declare module 'fastify' {
     arrivedAt: number;
     /** Holds an admission slot, given back once (whichever of the answer, the handler's end or an abort comes first). */
     admitted: boolean;
+    /** The answer as wabridge_answer_seconds labels it ('success', '2001'-'2004', '429'); '' for none CleverTap reads as one. */
+    answerLabel: string;
   }
 }
 
@@ -127,13 +129,22 @@ export function buildServer(deps: HostDeps) {
   const admission = deps.admission;
   app.decorateRequest('arrivedAt', 0);
   app.decorateRequest('admitted', false);
+  app.decorateRequest('answerLabel', '');
   const release = (req: FastifyRequest) => {
     if (!req.admitted) return;
     req.admitted = false;
     admission.leave();
   };
+  // The contract's second as wabridge sees it: from arrival (the connection's accept for a held one)
+  // to the answer handed to the socket, for every answer CleverTap reads as one (not 401s, 415s...).
+  const answered = (req: FastifyRequest<TenantParams>) => {
+    if (req.answerLabel !== '') metrics.answerTime.observe({ tenant: req.params.tenant, answer: req.answerLabel }, (performance.now() - req.arrivedAt) / 1000);
+  };
   const shed = (req: FastifyRequest<TenantParams>, reply: FastifyReply) => {
-    if (config.tenants.has(req.params.tenant)) metrics.requests.inc({ tenant: req.params.tenant, answer: '429' });
+    if (config.tenants.has(req.params.tenant)) {
+      metrics.requests.inc({ tenant: req.params.tenant, answer: '429' });
+      req.answerLabel = '429';
+    }
     // Pre-serialized: past capacity this answer is the most frequent one and must cost next to nothing.
     return reply.code(429).header('content-type', 'application/json; charset=utf-8').header('retry-after', '1').send(TOO_MANY);
   };
@@ -184,7 +195,14 @@ export function buildServer(deps: HostDeps) {
     return m;
   };
 
-  const messaging = { onRequest: admit, onResponse: async (req: FastifyRequest) => release(req), onRequestAbort: async (req: FastifyRequest) => release(req) };
+  const messaging = {
+    onRequest: admit,
+    onResponse: async (req: FastifyRequest<TenantParams>) => {
+      answered(req);
+      release(req);
+    },
+    onRequestAbort: async (req: FastifyRequest) => release(req),
+  };
   app.post<TenantParams & { Body: string }>('/v1/tenants/:tenant/messages', messaging, async (req, reply) => {
     const tenant = tenantOf(req, reply);
     if (!tenant) return reply;
@@ -195,6 +213,7 @@ export function buildServer(deps: HostDeps) {
     if (!mapping) return reply;
     if (!(await limiter.acquire(tenant.id, tenant.concurrency))) {
       metrics.requests.inc({ tenant: tenant.id, answer: '429' });
+      req.answerLabel = '429';
       if (tracer.enabled) traceTooMany(tenant, mapping, typeof req.body === 'string' ? req.body : '');
       // Past the tenant's concurrency the client is past CleverTap's contract. Its 429 is held like
       // admission's (without the slot, which goes to the next request), so a client that retries at
@@ -206,6 +225,7 @@ export function buildServer(deps: HostDeps) {
     }
     try {
       const out = await handleSend(sendDeps, tenant, mapping, typeof req.body === 'string' ? req.body : '', req.arrivedAt);
+      req.answerLabel = out.answer.status === 'success' ? 'success' : String(out.answer.error.code);
       return reply.code(out.httpStatus).send(out.answer);
     } finally {
       release(req);

@@ -36,6 +36,10 @@ t.test('a burst over the in-flight limit: 429 within maxWait for the excess, suc
   const metrics = await (await request(`${s.host.url}/metrics`)).body.text();
   t.match(metrics, /wabridge_shed_total\{reason="queue_timeout"\} 36\b/);
   t.match(metrics, /wabridge_messages_total\{tenant="demo",answer="429"\} 36\b/);
+  // The answers' time as wabridge saw it: every 429 within its wait, every success after the BSP's 600 ms.
+  t.match(metrics, /wabridge_answer_seconds_bucket\{le="0.5",tenant="demo",answer="429"\} 36\b/);
+  t.match(metrics, /wabridge_answer_seconds_count\{tenant="demo",answer="success"\} 4\b/);
+  t.match(metrics, /wabridge_answer_seconds_bucket\{le="0.5",tenant="demo",answer="success"\} 0\b/);
 
   s.sim.setScenario('success');
   const after = await Promise.all(Array.from({ length: 4 }, (_, i) => s.send(payload(`over|1|2|${i}`))));
