@@ -183,7 +183,8 @@ function messageLogger(root: Logger, tenant: TenantConfig, mapping: Mapping): Lo
 // The line every message leaves in the log (written straight to bytes: see hotLine).
 const messageLine = hotLine(['msgId', 'campaignId', 'to', 'providerMessageId', 'answer', 'bspMs', 'ms'], 'message');
 
-function codeOf(a: Answer): string {
+/** An answer as the metrics label it: 'success', or its failure code. */
+export function codeOf(a: Answer): string {
   return a.status === 'success' ? 'success' : String(a.error.code);
 }
 

@@ -13,7 +13,7 @@ import { planMediaDownload, planMediaLookup } from '../mapping/media.js';
 import type { MediaLinks } from './media-links.js';
 import type { Metrics } from './metrics.js';
 import type { MappingRegistry } from './registry.js';
-import { RecentWorst, handleSend } from './send-flow.js';
+import { RecentWorst, codeOf, handleSend } from './send-flow.js';
 import type { Store } from '../stores/store.js';
 import { handshake } from '../mapping/webhook.js';
 import { handleWebhook, replayQuarantined } from './webhook-flow.js';
@@ -225,7 +225,7 @@ export function buildServer(deps: HostDeps) {
     }
     try {
       const out = await handleSend(sendDeps, tenant, mapping, typeof req.body === 'string' ? req.body : '', req.arrivedAt);
-      req.answerLabel = out.answer.status === 'success' ? 'success' : String(out.answer.error.code);
+      req.answerLabel = codeOf(out.answer);
       return reply.code(out.httpStatus).send(out.answer);
     } finally {
       release(req);
