@@ -5,6 +5,7 @@
 // past capacity the successes per second stay near what the box does at -c 100.
 //   node --import tsx bench/overload.ts [--quick] [--seconds N]
 import { spawn, type ChildProcess } from 'node:child_process';
+import { cpuTicks, machineTicks } from './service.js';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -38,21 +39,62 @@ export interface OverloadRow {
   serverLate: number;
   /** Of those, written more than 0.9 s after arrival (the tenant's deadline in npm start's config). */
   serverPast900: number;
+  /** The stand-in BSP's webhooks wabridge took in during the level, and after it until they stopped. */
+  webhooksDuring: number;
+  webhooksAfter: number;
+  /** CPU over the level, in cores: the demo's process (every thread), the load generator's; the machine's share busy. */
+  demoCores: number;
+  clientCores: number;
+  machineBusy: number;
+  settledMs: number;
 }
 
 /** wabridge_answer_seconds summed over its labels: answers written, and those within 0.9 and 1 s of arrival. */
-async function answerTimes(url: string): Promise<{ count: number; within900: number; within1s: number }> {
+interface Scrape {
+  count: number;
+  within900: number;
+  within1s: number;
+  /** BSP webhooks received (every outcome): the stand-in BSP's statuses reaching wabridge. */
+  webhooks: number;
+  /** Callbacks waiting for delivery to the CleverTap sink. */
+  pending: number;
+}
+
+async function scrape(url: string): Promise<Scrape> {
   const text = await (await request(`${url}/metrics`)).body.text();
-  let count = 0;
-  let within900 = 0;
-  let within1s = 0;
+  const s: Scrape = { count: 0, within900: 0, within1s: 0, webhooks: 0, pending: 0 };
   for (const line of text.split('\n')) {
     const value = Number(line.slice(line.lastIndexOf(' ') + 1));
-    if (line.startsWith('wabridge_answer_seconds_count{')) count += value;
-    else if (line.startsWith('wabridge_answer_seconds_bucket{le="0.9",')) within900 += value;
-    else if (line.startsWith('wabridge_answer_seconds_bucket{le="1",')) within1s += value;
+    if (line.startsWith('wabridge_answer_seconds_count{')) s.count += value;
+    else if (line.startsWith('wabridge_answer_seconds_bucket{le="0.9",')) s.within900 += value;
+    else if (line.startsWith('wabridge_answer_seconds_bucket{le="1",')) s.within1s += value;
+    else if (line.startsWith('wabridge_webhooks_total{')) s.webhooks += value;
+    else if (line.startsWith('wabridge_callbacks_pending ')) s.pending += value;
   }
-  return { count, within900, within1s };
+  return s;
+}
+
+/**
+ * Waits until the statuses of the sends so far have come in and gone out: the stand-in BSP posts
+ * sent, delivered and read for every success (at most 64 at a time), and at -c 100 the demo accepts
+ * sends about three times faster than it takes in their statuses, so a level leaves tens of thousands
+ * behind. Without this wait each level would also carry the statuses of the levels before it, and
+ * the first (-c 100, "the box at its best") none: the goodput ratio would compare unequal loads.
+ * Settled = no webhook for 2 s and no callback pending; at most `maxMs`.
+ */
+async function settle(url: string, maxMs: number): Promise<{ ms: number; webhooks: number; drained: boolean }> {
+  const started = Date.now();
+  const first = await scrape(url);
+  let last = first;
+  let quiet = 0;
+  while (Date.now() - started < maxMs) {
+    await new Promise((res) => setTimeout(res, 1000));
+    const now = await scrape(url);
+    quiet = now.webhooks === last.webhooks && now.pending === 0 ? quiet + 1 : 0;
+    last = now;
+    if (quiet >= 2) return { ms: Date.now() - started, webhooks: now.webhooks - first.webhooks, drained: true };
+  }
+  return { ms: Date.now() - started, webhooks: last.webhooks - first.webhooks, drained: false };
 }
 
 export interface OverloadFigures {
@@ -162,14 +204,18 @@ export async function runOverloadBench(o: { quick?: boolean; seconds?: number; l
     });
     // A fresh process compiles its hot paths in the first seconds: -c 100 is "the box at its best".
     await loadRun(load, spec(100, 3), 60_000);
+    await settle(url, 120_000);
     for (const connections of [100, 1500, 3000]) {
-      const before = await answerTimes(url);
+      const before = await scrape(url);
+      const [demo0, box0] = [cpuTicks(demo.pid!), machineTicks()];
       const r = await loadRun(
         load,
         spec(connections, seconds),
         (seconds + 60) * 1000,
       );
-      const after = await answerTimes(url);
+      const after = await scrape(url);
+      const [demo1, box1] = [cpuTicks(demo.pid!), machineTicks()];
+      const ms = r.durationS * 1000;
       const success = r.kinds.success ?? 0;
       const readable = Object.entries(r.kinds).filter(([k]) => k !== 'other').reduce((n, [, v]) => n + v, 0);
       const row: OverloadRow = {
@@ -191,14 +237,25 @@ export async function runOverloadBench(o: { quick?: boolean; seconds?: number; l
         serverAnswers: after.count - before.count,
         serverLate: after.count - before.count - (after.within1s - before.within1s),
         serverPast900: after.count - before.count - (after.within900 - before.within900),
+        webhooksDuring: after.webhooks - before.webhooks,
+        // (ticks of 10 ms)
+        demoCores: Math.round(((demo1 - demo0) * 10 * 100) / ms) / 100,
+        clientCores: Math.round((r.cpuMs * 100) / ms) / 100,
+        machineBusy: box1.total > box0.total ? Math.round(((box1.busy - box0.busy) * 100) / (box1.total - box0.total)) / 100 : 0,
+        webhooksAfter: 0,
+        settledMs: 0,
       };
+      // The next level starts with this one's statuses in and their callbacks out (settle()).
+      const settled = await settle(url, 180_000);
+      row.webhooksAfter = settled.webhooks;
+      row.settledMs = settled.ms;
       rows.push(row);
       log(
         `npm start c${String(connections).padEnd(5)} ${row.answersPerS} answers/s, ${row.successPerS} successes/s, p50 ${row.p50} ms, p99 ${row.p99} ms, max ${row.max} ms, ` +
-          `timeouts ${row.timeouts}, socket errors ${row.socketErrors}, over 1 s ${row.late} ${JSON.stringify(row.lateKinds)}, unreadable ${row.unreadable} of ${readable + row.unreadable}; ${JSON.stringify(r.kinds)}; first answers of the ${connections} connections apart: ${row.firstLate} after 1 s, slowest ${row.firstMax} ms; the load generator's own loop ran late by ${r.clientLagP99Ms} ms at p99, ${r.clientLagMaxMs} ms at worst; wabridge wrote ${row.serverPast900} of its ${row.serverAnswers} answers more than 0.9 s after their arrival and ${row.serverLate} more than 1 s (wabridge_answer_seconds, first answers included)`,
+          `timeouts ${row.timeouts}, socket errors ${row.socketErrors}, over 1 s ${row.late} ${JSON.stringify(row.lateKinds)}, unreadable ${row.unreadable} of ${readable + row.unreadable}; ${JSON.stringify(r.kinds)}; first answers of the ${connections} connections apart: ${row.firstLate} after 1 s, slowest ${row.firstMax} ms; the load generator's own loop ran late by ${r.clientLagP99Ms} ms at p99, ${r.clientLagMaxMs} ms at worst; wabridge wrote ${row.serverPast900} of its ${row.serverAnswers} answers more than 0.9 s after their arrival and ${row.serverLate} more than 1 s (wabridge_answer_seconds, first answers included); ` +
+          `CPU: the demo ${row.demoCores} cores, the load generator ${row.clientCores}, the machine ${Math.round(row.machineBusy * 100)} % busy; ` +
+          `webhooks ${row.webhooksDuring} during the level, ${row.webhooksAfter} after it (${settled.drained ? 'settled' : 'still coming'} after ${Math.round(settled.ms / 1000)} s)`,
       );
-      // Let the process settle (queued callbacks, sockets closing) before the next level.
-      await new Promise((res) => setTimeout(res, 2000));
     }
     const [c100, c1500, c3000] = rows as [OverloadRow, OverloadRow, OverloadRow];
     return {
