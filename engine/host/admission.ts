@@ -6,10 +6,21 @@
 // its window). A request over the cap waits in line for at most `maxWaitMs`, then gets CleverTap's 429
 // so CleverTap retries later; a shed request costs a few microseconds and no work behind it.
 //
+// Lateness the admitted requests do not cause is no reason to admit fewer. Past capacity the loop
+// also runs late from the 429s themselves (each waiter is answered and, from a client that retries at
+// once, replaced every half second whatever the cap) and from other processes on the box taking the
+// CPU. Cutting the cap then only turns successes into 429s: at -c 3000 on the demo it fell to its
+// floor of 16 and successes to a fifth of -c 100's while the lag stayed where it was. So the cap
+// never shrinks below half the most requests the loop carried on time (in flight, the cap in use,
+// lag within the target) over the last 10-20 s: long enough to outlast a stretch of 429 storms, short
+// enough that a box that really got slower sheds down to what it can carry now.
+//
 // The loop's lateness is measured with a 10 ms timer: how late it fires is how long any socket with a
 // request waiting on it waits before wabridge reads it. (perf_hooks.monitorEventLoopDelay did not
 // record a 200 ms block on Node 20 in a quick check, and @fastify/under-pressure, built on it, sheds
 // every route with 503 by a mean over a second: CleverTap needs 429 on one route, decided within 100 ms.)
+
+import { RecentMax } from './recent-max.js';
 
 export interface AdmissionOptions {
   /** The loop may run this late (worst of a sample) before the cap shrinks. */
@@ -31,6 +42,10 @@ export const ADMISSION_DEFAULTS: AdmissionOptions = {
   initialLimit: 256,
   sampleMs: 100,
 };
+
+/** The cap's floor: this share of the requests the loop carried on time lately (see above). */
+const CARRIED_SHARE = 0.5;
+const CARRIED_WINDOW_MS = 10_000;
 
 export type ShedReason = 'queue_timeout' | 'closing';
 
@@ -56,6 +71,8 @@ export class Admission {
   private sampler: NodeJS.Timeout | undefined;
   private expiry: NodeJS.Timeout | undefined;
   private closed = false;
+  /** Requests in flight while the cap was in use and the loop kept time, lately. */
+  private readonly carried = new RecentMax(CARRIED_WINDOW_MS);
 
   constructor(
     options: Partial<AdmissionOptions> = {},
@@ -97,8 +114,8 @@ export class Admission {
   }
 
   /** The state the admin status shows. */
-  snapshot(): { limit: number; inFlight: number; queued: number; eventLoopLagMs: number } {
-    return { limit: this.limit, inFlight: this.inFlight, queued: this.queued, eventLoopLagMs: Math.round(this.lagMs) };
+  snapshot(): { limit: number; floor: number; inFlight: number; queued: number; eventLoopLagMs: number } {
+    return { limit: this.limit, floor: this.floor(), inFlight: this.inFlight, queued: this.queued, eventLoopLagMs: Math.round(this.lagMs) };
   }
 
   /** True while sends wait for the loop: background work should hold back. */
@@ -152,17 +169,26 @@ export class Admission {
   }
 
   /** One AIMD step from the sample that just ended. */
-  adjust(lagMs = this.windowLagMs): void {
+  adjust(lagMs = this.windowLagMs, now = performance.now()): void {
     this.lagMs = lagMs;
     this.windowLagMs = 0;
     const o = this.options;
+    const inUse = this.queued > 0 || this.inFlight >= this.limit;
+    if (inUse && lagMs <= o.targetLagMs) this.carried.note(this.inFlight, now);
     if (lagMs > o.targetLagMs) {
-      this.limit = Math.max(o.minLimit, Math.floor(this.limit * 0.9));
-    } else if ((this.queued > 0 || this.inFlight >= this.limit) && lagMs < o.targetLagMs / 2) {
+      // (a cap already under the floor, from its start, stays where it is)
+      const floor = Math.min(this.limit, this.floor(now));
+      this.limit = Math.max(floor, Math.floor(this.limit * 0.9));
+    } else if (inUse && lagMs < o.targetLagMs / 2) {
       this.limit = Math.min(o.maxLimit, this.limit + Math.max(1, Math.ceil(this.limit * 0.05)));
       this.admitWaiting();
     }
     this.onSample(this);
+  }
+
+  /** The cap never shrinks below this now: minLimit, or half what the loop carried on time lately. */
+  floor(now = performance.now()): number {
+    return Math.max(this.options.minLimit, Math.floor(this.carried.value(now) * CARRIED_SHARE));
   }
 
   private admitWaiting(): void {

@@ -15,6 +15,7 @@ import type { TokenCache } from '../mapping/token-cache.js';
 import type { CanonicalMessage } from '../clevertap/model.js';
 import { trackLinks } from './click-tracking.js';
 import { maskPhone } from './logger.js';
+import type { RecentMax } from './recent-max.js';
 import { safeHeaders, safeUrl, type Tracer } from './trace.js';
 
 export interface SendDeps {
@@ -33,38 +34,7 @@ export interface SendDeps {
   /** How late the event loop runs now (ms); absent: not measured, taken as 0. */
   lagMs?: () => number;
   /** How long the correlation commit took lately; absent: not measured, taken as 0. */
-  commits?: RecentWorst;
-}
-
-/**
- * The slowest of the durations noted over the last one to two windows: a commit slow now is likely
- * slow for the next messages too (its thread starved of CPU, its round trip waiting on long turns of
- * the event loop), and forgotten a second later when it is not. A note costs a comparison.
- */
-export class RecentWorst {
-  private current = 0;
-  private previous = 0;
-  private since = 0;
-
-  constructor(private readonly windowMs = 500) {}
-
-  note(ms: number, now = performance.now()): void {
-    this.roll(now);
-    if (ms > this.current) this.current = ms;
-  }
-
-  value(now = performance.now()): number {
-    this.roll(now);
-    return Math.max(this.current, this.previous);
-  }
-
-  private roll(now: number): void {
-    const age = now - this.since;
-    if (age < this.windowMs) return;
-    this.previous = age < 2 * this.windowMs ? this.current : 0;
-    this.current = 0;
-    this.since = now;
-  }
+  commits?: RecentMax;
 }
 
 /**

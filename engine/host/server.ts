@@ -13,7 +13,8 @@ import { planMediaDownload, planMediaLookup } from '../mapping/media.js';
 import type { MediaLinks } from './media-links.js';
 import type { Metrics } from './metrics.js';
 import type { MappingRegistry } from './registry.js';
-import { RecentWorst, codeOf, handleSend } from './send-flow.js';
+import { RecentMax } from './recent-max.js';
+import { codeOf, handleSend } from './send-flow.js';
 import type { Store } from '../stores/store.js';
 import { handshake } from '../mapping/webhook.js';
 import { handleWebhook, replayQuarantined } from './webhook-flow.js';
@@ -170,7 +171,7 @@ export function buildServer(deps: HostDeps) {
     if (msgId === undefined) return;
     tracer.record({ at: Date.now(), tenant: tenant.id, msgId, type: 'send', data: { mapping: mapping.name, mappingVersion: mapping.version, answer: { status: 'failure', error: { code: 429, message: 'Too many requests to process' } }, ms: 0 } });
   };
-  const sendDeps = { store, tokens, client: deps.client, metrics, logger: deps.logger, correlationTtlMs: config.store.correlationTtlMs, lateWindowMs: 30_000, rate: deps.rate ?? new LocalRateLimiter(), tracer, lagMs: () => admission.lagNowMs(), commits: new RecentWorst() };
+  const sendDeps = { store, tokens, client: deps.client, metrics, logger: deps.logger, correlationTtlMs: config.store.correlationTtlMs, lateWindowMs: 30_000, rate: deps.rate ?? new LocalRateLimiter(), tracer, lagMs: () => admission.lagNowMs(), commits: new RecentMax() };
   const webhookDeps = { store, metrics, logger: deps.logger, media: deps.media, tracer };
 
   app.removeAllContentTypeParsers();

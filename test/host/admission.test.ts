@@ -94,6 +94,31 @@ t.test('the limit shrinks by 10 % while the loop runs late and grows by 5 % whil
   t.equal(a.lagMs, 0);
 });
 
+t.test('the limit keeps half of what the loop carried on time lately: lateness it does not cause is not cut', async (t) => {
+  const { a } = make({ initialLimit: 100, minLimit: 10, maxLimit: 1000, targetLagMs: 50 });
+  for (let i = 0; i < 100; i++) t.equal(a.enter(performance.now()), true);
+  const waiting = a.enter(performance.now()); // the limit is in use
+  a.adjust(10, 1_000);
+  t.equal(a.limit, 105, 'on time and in use: grows');
+  t.equal(await waiting, true);
+  t.equal(a.floor(1_000), 50, 'half of the 100 it carried on time');
+  for (let i = 0; i < 30; i++) a.adjust(400, 1_100 + i * 100);
+  t.equal(a.limit, 50, 'a loop late whatever the limit does not take it below the floor');
+  t.equal(a.snapshot().floor, a.floor(), 'the admin status shows it');
+  for (let i = 0; i < 30; i++) a.adjust(400, 25_000 + i * 100);
+  t.equal(a.floor(27_000), 10, '10-20 s later, nothing carried on time since: the floor is minLimit');
+  t.equal(a.limit, 10, 'and the limit goes down to it');
+});
+
+t.test('a sample late while the limit is not in use carries nothing', async (t) => {
+  const { a } = make({ initialLimit: 100, minLimit: 10, maxLimit: 1000, targetLagMs: 50 });
+  for (let i = 0; i < 60; i++) a.enter(performance.now());
+  a.adjust(10, 1_000);
+  t.equal(a.floor(1_000), 10, '60 in flight under a limit of 100 proves nothing about 100');
+  a.adjust(400, 1_100);
+  t.equal(a.limit, 90);
+});
+
 t.test('close answers every waiter and later request false', async (t) => {
   const { a, shed } = make({ initialLimit: 1 });
   a.enter(performance.now());

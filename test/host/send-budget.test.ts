@@ -7,7 +7,8 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { createLogger, logDestination } from '../../engine/host/logger.js';
 import { createMetrics } from '../../engine/host/metrics.js';
-import { RecentWorst, bspBudgetMs, handleSend, type SendDeps } from '../../engine/host/send-flow.js';
+import { RecentMax } from '../../engine/host/recent-max.js';
+import { bspBudgetMs, handleSend, type SendDeps } from '../../engine/host/send-flow.js';
 import { checkSettings } from '../../engine/mapping/settings.js';
 import { TokenCache } from '../../engine/mapping/token-cache.js';
 import type { TenantConfig } from '../../engine/host/config.js';
@@ -64,20 +65,8 @@ t.test('bspBudgetMs: the deadline less twice the lag and the commit time, never 
   t.equal(bspBudgetMs(900, 100, 400), 450);
 });
 
-t.test('RecentWorst: the slowest note of the current and the previous window, then forgotten', async (t) => {
-  const w = new RecentWorst(500);
-  t.equal(w.value(0), 0);
-  w.note(120, 10);
-  w.note(80, 20);
-  t.equal(w.value(400), 120);
-  t.equal(w.value(700), 120, 'kept through the next window');
-  w.note(30, 800);
-  t.equal(w.value(1_300), 30, 'two windows on, only the newer note counts');
-  t.equal(w.value(3_000), 0, 'after a quiet second nothing is left');
-});
-
 t.test('a slow commit lately shortens the BSP budget by its duration', async (t) => {
-  const commits = new RecentWorst();
+  const commits = new RecentMax();
   commits.note(250);
   const arrived = performance.now();
   const out = await handleSend(deps(0, { commits }), tenant, mapping, body, arrived);
@@ -87,7 +76,7 @@ t.test('a slow commit lately shortens the BSP budget by its duration', async (t)
 });
 
 t.test('the correlation commit of a success is timed for the next budgets', async (t) => {
-  const commits = new RecentWorst();
+  const commits = new RecentMax();
   const answer = { status: 200, headers: { 'content-type': 'application/json' }, text: JSON.stringify({ messaging_product: 'whatsapp', contacts: [{ input: '919999999999', wa_id: '919999999999' }], messages: [{ id: 'wamid.budget-1' }] }) };
   const saved: string[] = [];
   const out = await handleSend(
