@@ -85,7 +85,8 @@ export async function startChild(configFile: string, port: number, timeoutMs = 4
     if (exitInfo) throw new Error(`wabridge exited (${exitInfo.code ?? exitInfo.signal}) before listening:\n${stderr.join('\n')}\n${stdout.join('\n')}`);
     if (Date.now() > until) {
       proc.kill('SIGKILL');
-      throw new Error(`wabridge did not start within ${timeoutMs} ms:\n${stderr.join('\n')}`);
+      // (its last log lines say where a start that never finished was)
+      throw new Error(`wabridge did not start within ${timeoutMs} ms:\n${stderr.join('\n')}\n${stdout.slice(-20).join('\n')}`);
     }
     await new Promise((r) => setTimeout(r, 20));
   }
