@@ -11,7 +11,7 @@
 //      --workers 1` against `--workers 2` (workers_scaling);
 //   6. `npm start` past capacity (bench/overload.ts): -c 100, 1500 and 3000 against the demo.
 //   npm run bench [-- --quick] [-- --soak [--soak-seconds N]] [-- --skip-service]
-// --quick keeps the whole run under two minutes; --soak adds the 5-minute memory soak at -c 500.
+// --quick takes about five minutes (each npm start level waits for its statuses to drain); --soak adds the 5-minute memory soak at -c 500.
 import { runMappingBench } from './mapping.js';
 import { runSendFlowBench } from './send-flow.js';
 import { runLifecycleBench } from './lifecycle.js';
