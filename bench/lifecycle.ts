@@ -208,7 +208,7 @@ async function runOne(target: LifecycleTarget, messages: number, connections: nu
       statusesAtSink: statuses,
       sendErrors: messages - (sent.kinds.success ?? 0),
     };
-    log(`lifecycle ${target.padEnd(11)} ${row.msgsPerS} messages/s completed (${messages} messages, ${row.statusesAtSink}/${want} statuses at the sink in ${row.seconds} s), CPU ${row.cpuMsPerMsg} ms/message in the target, ${row.allMsPerMsg} ms in all the run's processes; send errors ${row.sendErrors}`);
+    log(`lifecycle ${target.padEnd(11)} ${row.msgsPerS} messages/s completed (${messages} messages, ${row.statusesAtSink}/${want} statuses at the sink in ${row.seconds} s), CPU ${row.cpuMsPerMsg} ms/message in the target, ${row.allMsPerMsg} ms in all the run's processes; send errors ${row.sendErrors} ${JSON.stringify(sent.kinds)}`);
     if (statuses < want) log(`lifecycle ${target}: only ${statuses} of ${want} statuses reached the sink within 120 s`);
     return row;
   } finally {
