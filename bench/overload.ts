@@ -5,13 +5,13 @@
 // past capacity the successes per second stay near what the box does at -c 100.
 //   node --import tsx bench/overload.ts [--quick] [--seconds N]
 import { spawn, type ChildProcess } from 'node:child_process';
-import { cpuTicks, machineTicks } from './service.js';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
 import type { LoadResult, LoadSpec } from './load.js';
+import { cpuTicks, machineTicks } from './service.js';
 import { ROOT, freePort } from '../test/support/stack.js';
 
 export interface OverloadRow {
@@ -216,6 +216,8 @@ export async function runOverloadBench(o: { quick?: boolean; seconds?: number; l
       const after = await scrape(url);
       const [demo1, box1] = [cpuTicks(demo.pid!), machineTicks()];
       const ms = r.durationS * 1000;
+      // The next level starts with this one's statuses in and their callbacks out (settle()).
+      const settled = await settle(url, 180_000);
       const success = r.kinds.success ?? 0;
       const readable = Object.entries(r.kinds).filter(([k]) => k !== 'other').reduce((n, [, v]) => n + v, 0);
       const row: OverloadRow = {
@@ -242,13 +244,9 @@ export async function runOverloadBench(o: { quick?: boolean; seconds?: number; l
         demoCores: Math.round(((demo1 - demo0) * 10 * 100) / ms) / 100,
         clientCores: Math.round((r.cpuMs * 100) / ms) / 100,
         machineBusy: box1.total > box0.total ? Math.round(((box1.busy - box0.busy) * 100) / (box1.total - box0.total)) / 100 : 0,
-        webhooksAfter: 0,
-        settledMs: 0,
+        webhooksAfter: settled.webhooks,
+        settledMs: settled.ms,
       };
-      // The next level starts with this one's statuses in and their callbacks out (settle()).
-      const settled = await settle(url, 180_000);
-      row.webhooksAfter = settled.webhooks;
-      row.settledMs = settled.ms;
       rows.push(row);
       log(
         `npm start c${String(connections).padEnd(5)} ${row.answersPerS} answers/s, ${row.successPerS} successes/s, p50 ${row.p50} ms, p99 ${row.p99} ms, max ${row.max} ms, ` +
