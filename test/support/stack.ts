@@ -1,6 +1,6 @@
 // The whole service on 127.0.0.1 for end-to-end tests: the CleverTap sink, the simulated BSP and
 // wabridge itself, wired through a generated wabridge.yaml in a temp folder.
-import { mkdtempSync, writeFileSync, rmSync, cpSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync, rmSync, cpSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,15 +14,44 @@ import { demoMapping } from './demo.js';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
-export function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
+// A port taken with listen(0) and released comes from ip_local_port_range, the range the kernel also
+// draws every outgoing connection's local port and every other listen(0) from: between the release and
+// the child's own bind, a connection can take it (CI saw a fleet instance die of EADDRINUSE). Below that
+// range only an explicit bind takes a port, so the ones handed out here stay free until the child binds.
+const EPHEMERAL_LOW = (() => {
+  try {
+    return Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]) || 0;
+  } catch {
+    return 0;
+  }
+})();
+const handedOut = new Set<number>();
+
+function bindable(port: number): Promise<number | undefined> {
+  return new Promise((res) => {
     const s = createServer();
-    s.once('error', rej);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => res(port));
+    s.once('error', () => res(undefined));
+    s.listen(port, '127.0.0.1', () => {
+      const got = (s.address() as { port: number }).port;
+      s.close(() => res(got));
     });
   });
+}
+
+/** A port on 127.0.0.1 that nothing holds, outside the kernel's ephemeral range where there is one. */
+export async function freePort(): Promise<number> {
+  const low = Math.max(10_000, EPHEMERAL_LOW - 12_000);
+  for (let i = 0; EPHEMERAL_LOW > low && i < 100; i++) {
+    const port = low + Math.floor(Math.random() * (EPHEMERAL_LOW - low));
+    if (handedOut.has(port)) continue;
+    if ((await bindable(port)) === port) {
+      handedOut.add(port);
+      return port;
+    }
+  }
+  const port = await bindable(0);
+  if (port === undefined) throw new Error('freePort: 127.0.0.1 has no port to bind');
+  return port;
 }
 
 export interface Stack {
