@@ -3,13 +3,13 @@
 // thread never holding a process open.
 import t from 'tap';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Worker } from 'node:worker_threads';
 import { openSqliteStore } from '../../engine/stores/sqlite.js';
-import { openSqliteStoreThread } from '../../engine/stores/sqlite-thread.js';
+import { TRACE_NICE, openSqliteStoreThread } from '../../engine/stores/sqlite-thread.js';
 import { storeContract } from './store-contract.js';
 import { killAfter } from '../support/kill-after.js';
 import { ROOT } from '../support/stack.js';
@@ -75,6 +75,33 @@ t.test('the trace has a thread of its own: a trace write in progress does not ho
   t.equal((await s.readTrace('after', 10)).length, 1, 'and it writes');
   await s.close();
   await t.resolves(new Promise((r) => (again.threadId === -1 ? r(undefined) : again.once('exit', r))), 'closed with the store');
+});
+
+/** This process's threads by nice value (Linux: field 19 of /proc/self/task/<tid>/stat). */
+function threadNices(): number[] {
+  return readdirSync('/proc/self/task').flatMap((tid) => {
+    try {
+      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+      // (the command name, in parentheses, may hold spaces: count the fields after it)
+      return [Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16])];
+    } catch {
+      return []; // (the thread ended meanwhile)
+    }
+  });
+}
+
+t.test('the trace thread gives way to the others: it runs at a lower priority, the store thread at the process\'s', { skip: existsSync('/proc/self/task') ? false : 'no per-thread priority to read here (not Linux)' }, async (t) => {
+  const own = threadNices()[0]!;
+  const before = threadNices().filter((n) => n === TRACE_NICE).length;
+  const atOwn = threadNices().filter((n) => n === own).length;
+  const s = await openSqliteStoreThread(join(dir, 'nice.db'));
+  await s.ping();
+  await s.appendTrace([{ at: T0, tenant: 'acme', msgId: 'n1', type: 'send', data: {} }], 60_000);
+  const during = threadNices();
+  t.equal(during.filter((n) => n === TRACE_NICE).length, before + 1, `one more thread at nice ${TRACE_NICE}: the trace's`);
+  t.ok(during.filter((n) => n === own).length > atOwn, 'the store thread at the process\'s');
+  t.equal(during[0], own, 'the main thread keeps its priority');
+  await s.close();
 });
 
 t.test('acknowledged ingests survive kill -9 of a process using the thread', async (t) => {
