@@ -23,7 +23,7 @@ export type ThreadReply = [number, 0, unknown] | [number, 1, PlainError];
 /** Options that can cross to the thread (functions cannot). */
 export type ThreadStoreOptions = Pick<SqliteStoreOptions, 'synchronous' | 'dedupeTtlMs' | 'part'>;
 
-/** The trace thread's nice value on Linux (the process's is usually 0; 19 is the lowest priority): sqlite-worker.ts. */
+/** On Linux the trace thread runs this much nicer than the thread that opened the store (capped at 19, the lowest priority): sqlite-worker.ts. */
 export const TRACE_NICE = 10;
 
 function startWorker(path: string, options: ThreadStoreOptions): Worker {

@@ -1,7 +1,7 @@
 // The worker side of engine/stores/sqlite-thread.ts: opens the SQLite store and runs the calls it is
 // sent, answering each batch's calls as they settle, those of one turn of the event loop together.
 import { readlinkSync } from 'node:fs';
-import { setPriority } from 'node:os';
+import { getPriority, setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { openSqliteStore } from './sqlite.js';
 import type { Store } from './store.js';
@@ -19,7 +19,8 @@ const { path, options } = workerData as { path: string; options: ThreadStoreOpti
 // process's.
 if (options.part === 'trace') {
   try {
-    setPriority(Number(readlinkSync('/proc/thread-self').split('/').pop()), TRACE_NICE);
+    // (a thread starts at its creator's priority: raising it further is always allowed)
+    setPriority(Number(readlinkSync('/proc/thread-self').split('/').pop()), Math.min(19, getPriority() + TRACE_NICE));
   } catch {
     // (not Linux: no per-thread priority)
   }
