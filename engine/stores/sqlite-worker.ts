@@ -19,7 +19,7 @@ const { path, options } = workerData as { path: string; options: ThreadStoreOpti
 // process's.
 if (options.part === 'trace') {
   try {
-    // (a thread starts at its creator's priority: raising it further is always allowed)
+    // (a thread starts at its creator's nice value; raising a nice value needs no privilege)
     setPriority(Number(readlinkSync('/proc/thread-self').split('/').pop()), Math.min(19, getPriority() + TRACE_NICE));
   } catch {
     // (not Linux: no per-thread priority)
