@@ -92,8 +92,9 @@ const threadNices = (): number[] => readdirSync('/proc/self/task').flatMap((tid)
 t.test('the trace thread gives way to the others: it runs at a lower priority, the store thread at the process\'s', { skip: existsSync('/proc/self/task') ? false : 'no per-thread priority to read here (not Linux)' }, async (t) => {
   const own = niceOf(String(process.pid))!;
   const lower = Math.min(19, own + TRACE_NICE);
-  const atLower = threadNices().filter((n) => n === lower).length;
-  const atOwn = threadNices().filter((n) => n === own).length;
+  const before = threadNices();
+  const atLower = before.filter((n) => n === lower).length;
+  const atOwn = before.filter((n) => n === own).length;
   const s = await openSqliteStoreThread(join(dir, 'nice.db'));
   await s.ping();
   await s.appendTrace([{ at: T0, tenant: 'acme', msgId: 'n1', type: 'send', data: {} }], 60_000);
